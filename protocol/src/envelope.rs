@@ -1,0 +1,288 @@
+//! Signed envelopes: the only way records enter or leave the bucket.
+//!
+//! The signature covers a domain-separated message
+//! `"locus/v1/envelope\0" ‖ len(type) ‖ type ‖ len(key) ‖ key ‖ BLAKE3(payload)`
+//! (lengths as big-endian u32). Binding the bucket key means a valid object
+//! copied to another key (a receipt replayed for another job, say) fails
+//! verification. [`open`] is the only constructor of [`Verified`], so code
+//! holding a `Verified<T>` knows the signature, the record type and the
+//! signer's role were checked.
+
+use std::fmt;
+use std::ops::Deref;
+
+use prost::Message as _;
+
+use crate::digest::Digest;
+use crate::keys::{Hotkey, Keypair};
+use crate::pb;
+use crate::record::Record;
+
+const DOMAIN: &[u8] = b"locus/v1/envelope\0";
+
+/// Largest envelope a reader will decode. Bounds the memory an untrusted
+/// object can make a reader allocate.
+pub const MAX_ENVELOPE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Who must have signed an object for a reader to accept it.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect<'a> {
+    /// Exactly this key (the owner for manifests, the assigned hotkey for receipts).
+    Signer(&'a Hotkey),
+    /// Any key of a set (the run's validators, for verdicts).
+    OneOf(&'a [Hotkey]),
+    /// Any valid signature. Only for display (the discovery UI), never for
+    /// decisions: callers must check the signer themselves.
+    AnySigner,
+}
+
+/// Why an object was refused. Always reported together with its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("too large ({0} bytes)")]
+    TooLarge(usize),
+    #[error("not a signed envelope: {0}")]
+    Malformed(String),
+    #[error("record type is {found}, expected {expected}")]
+    WrongType { expected: String, found: String },
+    #[error("signer public key is invalid")]
+    BadSignerKey,
+    #[error("signature does not verify for signer {signer} at this key")]
+    BadSignature { signer: String },
+    #[error("signed by {signer}, expected {expected}")]
+    UnexpectedSigner { signer: String, expected: String },
+    #[error("payload does not decode as {record}: {error}")]
+    BadPayload { record: String, error: String },
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// An object that failed verification, named by its bucket key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rejected {key}: {reason}")]
+pub struct Rejection {
+    pub key: String,
+    pub reason: RejectReason,
+}
+
+/// A record whose envelope verified. Only [`open`] builds one.
+#[derive(Clone, Debug)]
+pub struct Verified<T> {
+    key: String,
+    signer: Hotkey,
+    digest: Digest,
+    size: usize,
+    record: T,
+}
+
+impl<T> Verified<T> {
+    /// The bucket key the object was read from (and signed for).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn signer(&self) -> &Hotkey {
+        &self.signer
+    }
+
+    /// BLAKE3 of the payload: what other objects commit to.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// Size of the whole envelope in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn into_inner(self) -> T {
+        self.record
+    }
+
+    /// Further checks of a verified record's fields against what the reader
+    /// expected (for example, that a receipt names the job its key names).
+    pub fn ensure(self, ok: bool, what: impl FnOnce() -> String) -> Result<Self, Rejection> {
+        if ok {
+            Ok(self)
+        } else {
+            Err(Rejection {
+                key: self.key,
+                reason: RejectReason::Inconsistent(what()),
+            })
+        }
+    }
+}
+
+impl<T> Deref for Verified<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.record
+    }
+}
+
+fn signing_message(record_type: &str, key: &str, payload_digest: &Digest) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(DOMAIN.len() + 8 + record_type.len() + key.len() + 32);
+    msg.extend_from_slice(DOMAIN);
+    for part in [record_type.as_bytes(), key.as_bytes()] {
+        msg.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        msg.extend_from_slice(part);
+    }
+    msg.extend_from_slice(payload_digest.as_bytes());
+    msg
+}
+
+/// A sealed object: the bytes to store and the digest of its payload.
+pub struct Sealed {
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
+}
+
+/// Encodes `record`, signs it for bucket key `key` and wraps it in an envelope.
+pub fn seal<T: Record>(record: &T, key: &str, signer: &Keypair) -> Sealed {
+    let payload = record.encode_to_vec();
+    let digest = Digest::of(&payload);
+    let signature = signer.sign(&signing_message(T::TYPE, key, &digest));
+    let envelope = pb::Envelope {
+        record_type: T::TYPE.to_string(),
+        payload,
+        signer: signer.hotkey().to_bytes().to_vec(),
+        signature: signature.to_vec(),
+    };
+    Sealed {
+        bytes: envelope.encode_to_vec(),
+        digest,
+    }
+}
+
+/// Verifies and decodes the object stored at `key`.
+pub fn open<T: Record>(bytes: &[u8], key: &str, expect: Expect<'_>) -> Result<Verified<T>, Rejection> {
+    let reject = |reason| Rejection {
+        key: key.to_string(),
+        reason,
+    };
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(reject(RejectReason::TooLarge(bytes.len())));
+    }
+    let envelope =
+        pb::Envelope::decode(bytes).map_err(|e| reject(RejectReason::Malformed(e.to_string())))?;
+    if envelope.record_type != T::TYPE {
+        return Err(reject(RejectReason::WrongType {
+            expected: T::TYPE.to_string(),
+            found: truncate(&envelope.record_type),
+        }));
+    }
+    let signer = Hotkey::from_bytes(&envelope.signer).map_err(|_| reject(RejectReason::BadSignerKey))?;
+    let digest = Digest::of(&envelope.payload);
+    if !signer.verify(&signing_message(T::TYPE, key, &digest), &envelope.signature) {
+        return Err(reject(RejectReason::BadSignature {
+            signer: signer.ss58(),
+        }));
+    }
+    let allowed = match expect {
+        Expect::Signer(expected) => signer == *expected,
+        Expect::OneOf(set) => set.contains(&signer),
+        Expect::AnySigner => true,
+    };
+    if !allowed {
+        let expected = match expect {
+            Expect::Signer(k) => k.ss58(),
+            Expect::OneOf(set) => format!(
+                "one of [{}]",
+                set.iter().map(Hotkey::ss58).collect::<Vec<_>>().join(", ")
+            ),
+            Expect::AnySigner => unreachable!("AnySigner accepts every signer"),
+        };
+        return Err(reject(RejectReason::UnexpectedSigner {
+            signer: signer.ss58(),
+            expected,
+        }));
+    }
+    let record = T::decode(envelope.payload.as_slice()).map_err(|e| {
+        reject(RejectReason::BadPayload {
+            record: T::TYPE.to_string(),
+            error: e.to_string(),
+        })
+    })?;
+    Ok(Verified {
+        key: key.to_string(),
+        signer,
+        digest,
+        size: bytes.len(),
+        record,
+    })
+}
+
+fn truncate(text: &str) -> String {
+    let mut out: String = text.chars().take(64).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+impl fmt::Display for Expect<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Signer(k) => write!(f, "{k}"),
+            Expect::OneOf(set) => write!(f, "one of {} keys", set.len()),
+            Expect::AnySigner => f.write_str("any signer"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt() -> pb::Receipt {
+        pb::Receipt {
+            run_id: "r1".into(),
+            job_id: "s00000-forward".into(),
+            attempt: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let key = Keypair::generate();
+        let sealed = seal(&receipt(), "a/b", &key);
+        let opened: Verified<pb::Receipt> =
+            open(&sealed.bytes, "a/b", Expect::Signer(&key.hotkey())).unwrap();
+        assert_eq!(opened.job_id, "s00000-forward");
+        assert_eq!(opened.digest(), sealed.digest);
+        assert_eq!(*opened.signer(), key.hotkey());
+    }
+
+    #[test]
+    fn moved_object_fails() {
+        let key = Keypair::generate();
+        let sealed = seal(&receipt(), "a/b", &key);
+        let err = open::<pb::Receipt>(&sealed.bytes, "a/c", Expect::Signer(&key.hotkey())).unwrap_err();
+        assert!(matches!(err.reason, RejectReason::BadSignature { .. }), "{err}");
+        assert!(err.to_string().contains("a/c"));
+    }
+
+    #[test]
+    fn wrong_signer_and_type_and_garbage() {
+        let key = Keypair::generate();
+        let other = Keypair::generate().hotkey();
+        let sealed = seal(&receipt(), "k", &key);
+        let err = open::<pb::Receipt>(&sealed.bytes, "k", Expect::Signer(&other)).unwrap_err();
+        assert!(matches!(err.reason, RejectReason::UnexpectedSigner { .. }));
+        let err = open::<pb::Verdict>(&sealed.bytes, "k", Expect::AnySigner).unwrap_err();
+        assert!(matches!(err.reason, RejectReason::WrongType { .. }));
+        let err = open::<pb::Receipt>(b"\xff\xffgarbage", "k", Expect::AnySigner).unwrap_err();
+        assert!(matches!(err.reason, RejectReason::Malformed(_)));
+    }
+
+    #[test]
+    fn tampered_payload_fails() {
+        let key = Keypair::generate();
+        let sealed = seal(&receipt(), "k", &key);
+        let mut env = pb::Envelope::decode(sealed.bytes.as_slice()).unwrap();
+        env.payload.push(0);
+        let err = open::<pb::Receipt>(&env.encode_to_vec(), "k", Expect::AnySigner).unwrap_err();
+        assert!(matches!(err.reason, RejectReason::BadSignature { .. }));
+    }
+}

@@ -1,0 +1,30 @@
+//! The Locus wire protocol.
+//!
+//! Everything the three daemons exchange goes through the shared bucket as a
+//! signed protobuf record. This crate owns those records ([`pb`]), the keys
+//! that sign them ([`keys`]), the envelope that binds a signature to a record
+//! type and a bucket key ([`envelope`]), where every object lives
+//! ([`paths`]), the tensor artifact format ([`tensor`]) and the storage
+//! handle ([`bucket`]).
+
+pub mod bucket;
+pub mod digest;
+pub mod envelope;
+pub mod keys;
+pub mod paths;
+pub mod record;
+pub mod tensor;
+pub mod time;
+
+/// Generated protobuf types of package `locus.v1` (see `proto/locus/v1/locus.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/locus.v1.rs"));
+}
+
+pub use bucket::{Bucket, BucketError};
+pub use digest::Digest;
+pub use envelope::{Expect, RejectReason, Rejection, Verified};
+pub use keys::{Hotkey, Keypair};
+pub use paths::Layout;
+pub use record::Record;

@@ -1,0 +1,192 @@
+//! The bucket layout: every key any daemon reads or writes is built here.
+//!
+//! ```text
+//! v1/netuid={n}/runs/{run}/run.pb                                RunManifest     owner
+//! v1/netuid={n}/runs/{run}/state.pb                              RunState        owner
+//! v1/netuid={n}/runs/{run}/jobs/{job}.pb                         JobManifest     owner
+//! v1/netuid={n}/runs/{run}/artifacts/{job}/a{attempt}.pb         TensorArtifact  assigned hotkey (owner for `init`)
+//! v1/netuid={n}/runs/{run}/receipts/s{step}/{job}/a{attempt}.pb  Receipt         assigned hotkey
+//! v1/netuid={n}/runs/{run}/verdicts/s{step}/{job}/a{attempt}.pb  Verdict         validator
+//! v1/netuid={n}/assignments/{ss58}/w{worker}/{seq}.pb            Assignment      owner
+//! v1/netuid={n}/heartbeats/{ss58}/w{worker}.pb                   WorkerHeartbeat hotkey
+//! v1/netuid={n}/scores/{window}.pb                               ScoreWindow     validator
+//! ```
+//!
+//! Steps, workers and sequence numbers are zero-padded so that the bucket's
+//! lexicographic listing order is their numeric order, which lets readers
+//! resume a listing after the last key they saw instead of re-reading a prefix.
+
+use crate::keys::Hotkey;
+
+/// Identifiers that become path segments must be short and path-safe.
+pub fn validate_id(kind: &str, id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} {id:?} must be 1-64 characters of [A-Za-z0-9._-], not starting with '.'"
+        ))
+    }
+}
+
+/// Key builder for one subnet's part of the bucket.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: String,
+}
+
+impl Layout {
+    pub fn new(netuid: u16) -> Self {
+        Layout {
+            root: format!("v1/netuid={netuid}"),
+        }
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    pub fn runs(&self) -> String {
+        format!("{}/runs/", self.root)
+    }
+
+    pub fn run_manifest(&self, run: &str) -> String {
+        format!("{}/runs/{run}/run.pb", self.root)
+    }
+
+    pub fn run_state(&self, run: &str) -> String {
+        format!("{}/runs/{run}/state.pb", self.root)
+    }
+
+    pub fn job_manifest(&self, run: &str, job: &str) -> String {
+        format!("{}/runs/{run}/jobs/{job}.pb", self.root)
+    }
+
+    pub fn artifact(&self, run: &str, job: &str, attempt: u32) -> String {
+        format!("{}/runs/{run}/artifacts/{job}/a{attempt:03}.pb", self.root)
+    }
+
+    pub fn receipts(&self, run: &str) -> String {
+        format!("{}/runs/{run}/receipts/", self.root)
+    }
+
+    pub fn receipts_of_step(&self, run: &str, step: u32) -> String {
+        format!("{}/runs/{run}/receipts/s{step:06}/", self.root)
+    }
+
+    pub fn receipt(&self, run: &str, step: u32, job: &str, attempt: u32) -> String {
+        format!(
+            "{}{job}/a{attempt:03}.pb",
+            self.receipts_of_step(run, step)
+        )
+    }
+
+    pub fn verdicts(&self, run: &str) -> String {
+        format!("{}/runs/{run}/verdicts/", self.root)
+    }
+
+    pub fn verdict(&self, run: &str, step: u32, job: &str, attempt: u32) -> String {
+        format!(
+            "{}/runs/{run}/verdicts/s{step:06}/{job}/a{attempt:03}.pb",
+            self.root
+        )
+    }
+
+    /// Where the owner puts work for one worker of one hotkey.
+    pub fn assignments_of(&self, hotkey: &Hotkey, worker: u32) -> String {
+        format!("{}/assignments/{}/w{worker:03}/", self.root, hotkey.ss58())
+    }
+
+    pub fn assignment(&self, hotkey: &Hotkey, worker: u32, seq: u64) -> String {
+        format!("{}{seq:012}.pb", self.assignments_of(hotkey, worker))
+    }
+
+    pub fn heartbeats(&self) -> String {
+        format!("{}/heartbeats/", self.root)
+    }
+
+    pub fn heartbeat(&self, hotkey: &Hotkey, worker: u32) -> String {
+        format!("{}/heartbeats/{}/w{worker:03}.pb", self.root, hotkey.ss58())
+    }
+
+    pub fn scores(&self) -> String {
+        format!("{}/scores/", self.root)
+    }
+
+    pub fn score_window(&self, window: &str) -> String {
+        format!("{}/scores/{window}.pb", self.root)
+    }
+
+    /// Parses `heartbeats/{ss58}/w{worker}.pb` back into its hotkey and worker.
+    pub fn parse_heartbeat(&self, key: &str) -> Option<(Hotkey, u32)> {
+        let rest = key.strip_prefix(&self.heartbeats())?;
+        let (ss58, file) = rest.split_once('/')?;
+        let worker = file.strip_prefix('w')?.strip_suffix(".pb")?.parse().ok()?;
+        Some((ss58.parse().ok()?, worker))
+    }
+
+    /// Parses `.../receipts/s{step}/{job}/a{attempt}.pb` into (step, job, attempt).
+    pub fn parse_receipt(&self, run: &str, key: &str) -> Option<(u32, String, u32)> {
+        let rest = key.strip_prefix(&self.receipts(run))?;
+        let mut parts = rest.split('/');
+        let step = parts.next()?.strip_prefix('s')?.parse().ok()?;
+        let job = parts.next()?.to_string();
+        let attempt = parts.next()?.strip_prefix('a')?.strip_suffix(".pb")?.parse().ok()?;
+        if parts.next().is_some() || validate_id("job", &job).is_err() {
+            return None;
+        }
+        Some((step, job, attempt))
+    }
+
+    /// Parses `.../runs/{run}/run.pb` into the run id.
+    pub fn parse_run_manifest(&self, key: &str) -> Option<String> {
+        let run = key.strip_prefix(&self.runs())?.strip_suffix("/run.pb")?;
+        validate_id("run", run).ok()?;
+        Some(run.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    #[test]
+    fn receipt_and_heartbeat_keys_parse_back() {
+        let layout = Layout::new(3);
+        let key = layout.receipt("run1", 7, "s00007-inner-m00-r01", 2);
+        assert_eq!(
+            layout.parse_receipt("run1", &key),
+            Some((7, "s00007-inner-m00-r01".to_string(), 2))
+        );
+        let hotkey = Keypair::generate().hotkey();
+        let hb = layout.heartbeat(&hotkey, 4);
+        assert_eq!(layout.parse_heartbeat(&hb), Some((hotkey, 4)));
+        assert_eq!(
+            layout.parse_run_manifest(&layout.run_manifest("run1")),
+            Some("run1".into())
+        );
+    }
+
+    #[test]
+    fn padded_numbers_sort_lexicographically() {
+        let layout = Layout::new(3);
+        let hotkey = Keypair::generate().hotkey();
+        assert!(layout.assignment(&hotkey, 0, 9) < layout.assignment(&hotkey, 0, 10));
+        assert!(layout.receipts_of_step("r", 9) < layout.receipts_of_step("r", 10));
+    }
+
+    #[test]
+    fn ids_are_path_safe() {
+        assert!(validate_id("run", "run-2026.1_a").is_ok());
+        for bad in ["", "a/b", "..", ".hidden", "x y", &"a".repeat(65)] {
+            assert!(validate_id("run", bad).is_err(), "{bad:?}");
+        }
+    }
+}

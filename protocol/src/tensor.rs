@@ -1,0 +1,112 @@
+//! Tensor artifacts: named, row-major, little-endian f32 tensors inside a
+//! [`pb::TensorArtifact`]. The artifact is stored as a signed envelope; the
+//! BLAKE3 digest of its payload is what manifests and receipts commit to.
+
+use crate::pb;
+
+/// Refuse tensors above this many elements: a length field from the bucket
+/// must never make a reader allocate without bound.
+pub const MAX_ELEMENTS: u64 = 1 << 28;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TensorError {
+    #[error("artifact has no tensor named {0:?}")]
+    Missing(String),
+    #[error("tensor {name:?}: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+/// A decoded f32 tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct F32Tensor {
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl F32Tensor {
+    pub fn new(shape: Vec<usize>, values: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        F32Tensor { shape, values }
+    }
+
+    pub fn to_pb(&self, name: &str) -> pb::Tensor {
+        let mut data = Vec::with_capacity(self.values.len() * 4);
+        for v in &self.values {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        pb::Tensor {
+            name: name.to_string(),
+            dtype: pb::DType::DtypeF32 as i32,
+            shape: self.shape.iter().map(|&d| d as u64).collect(),
+            data,
+        }
+    }
+
+    pub fn from_pb(tensor: &pb::Tensor) -> Result<Self, TensorError> {
+        let invalid = |reason: String| TensorError::Invalid {
+            name: tensor.name.clone(),
+            reason,
+        };
+        if tensor.dtype != pb::DType::DtypeF32 as i32 {
+            return Err(invalid(format!("dtype {} is not f32", tensor.dtype)));
+        }
+        if tensor.shape.len() > 8 {
+            return Err(invalid(format!("{} dimensions", tensor.shape.len())));
+        }
+        let elements = tensor
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| invalid(format!("shape {:?} is too large", tensor.shape)))?;
+        if tensor.data.len() as u64 != elements * 4 {
+            return Err(invalid(format!(
+                "shape {:?} needs {} bytes, payload has {}",
+                tensor.shape,
+                elements * 4,
+                tensor.data.len()
+            )));
+        }
+        let values = tensor
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(F32Tensor {
+            shape: tensor.shape.iter().map(|&d| d as usize).collect(),
+            values,
+        })
+    }
+}
+
+impl pb::TensorArtifact {
+    /// The tensor called `name`, decoded and validated.
+    pub fn tensor(&self, name: &str) -> Result<F32Tensor, TensorError> {
+        let found = self
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| TensorError::Missing(name.to_string()))?;
+        F32Tensor::from_pb(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_validation() {
+        let t = F32Tensor::new(vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, f32::MIN, 7.0]);
+        let p = t.to_pb("w");
+        assert_eq!(p.data.len(), 24);
+        assert_eq!(&p.data[..4], &1.0f32.to_le_bytes());
+        assert_eq!(F32Tensor::from_pb(&p).unwrap(), t);
+        let mut short = p.clone();
+        short.data.pop();
+        assert!(F32Tensor::from_pb(&short).is_err());
+        let mut huge = p;
+        huge.shape = vec![u64::MAX, 2];
+        assert!(F32Tensor::from_pb(&huge).unwrap_err().to_string().contains("too large"));
+    }
+}

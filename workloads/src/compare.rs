@@ -1,0 +1,82 @@
+//! Comparing a replay with a miner's output.
+//!
+//! On the same backend a replay must match bit for bit: the workloads are
+//! deterministic there, so any difference is a wrong result. Across backends
+//! (a CUDA miner replayed on CPU, say) rounding legitimately differs and the
+//! manifest's relative tolerance applies.
+
+use locus_protocol::pb;
+use locus_protocol::tensor::F32Tensor;
+
+/// How outputs must agree.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Agreement {
+    Bitwise,
+    Relative(f32),
+}
+
+/// Checks that `claimed` holds exactly the tensors of `replayed`, agreeing
+/// as required. The error says which tensor and element differ.
+pub fn compare_outputs(
+    replayed: &[pb::Tensor],
+    claimed: &[pb::Tensor],
+    agreement: Agreement,
+) -> Result<(), String> {
+    if replayed.len() != claimed.len() {
+        return Err(format!(
+            "{} output tensors, replay produced {}",
+            claimed.len(),
+            replayed.len()
+        ));
+    }
+    for expected in replayed {
+        let got = claimed
+            .iter()
+            .find(|t| t.name == expected.name)
+            .ok_or_else(|| format!("output tensor {:?} is missing", expected.name))?;
+        let want = F32Tensor::from_pb(expected).map_err(|e| e.to_string())?;
+        let have = F32Tensor::from_pb(got).map_err(|e| e.to_string())?;
+        if want.shape != have.shape {
+            return Err(format!(
+                "tensor {:?} has shape {:?}, replay {:?}",
+                expected.name, have.shape, want.shape
+            ));
+        }
+        for (i, (w, h)) in want.values.iter().zip(&have.values).enumerate() {
+            let agree = match agreement {
+                Agreement::Bitwise => w.to_bits() == h.to_bits(),
+                Agreement::Relative(tol) => {
+                    (w - h).abs() <= tol * w.abs().max(h.abs()).max(1e-6) && h.is_finite() == w.is_finite()
+                }
+            };
+            if !agree {
+                return Err(format!(
+                    "tensor {:?} element {i}: miner {h:e}, replay {w:e} ({agreement:?})",
+                    expected.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(values: Vec<f32>) -> pb::Tensor {
+        F32Tensor::new(vec![values.len()], values).to_pb("a")
+    }
+
+    #[test]
+    fn bitwise_and_tolerant() {
+        let a = t(vec![1.0, 2.0]);
+        assert!(compare_outputs(&[a.clone()], &[a.clone()], Agreement::Bitwise).is_ok());
+        let b = t(vec![1.0, 2.000001]);
+        let err = compare_outputs(&[a.clone()], &[b.clone()], Agreement::Bitwise).unwrap_err();
+        assert!(err.contains("element 1"), "{err}");
+        assert!(compare_outputs(&[a.clone()], &[b], Agreement::Relative(1e-4)).is_ok());
+        let c = t(vec![2.0, 2.0]);
+        assert!(compare_outputs(&[a], &[c], Agreement::Relative(1e-4)).is_err());
+    }
+}
