@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use futures::TryStreamExt as _;
 use object_store::local::LocalFileSystem;
@@ -60,12 +61,17 @@ impl BucketError {
     }
 }
 
-/// Requests made through one [`Bucket`] handle (and its clones).
+/// Requests made through one [`Bucket`] handle (and its clones), with their
+/// cumulative latency, for metrics and the requests-per-job figure.
 #[derive(Debug, Default)]
 pub struct RequestCounts {
     pub gets: AtomicU64,
     pub puts: AtomicU64,
     pub lists: AtomicU64,
+    pub errors: AtomicU64,
+    pub get_micros: AtomicU64,
+    pub put_micros: AtomicU64,
+    pub list_micros: AtomicU64,
 }
 
 impl RequestCounts {
@@ -73,6 +79,14 @@ impl RequestCounts {
         self.gets.load(Ordering::Relaxed)
             + self.puts.load(Ordering::Relaxed)
             + self.lists.load(Ordering::Relaxed)
+    }
+
+    fn record<T, E>(&self, count: &AtomicU64, micros: &AtomicU64, started: Instant, result: &Result<T, E>) {
+        count.fetch_add(1, Ordering::Relaxed);
+        micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if result.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -143,25 +157,27 @@ impl Bucket {
     /// Writes raw bytes. Daemons only write sealed records; tests use this to
     /// plant malformed or forged objects.
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<(), BucketError> {
-        self.counts.puts.fetch_add(1, Ordering::Relaxed);
         let options = PutOptions {
             mode,
             ..Default::default()
         };
-        self.store
+        let started = Instant::now();
+        let result = self
+            .store
             .put_opts(&Path::from(key), PutPayload::from(bytes), options)
-            .await
-            .map_err(|e| BucketError::storage(key, e))?;
+            .await;
+        let c = &self.counts;
+        c.record(&c.puts, &c.put_micros, started, &result);
+        result.map_err(|e| BucketError::storage(key, e))?;
         Ok(())
     }
 
     pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, BucketError> {
-        self.counts.gets.fetch_add(1, Ordering::Relaxed);
-        let result = self
-            .store
-            .get(&Path::from(key))
-            .await
-            .map_err(|e| BucketError::storage(key, e))?;
+        let started = Instant::now();
+        let result = self.store.get(&Path::from(key)).await;
+        let c = &self.counts;
+        c.record(&c.gets, &c.get_micros, started, &result);
+        let result = result.map_err(|e| BucketError::storage(key, e))?;
         if result.meta.size > envelope::MAX_ENVELOPE_BYTES as u64 {
             return Err(BucketError::Rejected(Rejection {
                 key: key.to_string(),
@@ -192,13 +208,16 @@ impl Bucket {
 
     /// Keys under `prefix` in lexicographic order, starting after `after`.
     pub async fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, BucketError> {
-        self.counts.lists.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let dir = Path::from(prefix.trim_end_matches('/'));
         let stream = match after {
             Some(offset) => self.store.list_with_offset(Some(&dir), &Path::from(offset)),
             None => self.store.list(Some(&dir)),
         };
-        let metas: Vec<_> = match stream.try_collect().await {
+        let listed: Result<Vec<_>, _> = stream.try_collect().await;
+        let c = &self.counts;
+        c.record(&c.lists, &c.list_micros, started, &listed);
+        let metas = match listed {
             Ok(metas) => metas,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(BucketError::storage(prefix, e)),

@@ -10,6 +10,7 @@
 //! v1/netuid={n}/assignments/{ss58}/w{worker}/{seq}.pb            Assignment      owner
 //! v1/netuid={n}/heartbeats/{ss58}/w{worker}.pb                   WorkerHeartbeat hotkey
 //! v1/netuid={n}/scores/{window}.pb                               ScoreWindow     validator
+//! v1/netuid={n}/weights/{window}.pb                              ChainWeights    validator
 //! ```
 //!
 //! Steps, workers and sequence numbers are zero-padded so that the bucket's
@@ -121,6 +122,10 @@ impl Layout {
 
     pub fn score_window(&self, window: &str) -> String {
         format!("{}/scores/{window}.pb", self.root)
+    }
+
+    pub fn chain_weights(&self, window: &str) -> String {
+        format!("{}/weights/{window}.pb", self.root)
     }
 
     /// Parses `heartbeats/{ss58}/w{worker}.pb` back into its hotkey and worker.

@@ -27,4 +27,5 @@ records!(
     Verdict,
     ScoreWindow,
     TensorArtifact,
+    ChainWeights,
 );
