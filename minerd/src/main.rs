@@ -1,1 +1,172 @@
-fn main() {}
+//! `minerd`: the miner daemon. See `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use locus_daemon::{Shutdown, logging, stats};
+use locus_protocol::{Bucket, Hotkey, Keypair};
+use locus_workloads::Device;
+use minerd::faults::FaultMode;
+use minerd::worker::{Worker, WorkerConfig};
+
+/// Runs Locus jobs for one hotkey: a supervisor forks one worker process per
+/// GPU (or `--workers N` CPU workers) and restarts workers that die. Workers
+/// execute the jobs the owner assigns to this hotkey, after verifying the
+/// owner's signatures, and write signed receipts.
+#[derive(Parser, Debug)]
+#[command(name = "minerd", version)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    /// CPU workers to run when no device list is given and no GPU is found.
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
+    /// Devices, one worker each (e.g. `cuda:0,cuda:1` or `cpu,cpu`). Default:
+    /// every visible GPU in a CUDA build, else `--workers` CPU workers.
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<Device>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One worker process (started by the supervisor).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        index: u32,
+        #[arg(long)]
+        device: Device,
+    },
+}
+
+/// Arguments every worker shares with the supervisor.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Bucket: a local directory (or file:// URL) shared with the owner.
+    #[arg(long, env = "LOCUS_BUCKET")]
+    bucket: String,
+    /// Subnet id; selects the `v1/netuid=N/` part of the bucket.
+    #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
+    netuid: u16,
+    /// This miner's ED25519 hotkey file (Bittensor wallet hotkey JSON or `locus keygen`).
+    #[arg(long, env = "LOCUS_HOTKEY_FILE")]
+    hotkey_file: PathBuf,
+    /// The subnet owner's hotkey (SS58): only manifests it signed are executed.
+    #[arg(long, env = "LOCUS_OWNER")]
+    owner: Hotkey,
+    /// Fastest assignment poll in milliseconds (backs off to 1 s when idle).
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5)]
+    heartbeat_secs: u64,
+    /// Write bucket request totals to this JSON file at exit (workers add `.wN`).
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "LOCUS_JSON_LOGS")]
+    json_logs: bool,
+    /// Test-only: misbehave on purpose (partial_corrupt, wrong_output, skip_compute).
+    #[cfg(feature = "fault-injection")]
+    #[arg(long)]
+    fault_mode: Option<FaultMode>,
+}
+
+impl Common {
+    /// The same arguments as a command line, for the worker processes.
+    fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--bucket={}", self.bucket),
+            format!("--netuid={}", self.netuid),
+            format!("--hotkey-file={}", self.hotkey_file.display()),
+            format!("--owner={}", self.owner),
+            format!("--poll-ms={}", self.poll_ms),
+            format!("--heartbeat-secs={}", self.heartbeat_secs),
+        ];
+        if let Some(path) = &self.stats_file {
+            args.push(format!("--stats-file={}", path.display()));
+        }
+        if self.json_logs {
+            args.push("--json-logs".into());
+        }
+        if let Some(fault) = self.fault() {
+            args.push(format!("--fault-mode={fault}"));
+        }
+        args
+    }
+
+    fn fault(&self) -> Option<FaultMode> {
+        #[cfg(feature = "fault-injection")]
+        return self.fault_mode;
+        #[cfg(not(feature = "fault-injection"))]
+        None
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.common.json_logs);
+    let key = Keypair::load(&cli.common.hotkey_file).context("loading the hotkey")?;
+    let shutdown = Shutdown::install()?;
+    match cli.command {
+        Some(Command::Worker { index, device }) => {
+            run_worker(cli.common, key, index, device, &shutdown).await
+        }
+        None => {
+            let devices = if !cli.devices.is_empty() {
+                cli.devices
+            } else {
+                let gpus = if Device::cuda_available() {
+                    Device::detect_gpus()
+                } else {
+                    Vec::new()
+                };
+                if gpus.is_empty() {
+                    (0..cli.workers.max(1)).map(|_| Device::Cpu).collect()
+                } else {
+                    gpus
+                }
+            };
+            tracing::info!(
+                hotkey = %key.hotkey(), owner = %cli.common.owner, bucket = %cli.common.bucket,
+                netuid = cli.common.netuid, devices = ?devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                fault = ?cli.common.fault().map(|f| f.name()), "minerd starting"
+            );
+            let restarts =
+                minerd::supervisor::supervise(devices, cli.common.to_args(), &shutdown).await?;
+            tracing::info!(restarts, "minerd stopped");
+            Ok(())
+        }
+    }
+}
+
+async fn run_worker(
+    common: Common,
+    key: Keypair,
+    index: u32,
+    device: Device,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let bucket = Bucket::open(&common.bucket, common.netuid)?;
+    let cfg = WorkerConfig {
+        index,
+        device,
+        owner: common.owner,
+        poll_min: Duration::from_millis(common.poll_ms),
+        poll_max: Duration::from_secs(1),
+        heartbeat_every: Duration::from_secs(common.heartbeat_secs),
+        fault: common.fault(),
+    };
+    let mut worker = Worker::new(bucket.clone(), key, cfg);
+    let result = worker.run(shutdown).await;
+    if let Some(path) = &common.stats_file {
+        let path = PathBuf::from(format!("{}.w{index}", path.display()));
+        stats::write(&path, &bucket, worker.jobs_done())?;
+    }
+    result
+}

@@ -1,1 +1,104 @@
-fn main() {}
+//! `orchestratord`: the owner's run orchestrator. See `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use locus_daemon::{Shutdown, logging, stats};
+use locus_protocol::paths::validate_id;
+use locus_protocol::{Bucket, Hotkey, Keypair};
+use orchestratord::driver::{Orchestrator, Settings};
+
+/// Splits a training run into signed jobs in the shared bucket, assigns them
+/// to live miners, accepts results, reassigns expired leases, and resumes
+/// from the bucket after a restart.
+#[derive(Parser, Debug)]
+#[command(name = "orchestratord", version)]
+struct Args {
+    /// Bucket: a local directory (or file:// URL) shared with miners and validators.
+    #[arg(long, env = "LOCUS_BUCKET")]
+    bucket: String,
+    /// Subnet id; selects the `v1/netuid=N/` part of the bucket.
+    #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
+    netuid: u16,
+    /// The owner's ED25519 key file (see `locus keygen`). Signs every manifest.
+    #[arg(long, env = "LOCUS_OWNER_KEY")]
+    owner_key: PathBuf,
+    /// Run id: [A-Za-z0-9._-], at most 64 characters. An existing run resumes.
+    #[arg(long, env = "LOCUS_RUN_ID")]
+    run_id: String,
+    /// Training steps (rounds of forward → inner → reduce → outer → eval).
+    #[arg(long, default_value_t = 5)]
+    steps: u32,
+    /// Seed for data, teacher and initial weights.
+    #[arg(long, default_value_t = 1234)]
+    seed: u64,
+    /// Micro-batches per step.
+    #[arg(long, default_value_t = 2)]
+    micro_batches: u32,
+    /// Replicas per micro-batch (each an independent inner job).
+    #[arg(long, default_value_t = 2)]
+    replicas: u32,
+    /// Validator hotkeys (SS58) whose verdicts count for this run. Repeatable.
+    #[arg(long = "validator", value_name = "SS58")]
+    validators: Vec<Hotkey>,
+    /// Seconds a miner has to finish an assigned job before it is reassigned.
+    #[arg(long, default_value_t = 60)]
+    lease_secs: u64,
+    /// A worker whose last heartbeat is older than this is not given work.
+    #[arg(long, default_value_t = 15)]
+    heartbeat_ttl_secs: u64,
+    /// Most jobs queued on one worker at a time.
+    #[arg(long, default_value_t = 2)]
+    max_inflight_per_worker: usize,
+    /// Fastest bucket poll, in milliseconds (backs off to 2 s when idle).
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// Keep running after the run completes (default: exit 0).
+    #[arg(long)]
+    keep_running: bool,
+    /// Write bucket request totals to this JSON file at exit.
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "LOCUS_JSON_LOGS")]
+    json_logs: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    logging::init(args.json_logs);
+    validate_id("run id", &args.run_id).map_err(anyhow::Error::msg)?;
+    let owner = Keypair::load(&args.owner_key).context("loading the owner key")?;
+    let bucket = Bucket::open(&args.bucket, args.netuid)?;
+    tracing::info!(
+        bucket = %args.bucket, netuid = args.netuid, run = %args.run_id, steps = args.steps,
+        owner = %owner.hotkey(), validators = args.validators.len(), lease_secs = args.lease_secs,
+        "orchestratord starting"
+    );
+    let mut mlp = locus_workloads::mlp::default_config(args.seed);
+    mlp.micro_batches = args.micro_batches;
+    mlp.replicas = args.replicas;
+    let settings = Settings {
+        netuid: args.netuid,
+        run_id: args.run_id,
+        steps: args.steps,
+        mlp,
+        validators: args.validators,
+        lease: Duration::from_secs(args.lease_secs),
+        heartbeat_ttl: Duration::from_secs(args.heartbeat_ttl_secs),
+        poll_min: Duration::from_millis(args.poll_ms),
+        poll_max: Duration::from_secs(2),
+        max_inflight_per_worker: args.max_inflight_per_worker,
+        exit_when_done: !args.keep_running,
+    };
+    let shutdown = Shutdown::install()?;
+    let mut orchestrator = Orchestrator::start(bucket.clone(), owner, settings).await?;
+    let result = orchestrator.run(&shutdown).await;
+    if let Some(path) = &args.stats_file {
+        stats::write(path, &bucket, orchestrator.jobs_accepted)?;
+    }
+    result
+}

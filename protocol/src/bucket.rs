@@ -44,11 +44,10 @@ impl BucketError {
             object_store::Error::NotFound { .. } => BucketError::NotFound {
                 key: key.to_string(),
             },
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                BucketError::AlreadyExists {
-                    key: key.to_string(),
-                }
-            }
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => BucketError::AlreadyExists {
+                key: key.to_string(),
+            },
             source => BucketError::Storage {
                 key: key.to_string(),
                 source,
@@ -81,7 +80,13 @@ impl RequestCounts {
             + self.lists.load(Ordering::Relaxed)
     }
 
-    fn record<T, E>(&self, count: &AtomicU64, micros: &AtomicU64, started: Instant, result: &Result<T, E>) {
+    fn record<T, E>(
+        &self,
+        count: &AtomicU64,
+        micros: &AtomicU64,
+        started: Instant,
+        result: &Result<T, E>,
+    ) {
         count.fetch_add(1, Ordering::Relaxed);
         micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if result.is_err() {
@@ -139,16 +144,27 @@ impl Bucket {
     }
 
     /// Signs `record` for `key` and writes it, replacing what was there.
-    pub async fn put<T: Record>(&self, key: &str, record: &T, signer: &Keypair) -> Result<Digest, BucketError> {
+    pub async fn put<T: Record>(
+        &self,
+        key: &str,
+        record: &T,
+        signer: &Keypair,
+    ) -> Result<Digest, BucketError> {
         let sealed = envelope::seal(record, key, signer);
-        self.put_bytes(key, sealed.bytes, PutMode::Overwrite).await?;
+        self.put_bytes(key, sealed.bytes, PutMode::Overwrite)
+            .await?;
         Ok(sealed.digest)
     }
 
     /// Signs `record` for `key` and writes it only if nothing is there yet.
     /// Objects that must never change (manifests, receipts, artifacts,
     /// verdicts) are written this way.
-    pub async fn create<T: Record>(&self, key: &str, record: &T, signer: &Keypair) -> Result<Digest, BucketError> {
+    pub async fn create<T: Record>(
+        &self,
+        key: &str,
+        record: &T,
+        signer: &Keypair,
+    ) -> Result<Digest, BucketError> {
         let sealed = envelope::seal(record, key, signer);
         self.put_bytes(key, sealed.bytes, PutMode::Create).await?;
         Ok(sealed.digest)
@@ -156,7 +172,12 @@ impl Bucket {
 
     /// Writes raw bytes. Daemons only write sealed records; tests use this to
     /// plant malformed or forged objects.
-    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>, mode: PutMode) -> Result<(), BucketError> {
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<(), BucketError> {
         let options = PutOptions {
             mode,
             ..Default::default()
@@ -184,11 +205,18 @@ impl Bucket {
                 reason: envelope::RejectReason::TooLarge(result.meta.size as usize),
             }));
         }
-        result.bytes().await.map_err(|e| BucketError::storage(key, e))
+        result
+            .bytes()
+            .await
+            .map_err(|e| BucketError::storage(key, e))
     }
 
     /// Reads and verifies the record at `key`.
-    pub async fn get<T: Record>(&self, key: &str, expect: Expect<'_>) -> Result<Verified<T>, BucketError> {
+    pub async fn get<T: Record>(
+        &self,
+        key: &str,
+        expect: Expect<'_>,
+    ) -> Result<Verified<T>, BucketError> {
         let bytes = self.get_bytes(key).await?;
         Ok(envelope::open(&bytes, key, expect)?)
     }
@@ -207,7 +235,11 @@ impl Bucket {
     }
 
     /// Keys under `prefix` in lexicographic order, starting after `after`.
-    pub async fn list(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, BucketError> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<String>, BucketError> {
         let started = Instant::now();
         let dir = Path::from(prefix.trim_end_matches('/'));
         let stream = match after {
@@ -232,6 +264,30 @@ impl Bucket {
     }
 }
 
+impl Bucket {
+    /// Names of the immediate sub-directories of `prefix` (one request,
+    /// without listing everything below them).
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, BucketError> {
+        let started = Instant::now();
+        let dir = Path::from(prefix.trim_end_matches('/'));
+        let listed = self.store.list_with_delimiter(Some(&dir)).await;
+        let c = &self.counts;
+        c.record(&c.lists, &c.list_micros, started, &listed);
+        let listing = match listed {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(BucketError::storage(prefix, e)),
+        };
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,18 +306,37 @@ mod tests {
             let key = format!("v1/netuid=3/x/{i:03}.pb");
             bucket.create(&key, &state, &owner).await.unwrap();
         }
-        let err = bucket.create("v1/netuid=3/x/000.pb", &state, &owner).await.unwrap_err();
+        let err = bucket
+            .create("v1/netuid=3/x/000.pb", &state, &owner)
+            .await
+            .unwrap_err();
         assert!(matches!(err, BucketError::AlreadyExists { .. }), "{err}");
         let all = bucket.list("v1/netuid=3/x/", None).await.unwrap();
         assert_eq!(all.len(), 3);
         let rest = bucket.list("v1/netuid=3/x/", Some(&all[0])).await.unwrap();
         assert_eq!(rest, all[1..].to_vec());
-        assert!(bucket.list("v1/netuid=3/none/", None).await.unwrap().is_empty());
+        assert!(
+            bucket
+                .list("v1/netuid=3/none/", None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let got: Verified<pb::RunState> = bucket
             .get(&all[2], Expect::Signer(&owner.hotkey()))
             .await
             .unwrap();
         assert_eq!(got.run_id, "r");
-        assert!(bucket.get_opt::<pb::RunState>("v1/nope", Expect::AnySigner).await.unwrap().is_none());
+        assert!(
+            bucket
+                .get_opt::<pb::RunState>("v1/nope", Expect::AnySigner)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            bucket.list_dirs("v1/netuid=3/").await.unwrap(),
+            vec!["x".to_string()]
+        );
     }
 }

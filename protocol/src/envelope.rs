@@ -155,7 +155,11 @@ pub fn seal<T: Record>(record: &T, key: &str, signer: &Keypair) -> Sealed {
 }
 
 /// Verifies and decodes the object stored at `key`.
-pub fn open<T: Record>(bytes: &[u8], key: &str, expect: Expect<'_>) -> Result<Verified<T>, Rejection> {
+pub fn open<T: Record>(
+    bytes: &[u8],
+    key: &str,
+    expect: Expect<'_>,
+) -> Result<Verified<T>, Rejection> {
     let reject = |reason| Rejection {
         key: key.to_string(),
         reason,
@@ -171,7 +175,8 @@ pub fn open<T: Record>(bytes: &[u8], key: &str, expect: Expect<'_>) -> Result<Ve
             found: truncate(&envelope.record_type),
         }));
     }
-    let signer = Hotkey::from_bytes(&envelope.signer).map_err(|_| reject(RejectReason::BadSignerKey))?;
+    let signer =
+        Hotkey::from_bytes(&envelope.signer).map_err(|_| reject(RejectReason::BadSignerKey))?;
     let digest = Digest::of(&envelope.payload);
     if !signer.verify(&signing_message(T::TYPE, key, &digest), &envelope.signature) {
         return Err(reject(RejectReason::BadSignature {
@@ -258,8 +263,12 @@ mod tests {
     fn moved_object_fails() {
         let key = Keypair::generate();
         let sealed = seal(&receipt(), "a/b", &key);
-        let err = open::<pb::Receipt>(&sealed.bytes, "a/c", Expect::Signer(&key.hotkey())).unwrap_err();
-        assert!(matches!(err.reason, RejectReason::BadSignature { .. }), "{err}");
+        let err =
+            open::<pb::Receipt>(&sealed.bytes, "a/c", Expect::Signer(&key.hotkey())).unwrap_err();
+        assert!(
+            matches!(err.reason, RejectReason::BadSignature { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("a/c"));
     }
 

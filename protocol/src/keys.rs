@@ -206,8 +206,8 @@ impl Keypair {
                 "cryptoType {crypto} is not ED25519 (0); create the hotkey with crypto_type=0"
             )));
         }
-        let seed = decode_hex32(&file.secret_seed)
-            .map_err(|e| format(format!("secretSeed: {e}")))?;
+        let seed =
+            decode_hex32(&file.secret_seed).map_err(|e| format(format!("secretSeed: {e}")))?;
         let keypair = Keypair::from_seed(&seed);
         let hotkey = keypair.hotkey();
         if let Some(public) = &file.public_key {
@@ -293,8 +293,8 @@ mod tests {
     #[test]
     fn ss58_round_trips_and_matches_substrate() {
         // Alice's well-known sr25519 account id and address (prefix 42).
-        let alice =
-            hex::decode("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d").unwrap();
+        let alice = hex::decode("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
+            .unwrap();
         let account: [u8; 32] = alice.try_into().unwrap();
         let address = ss58_encode(&account);
         assert_eq!(address, "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");

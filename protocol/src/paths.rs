@@ -82,10 +82,7 @@ impl Layout {
     }
 
     pub fn receipt(&self, run: &str, step: u32, job: &str, attempt: u32) -> String {
-        format!(
-            "{}{job}/a{attempt:03}.pb",
-            self.receipts_of_step(run, step)
-        )
+        format!("{}{job}/a{attempt:03}.pb", self.receipts_of_step(run, step))
     }
 
     pub fn verdicts(&self, run: &str) -> String {
@@ -142,7 +139,12 @@ impl Layout {
         let mut parts = rest.split('/');
         let step = parts.next()?.strip_prefix('s')?.parse().ok()?;
         let job = parts.next()?.to_string();
-        let attempt = parts.next()?.strip_prefix('a')?.strip_suffix(".pb")?.parse().ok()?;
+        let attempt = parts
+            .next()?
+            .strip_prefix('a')?
+            .strip_suffix(".pb")?
+            .parse()
+            .ok()?;
         if parts.next().is_some() || validate_id("job", &job).is_err() {
             return None;
         }

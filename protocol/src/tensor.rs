@@ -107,6 +107,11 @@ mod tests {
         assert!(F32Tensor::from_pb(&short).is_err());
         let mut huge = p;
         huge.shape = vec![u64::MAX, 2];
-        assert!(F32Tensor::from_pb(&huge).unwrap_err().to_string().contains("too large"));
+        assert!(
+            F32Tensor::from_pb(&huge)
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
     }
 }

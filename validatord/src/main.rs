@@ -1,1 +1,81 @@
-fn main() {}
+//! `validatord`: the owner's validator. See `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use locus_daemon::{Shutdown, logging, stats};
+use locus_protocol::{Bucket, Hotkey, Keypair};
+use locus_workloads::Device;
+use validatord::driver::{Settings, Validator};
+
+/// Samples miners' receipts unpredictably, replays sampled jobs on Burn,
+/// writes signed verdicts and per-window scores with dry-run weights.
+#[derive(Parser, Debug)]
+#[command(name = "validatord", version)]
+struct Args {
+    /// Bucket: a local directory (or file:// URL) shared with owner and miners.
+    #[arg(long, env = "LOCUS_BUCKET")]
+    bucket: String,
+    /// Subnet id; selects the `v1/netuid=N/` part of the bucket.
+    #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
+    netuid: u16,
+    /// This validator's ED25519 key file. Signs verdicts and scores; its
+    /// secret also drives sampling, so miners cannot predict it.
+    #[arg(long, env = "LOCUS_VALIDATOR_KEY")]
+    key: PathBuf,
+    /// The subnet owner's hotkey (SS58): manifests and assignments must be signed by it.
+    #[arg(long, env = "LOCUS_OWNER")]
+    owner: Hotkey,
+    /// Fraction of receipts replayed, in [0, 1].
+    #[arg(long, default_value_t = 0.25)]
+    sample_rate: f64,
+    /// Replay device (`cpu`, or `cuda:N` in a CUDA build).
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// Fastest bucket poll in milliseconds (backs off to 2 s when idle).
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// Exit once this run is complete and its scores are final.
+    #[arg(long, value_name = "RUN_ID")]
+    exit_after_run: Option<String>,
+    /// Write bucket request totals to this JSON file at exit.
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "LOCUS_JSON_LOGS")]
+    json_logs: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    logging::init(args.json_logs);
+    if !(0.0..=1.0).contains(&args.sample_rate) {
+        bail!(
+            "--sample-rate must be between 0 and 1, got {}",
+            args.sample_rate
+        );
+    }
+    let key = Keypair::load(&args.key).context("loading the validator key")?;
+    let bucket = Bucket::open(&args.bucket, args.netuid)?;
+    tracing::info!(
+        bucket = %args.bucket, netuid = args.netuid, validator = %key.hotkey(), owner = %args.owner,
+        sample_rate = args.sample_rate, device = %args.device, "validatord starting"
+    );
+    let settings = Settings {
+        sample_rate: args.sample_rate,
+        poll_min: Duration::from_millis(args.poll_ms),
+        poll_max: Duration::from_secs(2),
+        device: args.device,
+        exit_after_run: args.exit_after_run,
+    };
+    let shutdown = Shutdown::install()?;
+    let mut validator = Validator::new(bucket.clone(), args.owner, key, settings);
+    let result = validator.run(&shutdown).await;
+    if let Some(path) = &args.stats_file {
+        stats::write(path, &bucket, validator.receipts_judged)?;
+    }
+    result
+}

@@ -46,7 +46,8 @@ pub fn compare_outputs(
             let agree = match agreement {
                 Agreement::Bitwise => w.to_bits() == h.to_bits(),
                 Agreement::Relative(tol) => {
-                    (w - h).abs() <= tol * w.abs().max(h.abs()).max(1e-6) && h.is_finite() == w.is_finite()
+                    (w - h).abs() <= tol * w.abs().max(h.abs()).max(1e-6)
+                        && h.is_finite() == w.is_finite()
                 }
             };
             if !agree {

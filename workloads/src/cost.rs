@@ -12,7 +12,9 @@ use crate::mlp::step_rows;
 /// One compute unit is 1,000 FLOP-equivalents; moving one byte through the
 /// bucket counts as 4 FLOPs, so I/O-heavy jobs (reduce) still earn.
 pub fn compute_units(cost: &StaticCost) -> u64 {
-    let work = cost.flops.saturating_add(cost.bytes_moved.saturating_mul(4));
+    let work = cost
+        .flops
+        .saturating_add(cost.bytes_moved.saturating_mul(4));
     work.div_ceil(1000).max(1)
 }
 
@@ -51,10 +53,22 @@ mod tests {
     #[test]
     fn costs_are_positive_and_inner_dominates_reduce() {
         let cfg = default_config(1);
-        for kind in [JobKind::Forward, JobKind::Inner, JobKind::Reduce, JobKind::Outer, JobKind::Eval] {
+        for kind in [
+            JobKind::Forward,
+            JobKind::Inner,
+            JobKind::Reduce,
+            JobKind::Outer,
+            JobKind::Eval,
+        ] {
             assert!(compute_units(&mlp_cost(&cfg, kind)) > 0, "{kind:?}");
         }
         assert!(mlp_cost(&cfg, JobKind::Inner).flops > mlp_cost(&cfg, JobKind::Reduce).flops);
-        assert_eq!(compute_units(&StaticCost { flops: 1, bytes_moved: 0 }), 1);
+        assert_eq!(
+            compute_units(&StaticCost {
+                flops: 1,
+                bytes_moved: 0
+            }),
+            1
+        );
     }
 }

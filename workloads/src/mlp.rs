@@ -21,8 +21,8 @@ use burn::tensor::{Tensor, TensorData};
 use locus_protocol::pb::{self, JobKind, MlpConfig};
 use locus_protocol::tensor::{F32Tensor, TensorError};
 
-use crate::rng::SplitMix64;
 use crate::WorkloadError;
+use crate::rng::SplitMix64;
 
 /// Parameter tensors, in artifact order.
 pub const PARAMS: [&str; 4] = ["w1", "b1", "w2", "b2"];
@@ -58,7 +58,10 @@ pub fn validate_config(cfg: &MlpConfig) -> Result<(), WorkloadError> {
     if !(1..=1000).contains(&cfg.inner_steps) {
         return bad("inner_steps must be 1..=1000");
     }
-    if ![cfg.inner_lr, cfg.outer_lr, cfg.outer_momentum].iter().all(|v| v.is_finite()) {
+    if ![cfg.inner_lr, cfg.outer_lr, cfg.outer_momentum]
+        .iter()
+        .all(|v| v.is_finite())
+    {
         return bad("learning rates and momentum must be finite");
     }
     Ok(())
@@ -132,7 +135,10 @@ struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    fn from_named(named: &[(String, F32Tensor)], device: &B::Device) -> Result<Self, WorkloadError> {
+    fn from_named(
+        named: &[(String, F32Tensor)],
+        device: &B::Device,
+    ) -> Result<Self, WorkloadError> {
         let get = |n: &str| {
             named
                 .iter()
@@ -148,7 +154,11 @@ impl<B: Backend> Mlp<B> {
         })
     }
 
-    fn from_artifact(artifact: &pb::TensorArtifact, prefix: &str, device: &B::Device) -> Result<Self, WorkloadError> {
+    fn from_artifact(
+        artifact: &pb::TensorArtifact,
+        prefix: &str,
+        device: &B::Device,
+    ) -> Result<Self, WorkloadError> {
         let named = PARAMS
             .iter()
             .map(|n| Ok((n.to_string(), artifact.tensor(&format!("{prefix}{n}"))?)))
@@ -188,7 +198,10 @@ fn tensor2<B: Backend>(t: &F32Tensor, device: &B::Device) -> Result<Tensor<B, 2>
             reason: format!("shape {:?} is not 2-D", t.shape),
         }));
     }
-    Ok(Tensor::from_data(TensorData::new(t.values.clone(), t.shape.clone()), device))
+    Ok(Tensor::from_data(
+        TensorData::new(t.values.clone(), t.shape.clone()),
+        device,
+    ))
 }
 
 fn tensor1<B: Backend>(t: &F32Tensor, device: &B::Device) -> Result<Tensor<B, 1>, WorkloadError> {
@@ -198,10 +211,16 @@ fn tensor1<B: Backend>(t: &F32Tensor, device: &B::Device) -> Result<Tensor<B, 1>
             reason: format!("shape {:?} is not 1-D", t.shape),
         }));
     }
-    Ok(Tensor::from_data(TensorData::new(t.values.clone(), t.shape.clone()), device))
+    Ok(Tensor::from_data(
+        TensorData::new(t.values.clone(), t.shape.clone()),
+        device,
+    ))
 }
 
-fn to_pb<B: Backend, const D: usize>(name: &str, t: Tensor<B, D>) -> Result<pb::Tensor, WorkloadError> {
+fn to_pb<B: Backend, const D: usize>(
+    name: &str,
+    t: Tensor<B, D>,
+) -> Result<pb::Tensor, WorkloadError> {
     let shape = t.dims().to_vec();
     let values = t
         .into_data()
@@ -213,6 +232,46 @@ fn to_pb<B: Backend, const D: usize>(name: &str, t: Tensor<B, D>) -> Result<pb::
 fn mse<B: Backend>(pred: Tensor<B, 2>, target: Tensor<B, 2>) -> Tensor<B, 1> {
     let err = pred - target;
     (err.clone() * err).mean()
+}
+
+/// Names and shapes of the tensors a job of `kind` outputs. Lets readers
+/// check an artifact's structure without running the job.
+pub fn output_spec(cfg: &MlpConfig, kind: JobKind) -> Vec<(String, Vec<usize>)> {
+    let d = dims(cfg);
+    let params = |prefix: &str| -> Vec<(String, Vec<usize>)> {
+        PARAMS
+            .iter()
+            .map(|n| {
+                let shape = if n.starts_with('w') {
+                    vec![d, d]
+                } else {
+                    vec![d]
+                };
+                (format!("{prefix}{n}"), shape)
+            })
+            .collect()
+    };
+    let scalar = |n: &str| (n.to_string(), vec![1]);
+    match kind {
+        JobKind::Forward => vec![
+            ("x".into(), vec![step_rows(cfg), d]),
+            ("y".into(), vec![step_rows(cfg), d]),
+            scalar("train_loss"),
+        ],
+        JobKind::Inner => {
+            let mut out = params("delta.");
+            out.push(scalar("loss"));
+            out
+        }
+        JobKind::Reduce => params("delta."),
+        JobKind::Outer => {
+            let mut out = params("");
+            out.extend(params("m."));
+            out
+        }
+        JobKind::Eval => vec![scalar("eval_loss")],
+        JobKind::Unspecified => Vec::new(),
+    }
 }
 
 /// Executes one job of this workload and returns its output tensors.
@@ -244,13 +303,19 @@ pub fn execute<B: AutodiffBackend>(
             let x = tensor2::<B::InnerBackend>(&inputs_for_step(cfg, job.step), device)?;
             let y = teacher.forward(x.clone());
             let loss = mse(student.forward(x.clone()), y.clone());
-            Ok(vec![to_pb("x", x)?, to_pb("y", y)?, to_pb("train_loss", loss)?])
+            Ok(vec![
+                to_pb("x", x)?,
+                to_pb("y", y)?,
+                to_pb("train_loss", loss)?,
+            ])
         }
         JobKind::Inner => {
             expect_inputs(2)?;
             let (m, r) = (job.micro_batch, job.replica);
             if m >= cfg.micro_batches || r >= cfg.replicas {
-                return Err(WorkloadError::Config(format!("micro-batch {m} / replica {r} out of range")));
+                return Err(WorkloadError::Config(format!(
+                    "micro-batch {m} / replica {r} out of range"
+                )));
             }
             let rows = cfg.batch_size as usize;
             let start = ((m * cfg.replicas + r) as usize) * rows;
@@ -258,7 +323,12 @@ pub fn execute<B: AutodiffBackend>(
             let y_all = inputs[1].tensor("y")?;
             check_shape(&x_all, &[step_rows(cfg), d], "x")?;
             check_shape(&y_all, &[step_rows(cfg), d], "y")?;
-            let slice = |t: &F32Tensor| F32Tensor::new(vec![rows, d], t.values[start * d..(start + rows) * d].to_vec());
+            let slice = |t: &F32Tensor| {
+                F32Tensor::new(
+                    vec![rows, d],
+                    t.values[start * d..(start + rows) * d].to_vec(),
+                )
+            };
             let x = tensor2::<B>(&slice(&x_all), device)?;
             let y = tensor2::<B>(&slice(&y_all), device)?;
             let start_params = Mlp::<B::InnerBackend>::from_artifact(&inputs[0], "", device)?;
@@ -283,11 +353,15 @@ pub fn execute<B: AutodiffBackend>(
                 }
                 let lr = cfg.inner_lr;
                 let step2 = |t: &Tensor<B, 2>| -> Result<Tensor<B, 2>, WorkloadError> {
-                    let g = t.grad(&grads).ok_or_else(|| WorkloadError::Backend("missing gradient".into()))?;
+                    let g = t
+                        .grad(&grads)
+                        .ok_or_else(|| WorkloadError::Backend("missing gradient".into()))?;
                     Ok(Tensor::from_inner(t.clone().inner() - g.mul_scalar(lr)))
                 };
                 let step1 = |t: &Tensor<B, 1>| -> Result<Tensor<B, 1>, WorkloadError> {
-                    let g = t.grad(&grads).ok_or_else(|| WorkloadError::Backend("missing gradient".into()))?;
+                    let g = t
+                        .grad(&grads)
+                        .ok_or_else(|| WorkloadError::Backend("missing gradient".into()))?;
                     Ok(Tensor::from_inner(t.clone().inner() - g.mul_scalar(lr)))
                 };
                 p = Mlp {
@@ -304,7 +378,8 @@ pub fn execute<B: AutodiffBackend>(
                 b2: p.b2.inner() - start_params.b2,
             };
             let mut out = delta.into_named("delta.")?;
-            let loss = first_loss.ok_or_else(|| WorkloadError::Backend("no inner step ran".into()))?;
+            let loss =
+                first_loss.ok_or_else(|| WorkloadError::Backend("no inner step ran".into()))?;
             out.push(to_pb("loss", loss)?);
             Ok(out)
         }

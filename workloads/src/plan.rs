@@ -68,7 +68,13 @@ pub fn step_jobs(cfg: &MlpConfig, step: u32) -> Vec<JobSpec> {
     let mut deltas = Vec::new();
     for m in 0..cfg.micro_batches {
         for r in 0..cfg.replicas {
-            let inner = spec(step, JobKind::Inner, m, r, vec![params.clone(), forward_out.clone()]);
+            let inner = spec(
+                step,
+                JobKind::Inner,
+                m,
+                r,
+                vec![params.clone(), forward_out.clone()],
+            );
             deltas.push(Source::Job(inner.job_id.clone()));
             jobs.push(inner);
         }
@@ -81,7 +87,13 @@ pub fn step_jobs(cfg: &MlpConfig, step: u32) -> Vec<JobSpec> {
         0,
         vec![params, Source::Job(reduce.job_id.clone())],
     );
-    let eval = spec(step, JobKind::Eval, 0, 0, vec![Source::Job(outer.job_id.clone())]);
+    let eval = spec(
+        step,
+        JobKind::Eval,
+        0,
+        0,
+        vec![Source::Job(outer.job_id.clone())],
+    );
     jobs.extend([reduce, outer, eval]);
     jobs
 }
@@ -105,7 +117,11 @@ mod tests {
                 if let Source::Job(id) = input
                     && id.starts_with("s00003")
                 {
-                    assert!(jobs[..i].iter().any(|j| &j.job_id == id), "{id} before {}", job.job_id);
+                    assert!(
+                        jobs[..i].iter().any(|j| &j.job_id == id),
+                        "{id} before {}",
+                        job.job_id
+                    );
                 }
             }
         }

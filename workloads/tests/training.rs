@@ -52,6 +52,21 @@ fn eval_loss_falls_every_step_and_replays_match() {
             };
             let out = execute(&run, &job, &inputs, &Device::Cpu).unwrap();
             let again = execute(&run, &job, &inputs, &Device::Cpu).unwrap();
+            let spec_shapes: Vec<(String, Vec<usize>)> = out
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        t.shape.iter().map(|&d| d as usize).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                spec_shapes,
+                mlp::output_spec(&cfg, spec.kind),
+                "{}",
+                spec.job_id
+            );
             assert_eq!(out, again, "{} is not reproducible", spec.job_id);
             outputs.insert(spec.job_id.clone(), artifact(out));
         }

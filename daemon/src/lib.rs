@@ -1,0 +1,10 @@
+//! Plumbing shared by the three daemons, kept out of their logic so each
+//! daemon's `main` stays a thin shell.
+
+pub mod backoff;
+pub mod logging;
+pub mod shutdown;
+pub mod stats;
+
+pub use backoff::Backoff;
+pub use shutdown::Shutdown;

@@ -1,0 +1,339 @@
+//! One worker process: poll this worker's assignment prefix, verify, compute,
+//! upload, sign a receipt. Bucket requests per job stay constant however
+//! large the run grows: the worker lists only its own prefix, starting after
+//! the last key it saw.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use locus_daemon::{Backoff, Shutdown};
+use locus_protocol::pb;
+use locus_protocol::time::unix_ms;
+use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, Verified};
+use locus_workloads::{Device, mlp};
+use tracing::{info, warn};
+
+use crate::faults::FaultMode;
+
+pub struct WorkerConfig {
+    pub index: u32,
+    pub device: Device,
+    pub owner: Hotkey,
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    pub heartbeat_every: Duration,
+    pub fault: Option<FaultMode>,
+}
+
+/// Why an assignment was not executed.
+#[derive(Debug, thiserror::Error)]
+pub enum Skip {
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("lease expired before the job started")]
+    Expired,
+    #[error("already done (receipt exists)")]
+    AlreadyDone,
+    #[error("compute failed: {0}")]
+    Compute(String),
+}
+
+#[derive(Default)]
+struct Status {
+    current_job: String,
+    jobs_done: u64,
+}
+
+pub struct Worker {
+    bucket: Bucket,
+    key: Arc<Keypair>,
+    cfg: WorkerConfig,
+    runs: HashMap<String, pb::RunManifest>,
+    status: Arc<Mutex<Status>>,
+    cpu_features: String,
+}
+
+impl Worker {
+    pub fn new(bucket: Bucket, key: Keypair, cfg: WorkerConfig) -> Self {
+        Worker {
+            bucket,
+            key: Arc::new(key),
+            cfg,
+            runs: HashMap::new(),
+            status: Arc::default(),
+            cpu_features: cpu_features(),
+        }
+    }
+
+    pub fn jobs_done(&self) -> u64 {
+        self.status.lock().map(|s| s.jobs_done).unwrap_or(0)
+    }
+
+    /// Runs until shutdown; the current job always finishes first.
+    pub async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let hotkey = self.key.hotkey();
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.bucket.clone(),
+            self.key.clone(),
+            self.cfg.index,
+            self.cfg.device.clone(),
+            self.cfg.heartbeat_every,
+            self.status.clone(),
+            shutdown.clone(),
+        ));
+        let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
+        let mut cursor: Option<String> = None;
+        let mut first_pass = true;
+        let mut backoff = Backoff::new(self.cfg.poll_min, self.cfg.poll_max);
+        info!(hotkey = %hotkey, worker = self.cfg.index, device = %self.cfg.device, "worker ready");
+        while !shutdown.requested() {
+            let keys = match self.bucket.list(&prefix, cursor.as_deref()).await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    warn!(error = %e, "cannot list assignments");
+                    Vec::new()
+                }
+            };
+            let found = !keys.is_empty();
+            for key in keys {
+                if shutdown.requested() {
+                    break;
+                }
+                cursor = Some(key.clone());
+                match self.handle(&key, first_pass).await {
+                    Ok(job) => info!(job = %job, "job done"),
+                    Err(Skip::AlreadyDone) => {}
+                    Err(reason) => warn!(assignment = %key, %reason, "assignment not executed"),
+                }
+            }
+            first_pass = false;
+            if found {
+                backoff.reset();
+            } else if !shutdown.sleep(backoff.next_delay()).await {
+                break;
+            }
+        }
+        heartbeat.abort();
+        Ok(())
+    }
+
+    /// Verifies and executes one assignment. Returns the job id.
+    async fn handle(&mut self, key: &str, check_done: bool) -> Result<String, Skip> {
+        let hotkey = self.key.hotkey();
+        let layout = self.bucket.layout().clone();
+        let owner = self.cfg.owner;
+        let assignment: Verified<pb::Assignment> =
+            self.bucket.get(key, Expect::Signer(&owner)).await?;
+        if assignment.hotkey != hotkey.to_bytes() || assignment.worker != self.cfg.index {
+            return Err(Skip::Invalid(format!("{key} assigns another worker")));
+        }
+        for (what, id) in [("run", &assignment.run_id), ("job", &assignment.job_id)] {
+            locus_protocol::paths::validate_id(what, id).map_err(Skip::Invalid)?;
+        }
+        let (run_id, job_id, attempt, step) = (
+            assignment.run_id.clone(),
+            assignment.job_id.clone(),
+            assignment.attempt,
+            assignment.step,
+        );
+        let receipt_key = layout.receipt(&run_id, step, &job_id, attempt);
+        if check_done
+            && self
+                .bucket
+                .get_opt::<pb::Receipt>(&receipt_key, Expect::Signer(&hotkey))
+                .await?
+                .is_some()
+        {
+            return Err(Skip::AlreadyDone);
+        }
+        if assignment.deadline_unix_ms <= unix_ms() {
+            return Err(Skip::Expired);
+        }
+        let started = unix_ms();
+        let manifest: Verified<pb::JobManifest> = self
+            .bucket
+            .get(
+                &layout.job_manifest(&run_id, &job_id),
+                Expect::Signer(&owner),
+            )
+            .await?;
+        if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice()
+            || manifest.job_id != job_id
+            || manifest.run_id != run_id
+            || manifest.step != step
+        {
+            return Err(Skip::Invalid(format!(
+                "manifest {} does not match assignment {key}",
+                manifest.key()
+            )));
+        }
+        let run = self.run_manifest(&run_id).await?;
+        let mut inputs = Vec::with_capacity(manifest.inputs.len());
+        for input in &manifest.inputs {
+            let writer =
+                Hotkey::from_bytes(&input.writer).map_err(|e| Skip::Invalid(e.to_string()))?;
+            let artifact: Verified<pb::TensorArtifact> =
+                self.bucket.get(&input.key, Expect::Signer(&writer)).await?;
+            if artifact.digest().as_bytes().as_slice() != input.digest.as_slice() {
+                return Err(Skip::Invalid(format!(
+                    "input {} does not match the digest in manifest {}",
+                    input.key,
+                    manifest.key()
+                )));
+            }
+            inputs.push(artifact.into_inner());
+        }
+        self.set_current(&job_id);
+        let tensors = self.compute(&run, manifest.into_inner(), inputs).await;
+        self.set_current("");
+        let tensors = tensors?;
+        let artifact = pb::TensorArtifact {
+            run_id: run_id.clone(),
+            job_id: job_id.clone(),
+            attempt,
+            tensors,
+        };
+        let artifact_key = layout.artifact(&run_id, &job_id, attempt);
+        let digest = self
+            .bucket
+            .create(&artifact_key, &artifact, &self.key)
+            .await?;
+        let size = prost::Message::encoded_len(&artifact) as u64;
+        let receipt = pb::Receipt {
+            run_id: run_id.clone(),
+            job_id: job_id.clone(),
+            attempt,
+            hotkey: hotkey.to_bytes().to_vec(),
+            worker: self.cfg.index,
+            assignment_key: key.to_string(),
+            manifest_digest: assignment.manifest_digest.clone(),
+            output: Some(pb::OutputCommitment {
+                key: artifact_key,
+                digest: digest.to_vec(),
+                size,
+            }),
+            backend: self.cfg.device.backend().into(),
+            device: self.cfg.device.to_string(),
+            cpu_features: self.cpu_features.clone(),
+            started_unix_ms: started,
+            finished_unix_ms: unix_ms(),
+            claimed_cost: None,
+            step,
+        };
+        self.bucket
+            .create(&receipt_key, &receipt, &self.key)
+            .await?;
+        if let Ok(mut status) = self.status.lock() {
+            status.jobs_done += 1;
+        }
+        Ok(job_id)
+    }
+
+    async fn compute(
+        &self,
+        run: &pb::RunManifest,
+        manifest: pb::JobManifest,
+        inputs: Vec<pb::TensorArtifact>,
+    ) -> Result<Vec<pb::Tensor>, Skip> {
+        if self.cfg.fault == Some(FaultMode::SkipCompute) {
+            let cfg = run.mlp.clone().unwrap_or_default();
+            let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
+            return Ok(FaultMode::zeros(&mlp::output_spec(&cfg, kind)));
+        }
+        let run = run.clone();
+        let device = self.cfg.device.clone();
+        let salt = manifest.step as u64 ^ ((manifest.micro_batch as u64) << 16);
+        let mut tensors = tokio::task::spawn_blocking(move || {
+            locus_workloads::execute(&run, &manifest, &inputs, &device)
+        })
+        .await
+        .map_err(|e| Skip::Compute(e.to_string()))?
+        .map_err(|e| Skip::Compute(e.to_string()))?;
+        if let Some(fault) = self.cfg.fault {
+            fault.corrupt(&mut tensors, salt);
+        }
+        Ok(tensors)
+    }
+
+    async fn run_manifest(&mut self, run_id: &str) -> Result<pb::RunManifest, Skip> {
+        if let Some(run) = self.runs.get(run_id) {
+            return Ok(run.clone());
+        }
+        let key = self.bucket.layout().run_manifest(run_id);
+        let run: Verified<pb::RunManifest> = self
+            .bucket
+            .get(&key, Expect::Signer(&self.cfg.owner))
+            .await?;
+        let run = run.into_inner();
+        self.runs.insert(run_id.to_string(), run.clone());
+        Ok(run)
+    }
+
+    fn set_current(&self, job: &str) {
+        if let Ok(mut status) = self.status.lock() {
+            status.current_job = job.to_string();
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    bucket: Bucket,
+    key: Arc<Keypair>,
+    index: u32,
+    device: Device,
+    every: Duration,
+    status: Arc<Mutex<Status>>,
+    shutdown: Shutdown,
+) {
+    let hotkey = key.hotkey();
+    let hb_key = bucket.layout().heartbeat(&hotkey, index);
+    loop {
+        let (current_job, jobs_done) = status
+            .lock()
+            .map(|s| (s.current_job.clone(), s.jobs_done))
+            .unwrap_or_default();
+        let heartbeat = pb::WorkerHeartbeat {
+            hotkey: hotkey.to_bytes().to_vec(),
+            worker: index,
+            device: device.to_string(),
+            backend: device.backend().into(),
+            unix_ms: unix_ms(),
+            current_job,
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            jobs_done,
+        };
+        if let Err(e) = bucket.put(&hb_key, &heartbeat, &key).await {
+            warn!(error = %e, "heartbeat failed");
+        }
+        if !shutdown.sleep(every).await {
+            return;
+        }
+    }
+}
+
+/// CPU features that can change floating-point rounding, recorded in receipts
+/// so a replay knows whether bitwise agreement is expected.
+fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut features = Vec::new();
+        if std::arch::is_x86_feature_detected!("avx2") {
+            features.push("avx2");
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            features.push("fma");
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            features.push("avx512f");
+        }
+        features.join(",")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
+}

@@ -1,0 +1,569 @@
+//! The orchestrator loop: read the bucket, let [`Schedule`] decide, write the
+//! decisions. Every write that must never change is create-only.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use locus_daemon::{Backoff, Shutdown};
+use locus_protocol::pb::{self, JobKind};
+use locus_protocol::time::unix_ms;
+use locus_protocol::{Bucket, BucketError, Digest, Expect, Hotkey, Keypair, Verified};
+use locus_workloads::plan::{self, Source};
+use locus_workloads::{WORKLOAD_MLP, cost, mlp};
+use tracing::{info, warn};
+
+use crate::schedule::{JobState, Output, Schedule, WorkerId};
+
+/// Everything the loop needs to know about the run and its pacing.
+pub struct Settings {
+    pub netuid: u16,
+    pub run_id: String,
+    pub steps: u32,
+    pub mlp: pb::MlpConfig,
+    pub validators: Vec<Hotkey>,
+    pub lease: Duration,
+    pub heartbeat_ttl: Duration,
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    pub max_inflight_per_worker: usize,
+    pub exit_when_done: bool,
+}
+
+pub struct Orchestrator {
+    bucket: Bucket,
+    owner: Keypair,
+    settings: Settings,
+    run: pb::RunManifest,
+    initial: Output,
+    schedule: Schedule,
+    /// Next assignment sequence number (shared by all worker prefixes).
+    next_seq: u64,
+    /// Receipt keys already handled. Receipts of one step are written
+    /// concurrently and can appear out of key order, so steps in flight are
+    /// listed whole (a bounded number of keys) rather than after a cursor.
+    seen_receipts: std::collections::HashSet<String>,
+    live: Vec<WorkerId>,
+    last_worker_refresh: Option<std::time::Instant>,
+    state: pb::RunState,
+    published: std::collections::HashSet<String>,
+    pub jobs_accepted: u64,
+}
+
+impl Orchestrator {
+    /// Creates the run in the bucket, or resumes it if it already exists.
+    pub async fn start(bucket: Bucket, owner: Keypair, settings: Settings) -> anyhow::Result<Self> {
+        mlp::validate_config(&settings.mlp)?;
+        let layout = bucket.layout().clone();
+        let run_id = settings.run_id.clone();
+        let owner_key = owner.hotkey();
+        let run_key = layout.run_manifest(&run_id);
+        let wanted = pb::RunManifest {
+            run_id: run_id.clone(),
+            netuid: settings.netuid as u32,
+            workload: WORKLOAD_MLP.into(),
+            steps: settings.steps,
+            mlp: Some(settings.mlp),
+            created_unix_ms: unix_ms(),
+            validators: settings
+                .validators
+                .iter()
+                .map(|v| v.to_bytes().to_vec())
+                .collect(),
+            lease_ms: settings.lease.as_millis() as u64,
+        };
+        let run = match bucket
+            .get_opt::<pb::RunManifest>(&run_key, Expect::Signer(&owner_key))
+            .await?
+        {
+            Some(existing) => {
+                let same = existing.steps == wanted.steps
+                    && existing.mlp == wanted.mlp
+                    && existing.workload == wanted.workload
+                    && existing.validators == wanted.validators;
+                if !same {
+                    bail!(
+                        "run {run_id} already exists in the bucket with a different configuration; \
+                         use a new --run-id or the original settings"
+                    );
+                }
+                info!(run = %run_id, "resuming run from the bucket");
+                existing.into_inner()
+            }
+            None => {
+                bucket.create(&run_key, &wanted, &owner).await?;
+                info!(run = %run_id, steps = settings.steps, "created run");
+                wanted
+            }
+        };
+        let initial = Self::initial_artifact(&bucket, &owner, &run).await?;
+        let mut orchestrator = Orchestrator {
+            state: pb::RunState {
+                run_id: run_id.clone(),
+                ..Default::default()
+            },
+            bucket,
+            owner,
+            settings,
+            run,
+            initial,
+            schedule: Schedule::default(),
+            next_seq: 0,
+            seen_receipts: Default::default(),
+            live: Vec::new(),
+            last_worker_refresh: None,
+            published: Default::default(),
+            jobs_accepted: 0,
+        };
+        orchestrator.plan_ahead();
+        orchestrator.recover().await?;
+        Ok(orchestrator)
+    }
+
+    async fn initial_artifact(
+        bucket: &Bucket,
+        owner: &Keypair,
+        run: &pb::RunManifest,
+    ) -> anyhow::Result<Output> {
+        let key = bucket.layout().artifact(&run.run_id, plan::INITIAL, 0);
+        let owner_key = owner.hotkey();
+        let digest = match bucket
+            .get_opt::<pb::TensorArtifact>(&key, Expect::Signer(&owner_key))
+            .await?
+        {
+            Some(existing) => existing.digest(),
+            None => {
+                let cfg = run.mlp.as_ref().context("run has no mlp configuration")?;
+                let artifact = pb::TensorArtifact {
+                    run_id: run.run_id.clone(),
+                    job_id: plan::INITIAL.into(),
+                    attempt: 0,
+                    tensors: mlp::initial_artifact(cfg),
+                };
+                bucket.create(&key, &artifact, owner).await?
+            }
+        };
+        Ok(Output {
+            attempt: 0,
+            by: WorkerId {
+                hotkey: owner_key,
+                worker: 0,
+            },
+            key,
+            digest,
+        })
+    }
+
+    /// Rebuilds in-memory state from what is already in the bucket: published
+    /// manifests and the latest assignment of each job. Receipts are then
+    /// picked up by the normal polling.
+    async fn recover(&mut self) -> anyhow::Result<()> {
+        let layout = self.bucket.layout().clone();
+        let run_id = self.run.run_id.clone();
+        let jobs_prefix = format!("{}/runs/{run_id}/jobs/", layout.root());
+        for key in self.bucket.list(&jobs_prefix, None).await? {
+            if let Some(job) = key
+                .strip_prefix(&jobs_prefix)
+                .and_then(|k| k.strip_suffix(".pb"))
+            {
+                self.published.insert(job.to_string());
+            }
+        }
+        let assignments_prefix = format!("{}/assignments/", layout.root());
+        let owner = self.owner.hotkey();
+        let mut latest: HashMap<String, Verified<pb::Assignment>> = HashMap::new();
+        for key in self.bucket.list(&assignments_prefix, None).await? {
+            let seq = key
+                .rsplit('/')
+                .next()
+                .and_then(|f| f.strip_suffix(".pb"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(seq) = seq {
+                self.next_seq = self.next_seq.max(seq + 1);
+            }
+            let assignment = match self
+                .bucket
+                .get::<pb::Assignment>(&key, Expect::Signer(&owner))
+                .await
+            {
+                Ok(a) if a.run_id == run_id => a,
+                Ok(_) => continue,
+                Err(e) => {
+                    warn!(error = %e, "ignoring unreadable assignment");
+                    continue;
+                }
+            };
+            let newer = latest
+                .get(&assignment.job_id)
+                .is_none_or(|a| a.attempt < assignment.attempt);
+            if newer {
+                latest.insert(assignment.job_id.clone(), assignment);
+            }
+        }
+        // Make sure every step with a recovered assignment is planned.
+        if let Some(max_step) = latest.values().map(|a| a.step).max() {
+            for step in 0..=max_step.min(self.settings.steps.saturating_sub(1)) {
+                self.schedule.add_jobs(plan::step_jobs(self.mlp(), step));
+            }
+        }
+        let recovered = latest.len();
+        for (job, a) in latest {
+            let Ok(hotkey) = Hotkey::from_bytes(&a.hotkey) else {
+                continue;
+            };
+            self.schedule.assign(
+                &job,
+                a.attempt,
+                WorkerId {
+                    hotkey,
+                    worker: a.worker,
+                },
+                a.deadline_unix_ms,
+            );
+        }
+        if recovered > 0 {
+            info!(run = %run_id, assignments = recovered, published = self.published.len(), "recovered state from the bucket");
+        }
+        Ok(())
+    }
+
+    fn mlp(&self) -> &pb::MlpConfig {
+        &self.settings.mlp
+    }
+
+    /// Keeps the DAG planned two steps ahead of the last completed step.
+    fn plan_ahead(&mut self) {
+        let horizon = (self.state.completed_steps + 2).min(self.settings.steps);
+        for step in 0..horizon {
+            self.schedule.add_jobs(plan::step_jobs(self.mlp(), step));
+        }
+    }
+
+    /// Runs until the run is done (with `exit_when_done`) or shutdown.
+    pub async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
+        let mut last_wait_log = std::time::Instant::now() - Duration::from_secs(60);
+        loop {
+            let progressed = self.tick().await?;
+            if self.state.done && self.settings.exit_when_done {
+                info!(run = %self.run.run_id, eval_loss = ?self.state.eval_loss, "run complete");
+                return Ok(());
+            }
+            let (_, in_flight, _) = self.schedule.counts();
+            if progressed {
+                backoff.reset();
+            } else if in_flight > 0 {
+                // Results are due soon: keep polling briskly.
+                backoff.cap(self.settings.poll_min * 3);
+            } else if self.live.is_empty() && last_wait_log.elapsed() > Duration::from_secs(10) {
+                info!(run = %self.run.run_id, "waiting for live miners (heartbeats)");
+                last_wait_log = std::time::Instant::now();
+            }
+            if !shutdown.sleep(backoff.next_delay()).await {
+                info!(run = %self.run.run_id, "stopping; the run resumes from the bucket on restart");
+                return Ok(());
+            }
+        }
+    }
+
+    /// One pass: refresh workers, collect results, expire leases, publish and
+    /// assign ready jobs. Returns whether anything changed.
+    pub async fn tick(&mut self) -> anyhow::Result<bool> {
+        self.refresh_workers().await;
+        let mut progressed = self.collect_results().await?;
+        for (job, attempt, worker) in self.schedule.expire(unix_ms()) {
+            warn!(run = %self.run.run_id, job = %job, attempt, hotkey = %worker.hotkey, worker = worker.worker, "lease expired; reassigning");
+            progressed = true;
+        }
+        progressed |= self.publish_ready().await?;
+        progressed |= self.advance_steps().await?;
+        Ok(progressed)
+    }
+
+    async fn refresh_workers(&mut self) {
+        let fresh_enough = self
+            .last_worker_refresh
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(2));
+        if fresh_enough && !self.live.is_empty() {
+            return;
+        }
+        self.last_worker_refresh = Some(std::time::Instant::now());
+        let layout = self.bucket.layout().clone();
+        let keys = match self.bucket.list(&layout.heartbeats(), None).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(error = %e, "cannot list heartbeats");
+                return;
+            }
+        };
+        let now = unix_ms();
+        let ttl = self.settings.heartbeat_ttl.as_millis() as u64;
+        let mut live = Vec::new();
+        for key in keys {
+            let Some((hotkey, worker)) = layout.parse_heartbeat(&key) else {
+                warn!(key = %key, "ignoring object with a malformed heartbeat key");
+                continue;
+            };
+            match self
+                .bucket
+                .get::<pb::WorkerHeartbeat>(&key, Expect::Signer(&hotkey))
+                .await
+            {
+                Ok(hb) if hb.worker == worker && hb.unix_ms + ttl >= now => {
+                    live.push(WorkerId { hotkey, worker })
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "rejected heartbeat"),
+            }
+        }
+        live.sort();
+        if live != self.live {
+            info!(workers = live.len(), "live workers changed");
+        }
+        self.live = live;
+    }
+
+    /// Reads new receipts of steps with jobs in flight and accepts those for
+    /// the current attempt whose artifact checks out.
+    async fn collect_results(&mut self) -> anyhow::Result<bool> {
+        let layout = self.bucket.layout().clone();
+        let run_id = self.run.run_id.clone();
+        let mut progressed = false;
+        for step in self.schedule.steps_in_flight() {
+            let prefix = layout.receipts_of_step(&run_id, step);
+            let keys = self.bucket.list(&prefix, None).await?;
+            for key in keys {
+                if !self.seen_receipts.insert(key.clone()) {
+                    continue;
+                }
+                let Some((_, job, attempt)) = layout.parse_receipt(&run_id, &key) else {
+                    warn!(key = %key, "ignoring object with a malformed receipt key");
+                    continue;
+                };
+                let Some(JobState::Assigned {
+                    attempt: current,
+                    to,
+                    ..
+                }) = self.schedule.state(&job).cloned()
+                else {
+                    continue;
+                };
+                if attempt != current {
+                    info!(run = %run_id, job = %job, attempt, current, "ignoring receipt of a superseded attempt");
+                    continue;
+                }
+                match self.accept(&job, attempt, to, &key).await {
+                    Ok(output) => {
+                        if self.schedule.complete(&job, output) {
+                            self.jobs_accepted += 1;
+                            progressed = true;
+                        }
+                    }
+                    Err(reason) => {
+                        warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
+                        self.schedule.expire_now(&job);
+                        progressed = true;
+                    }
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Checks a receipt and its artifact before downstream jobs may read it.
+    async fn accept(
+        &mut self,
+        job: &str,
+        attempt: u32,
+        to: WorkerId,
+        key: &str,
+    ) -> Result<Output, String> {
+        let layout = self.bucket.layout().clone();
+        let run_id = &self.run.run_id;
+        let receipt = self
+            .bucket
+            .get::<pb::Receipt>(key, Expect::Signer(&to.hotkey))
+            .await
+            .map_err(|e| e.to_string())?;
+        let expected_artifact = layout.artifact(run_id, job, attempt);
+        let output = receipt.output.clone().unwrap_or_default();
+        if receipt.run_id != *run_id
+            || receipt.job_id != job
+            || receipt.attempt != attempt
+            || output.key != expected_artifact
+        {
+            return Err(format!(
+                "receipt {key} does not match its job, attempt or artifact key"
+            ));
+        }
+        let artifact = self
+            .bucket
+            .get::<pb::TensorArtifact>(&expected_artifact, Expect::Signer(&to.hotkey))
+            .await
+            .map_err(|e| e.to_string())?;
+        if artifact.digest().as_bytes().as_slice() != output.digest.as_slice() {
+            return Err(format!(
+                "artifact {expected_artifact} does not match the receipt's digest"
+            ));
+        }
+        let spec = self.schedule.spec(job).ok_or("unknown job")?;
+        let shapes: Vec<(String, Vec<usize>)> = artifact
+            .tensors
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.shape.iter().map(|&d| d as usize).collect(),
+                )
+            })
+            .collect();
+        if shapes != mlp::output_spec(self.mlp(), spec.kind) {
+            return Err(format!(
+                "artifact {expected_artifact} has the wrong tensors"
+            ));
+        }
+        let scalar = |name: &str| {
+            artifact
+                .tensor(name)
+                .ok()
+                .and_then(|t| t.values.first().copied())
+        };
+        match spec.kind {
+            JobKind::Eval => {
+                if let Some(loss) = scalar("eval_loss") {
+                    info!(run = %run_id, step = spec.step, eval_loss = loss, "step evaluated");
+                    set_at(&mut self.state.eval_loss, spec.step, loss);
+                }
+            }
+            JobKind::Forward => {
+                if let Some(loss) = scalar("train_loss") {
+                    set_at(&mut self.state.train_loss, spec.step, loss);
+                }
+            }
+            _ => {}
+        }
+        Ok(Output {
+            attempt,
+            by: to,
+            key: expected_artifact,
+            digest: artifact.digest(),
+        })
+    }
+
+    /// Publishes a manifest for every ready job and assigns it.
+    async fn publish_ready(&mut self) -> anyhow::Result<bool> {
+        let ready: Vec<_> = self.schedule.ready().into_iter().cloned().collect();
+        let mut progressed = false;
+        for spec in ready {
+            if self.live.is_empty() {
+                break;
+            }
+            let manifest_digest = self.publish_manifest(&spec).await?;
+            let Some(worker) = self.schedule.pick_worker(
+                &spec.job_id,
+                &self.live,
+                self.settings.max_inflight_per_worker,
+            ) else {
+                break;
+            };
+            let attempt = self.schedule.next_attempt(&spec.job_id);
+            let now = unix_ms();
+            let deadline = now + self.settings.lease.as_millis() as u64;
+            let layout = self.bucket.layout().clone();
+            let assignment = pb::Assignment {
+                run_id: self.run.run_id.clone(),
+                job_id: spec.job_id.clone(),
+                attempt,
+                hotkey: worker.hotkey.to_bytes().to_vec(),
+                worker: worker.worker,
+                manifest_key: layout.job_manifest(&self.run.run_id, &spec.job_id),
+                manifest_digest: manifest_digest.to_vec(),
+                issued_unix_ms: now,
+                deadline_unix_ms: deadline,
+                step: spec.step,
+            };
+            let key = layout.assignment(&worker.hotkey, worker.worker, self.next_seq);
+            self.next_seq += 1;
+            match self.bucket.create(&key, &assignment, &self.owner).await {
+                Ok(_) | Err(BucketError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            info!(run = %self.run.run_id, job = %spec.job_id, attempt, hotkey = %worker.hotkey, worker = worker.worker, "assigned");
+            self.schedule
+                .assign(&spec.job_id, attempt, worker, deadline);
+            progressed = true;
+        }
+        Ok(progressed)
+    }
+
+    /// Writes the job's manifest once; returns its digest.
+    async fn publish_manifest(&mut self, spec: &plan::JobSpec) -> anyhow::Result<Digest> {
+        let layout = self.bucket.layout().clone();
+        let key = layout.job_manifest(&self.run.run_id, &spec.job_id);
+        if self.published.contains(&spec.job_id) {
+            let owner = self.owner.hotkey();
+            let existing = self
+                .bucket
+                .get::<pb::JobManifest>(&key, Expect::Signer(&owner))
+                .await?;
+            return Ok(existing.digest());
+        }
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|source| {
+                let out = match source {
+                    Source::Initial => &self.initial,
+                    Source::Job(id) => self.schedule.output(id).context("input not ready")?,
+                };
+                Ok(pb::InputRef {
+                    key: out.key.clone(),
+                    digest: out.digest.to_vec(),
+                    writer: out.by.hotkey.to_bytes().to_vec(),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let manifest = pb::JobManifest {
+            run_id: self.run.run_id.clone(),
+            job_id: spec.job_id.clone(),
+            step: spec.step,
+            kind: spec.kind as i32,
+            micro_batch: spec.micro_batch,
+            replica: spec.replica,
+            inputs,
+            cost: Some(cost::mlp_cost(self.mlp(), spec.kind)),
+            cross_backend_tolerance: 1e-4,
+        };
+        let digest = self.bucket.create(&key, &manifest, &self.owner).await?;
+        self.published.insert(spec.job_id.clone());
+        Ok(digest)
+    }
+
+    /// Records finished steps in the run state and plans further ahead.
+    async fn advance_steps(&mut self) -> anyhow::Result<bool> {
+        let mut completed = self.state.completed_steps;
+        while completed < self.settings.steps && self.schedule.step_done(completed) {
+            completed += 1;
+        }
+        if completed == self.state.completed_steps {
+            return Ok(false);
+        }
+        self.state.completed_steps = completed;
+        self.state.done = completed >= self.settings.steps;
+        self.state.unix_ms = unix_ms();
+        let key = self.bucket.layout().run_state(&self.run.run_id);
+        self.bucket.put(&key, &self.state, &self.owner).await?;
+        let (waiting, assigned, done) = self.schedule.counts();
+        info!(run = %self.run.run_id, completed_steps = completed, of = self.settings.steps, waiting, assigned, done, "progress");
+        self.plan_ahead();
+        Ok(true)
+    }
+}
+
+fn set_at(values: &mut Vec<f32>, index: u32, value: f32) {
+    let index = index as usize;
+    if values.len() <= index {
+        values.resize(index + 1, f32::NAN);
+    }
+    values[index] = value;
+}

@@ -1,0 +1,463 @@
+//! `locus local-smoke`: the whole system on one machine.
+//!
+//! Starts `orchestratord`, N × `minerd` (each its own hotkey, with its own
+//! worker processes) and `validatord` as separate OS processes that share
+//! nothing but a bucket directory, waits for the run to finish and be scored,
+//! and prints the score table. Exits 0 when the outcome is the expected one:
+//! every honest miner paid, the faulty miner (if any) at zero.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use locus_protocol::{Bucket, Expect, Hotkey, Keypair, pb};
+use tokio::process::{Child, Command};
+
+const RUN_ID: &str = "smoke";
+const NETUID: u16 = 3;
+
+#[derive(Args, Debug, Clone)]
+pub struct SmokeArgs {
+    /// Training steps.
+    #[arg(long, default_value_t = 1)]
+    pub steps: u32,
+    /// Miner hotkeys, each a separate `minerd`.
+    #[arg(long, default_value_t = 4)]
+    pub miners: usize,
+    /// Worker processes per miner.
+    #[arg(long, default_value_t = 1)]
+    pub workers_per_miner: u32,
+    /// Fraction of receipts the validator replays.
+    #[arg(long, default_value_t = 0.25)]
+    pub sample_rate: f64,
+    /// Index of a miner that misbehaves (needs --fault-mode).
+    #[arg(long, requires = "fault_mode")]
+    pub bad_miner_index: Option<usize>,
+    /// How the bad miner misbehaves: partial_corrupt, wrong_output, skip_compute.
+    #[arg(long, requires = "bad_miner_index")]
+    pub fault_mode: Option<String>,
+    /// Seed of the training run.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Keep the bucket and logs in this directory instead of a temporary one.
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+}
+
+struct Daemon {
+    name: String,
+    child: Child,
+}
+
+impl Daemon {
+    fn spawn(
+        bin_dir: &Path,
+        bin: &str,
+        name: &str,
+        args: &[String],
+        logs: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+        let child = Command::new(bin_dir.join(bin))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {bin} from {}", bin_dir.display()))?;
+        Ok(Daemon {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signal delivery to our own child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// Directory holding the daemons: next to this executable.
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .context("executable has no directory")?
+        .to_path_buf();
+    for bin in ["orchestratord", "minerd", "validatord"] {
+        if !dir.join(bin).exists() {
+            bail!(
+                "{bin} not found next to {}; build the workspace first (cargo build --release)",
+                exe.display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
+    if args.miners == 0 {
+        bail!("--miners must be at least 1");
+    }
+    if let Some(bad) = args.bad_miner_index
+        && bad >= args.miners
+    {
+        bail!(
+            "--bad-miner-index {bad} is out of range for {} miners",
+            args.miners
+        );
+    }
+    let started = Instant::now();
+    let bins = bin_dir()?;
+    let temp;
+    let work = match &args.workdir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = tempfile::Builder::new().prefix("locus-smoke-").tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let (bucket_dir, keys, logs, stats) = (
+        work.join("bucket"),
+        work.join("keys"),
+        work.join("logs"),
+        work.join("stats"),
+    );
+    for dir in [&bucket_dir, &keys, &logs, &stats] {
+        std::fs::create_dir_all(dir)?;
+    }
+    let new_key = |name: &str| -> anyhow::Result<(PathBuf, Hotkey)> {
+        let path = keys.join(format!("{name}.json"));
+        let key = Keypair::generate();
+        key.write_key_file(&path)?;
+        Ok((path, key.hotkey()))
+    };
+    let (owner_file, owner) = new_key("owner")?;
+    let (validator_file, validator) = new_key("validator")?;
+    let miners: Vec<(PathBuf, Hotkey)> = (0..args.miners)
+        .map(|i| new_key(&format!("miner{i}")))
+        .collect::<anyhow::Result<_>>()?;
+    let bucket_arg = bucket_dir.display().to_string();
+    println!(
+        "local smoke: {} steps, {} miners x {} workers, sample rate {}, bucket {}",
+        args.steps, args.miners, args.workers_per_miner, args.sample_rate, bucket_arg
+    );
+    if let (Some(bad), Some(mode)) = (args.bad_miner_index, &args.fault_mode) {
+        println!("miner {bad} ({}) misbehaves: {mode}", miners[bad].1);
+    }
+    let common = |extra: &[String]| -> Vec<String> {
+        let mut v = vec![
+            format!("--bucket={bucket_arg}"),
+            format!("--netuid={NETUID}"),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let mut daemons = Vec::new();
+    let validator_daemon = Daemon::spawn(
+        &bins,
+        "validatord",
+        "validatord",
+        &common(&[
+            format!("--key={}", validator_file.display()),
+            format!("--owner={owner}"),
+            format!("--sample-rate={}", args.sample_rate),
+            format!("--exit-after-run={RUN_ID}"),
+            format!("--stats-file={}", stats.join("validatord.json").display()),
+        ]),
+        &logs,
+    )?;
+    for (i, (file, _)) in miners.iter().enumerate() {
+        let mut extra = vec![
+            format!("--hotkey-file={}", file.display()),
+            format!("--owner={owner}"),
+            format!("--workers={}", args.workers_per_miner),
+            "--heartbeat-secs=2".to_string(),
+            format!(
+                "--stats-file={}",
+                stats.join(format!("miner{i}.json")).display()
+            ),
+        ];
+        if args.bad_miner_index == Some(i)
+            && let Some(mode) = &args.fault_mode
+        {
+            extra.push(format!("--fault-mode={mode}"));
+        }
+        daemons.push(Daemon::spawn(
+            &bins,
+            "minerd",
+            &format!("miner{i}"),
+            &common(&extra),
+            &logs,
+        )?);
+    }
+    let bucket = Bucket::open(&bucket_arg, NETUID)?;
+    // Like an owner going live on a subnet with miners already waiting:
+    // start handing out work once every worker has sent a heartbeat.
+    let expected = args.miners * args.workers_per_miner as usize;
+    let heartbeats = bucket.layout().heartbeats();
+    let waiting_since = Instant::now();
+    while bucket.list(&heartbeats, None).await?.len() < expected {
+        if waiting_since.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "miners did not send heartbeats within 60 s; see {}",
+                logs.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut orchestrator = Daemon::spawn(
+        &bins,
+        "orchestratord",
+        "orchestratord",
+        &common(&[
+            format!("--owner-key={}", owner_file.display()),
+            format!("--run-id={RUN_ID}"),
+            format!("--steps={}", args.steps),
+            format!("--seed={}", args.seed),
+            format!("--validator={validator}"),
+            "--lease-secs=120".to_string(),
+            format!(
+                "--stats-file={}",
+                stats.join("orchestratord.json").display()
+            ),
+        ]),
+        &logs,
+    )?;
+    let mut validator_daemon = validator_daemon;
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let outcome = wait_for_run(
+        &bucket,
+        &owner,
+        &mut orchestrator,
+        &mut validator_daemon,
+        args.steps,
+        deadline,
+    )
+    .await;
+    for d in &daemons {
+        d.terminate();
+    }
+    for d in daemons.iter_mut() {
+        if tokio::time::timeout(Duration::from_secs(30), d.child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("{} did not stop in time; killing it", d.name);
+            let _ = d.child.kill().await;
+        }
+    }
+    if let Err(e) = outcome {
+        eprintln!("local smoke failed: {e:#}\nlogs: {}", logs.display());
+        keep_workdir(&args, &work);
+        return Ok(1);
+    }
+    let window = bucket
+        .get::<pb::ScoreWindow>(
+            &bucket.layout().score_window(RUN_ID),
+            Expect::Signer(&validator),
+        )
+        .await
+        .context("reading the validator's score window")?;
+    let state = bucket
+        .get::<pb::RunState>(&bucket.layout().run_state(RUN_ID), Expect::Signer(&owner))
+        .await?;
+    print_table(&window, &miners, args.bad_miner_index);
+    let losses: Vec<String> = state.eval_loss.iter().map(|l| format!("{l:.5}")).collect();
+    println!("eval loss by step: [{}]", losses.join(", "));
+    let requests = request_totals(&stats)?;
+    let jobs = window.receipts.max(1);
+    println!(
+        "bucket requests: {} total ({:.1} per job over {} jobs); wall time {:.1}s",
+        requests,
+        requests as f64 / jobs as f64,
+        window.receipts,
+        started.elapsed().as_secs_f64()
+    );
+    let verdict = check_outcome(&window, &miners, args.bad_miner_index);
+    match &verdict {
+        Ok(()) => println!("OK: {}", expectation(&args)),
+        Err(e) => {
+            println!("FAILED: {e}");
+            eprintln!("logs: {}", logs.display());
+            keep_workdir(&args, &work);
+        }
+    }
+    Ok(if verdict.is_ok() { 0 } else { 1 })
+}
+
+fn keep_workdir(args: &SmokeArgs, work: &Path) {
+    if args.workdir.is_none() {
+        // Keep the evidence of a failed run: copy it out of the temp dir.
+        let kept = std::env::temp_dir().join(format!("locus-smoke-failed-{}", std::process::id()));
+        if copy_dir(work, &kept).is_ok() {
+            eprintln!("bucket and logs kept in {}", kept.display());
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn expectation(args: &SmokeArgs) -> String {
+    match args.bad_miner_index {
+        Some(bad) => format!("miner {bad} scored 0, every honest miner is paid"),
+        None => "every miner has a positive weight; weights sum to 1".into(),
+    }
+}
+
+/// Follows the run's progress until the orchestrator and the validator exit.
+async fn wait_for_run(
+    bucket: &Bucket,
+    owner: &Hotkey,
+    orchestrator: &mut Daemon,
+    validator: &mut Daemon,
+    steps: u32,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let mut shown = 0;
+    let mut orchestrator_done = false;
+    loop {
+        if Instant::now() > deadline {
+            orchestrator.terminate();
+            validator.terminate();
+            bail!("timed out");
+        }
+        if let Ok(Some(state)) = bucket
+            .get_opt::<pb::RunState>(&bucket.layout().run_state(RUN_ID), Expect::Signer(owner))
+            .await
+        {
+            while shown < state.completed_steps {
+                let loss = state
+                    .eval_loss
+                    .get(shown as usize)
+                    .copied()
+                    .unwrap_or(f32::NAN);
+                println!("step {}/{steps} done: eval loss {loss:.5}", shown + 1);
+                shown += 1;
+            }
+        }
+        if !orchestrator_done && let Some(status) = orchestrator.child.try_wait()? {
+            if !status.success() {
+                bail!("orchestratord exited with {status}");
+            }
+            orchestrator_done = true;
+        }
+        if let Some(status) = validator.child.try_wait()? {
+            if !status.success() {
+                bail!("validatord exited with {status}");
+            }
+            if !orchestrator_done {
+                bail!("validatord exited before the run finished");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn print_table(window: &pb::ScoreWindow, miners: &[(PathBuf, Hotkey)], bad: Option<usize>) {
+    println!();
+    println!(
+        "{:<6} {:<50} {:>5} {:>8} {:>6} {:>9} {:>10} {:>10} {:>8}",
+        "miner", "hotkey", "jobs", "verified", "failed", "unsampled", "CU", "score", "weight"
+    );
+    for (i, (_, hotkey)) in miners.iter().enumerate() {
+        let s = window
+            .scores
+            .iter()
+            .find(|s| s.ss58 == hotkey.ss58())
+            .cloned()
+            .unwrap_or_default();
+        let tag = if bad == Some(i) {
+            format!("{i}*")
+        } else {
+            i.to_string()
+        };
+        println!(
+            "{:<6} {:<50} {:>5} {:>8} {:>6} {:>9} {:>10} {:>10.0} {:>8.4}",
+            tag,
+            hotkey.ss58(),
+            s.receipts,
+            s.verified,
+            s.failed,
+            s.unsampled,
+            s.verified_cu + s.unsampled_cu,
+            s.score,
+            s.weight
+        );
+        if s.failed > 0 {
+            println!("       why 0: {}", s.reason);
+        }
+    }
+    println!();
+}
+
+fn check_outcome(
+    window: &pb::ScoreWindow,
+    miners: &[(PathBuf, Hotkey)],
+    bad: Option<usize>,
+) -> Result<(), String> {
+    if !window.complete {
+        return Err("the score window is not complete".into());
+    }
+    let weight = |hotkey: &Hotkey| {
+        window
+            .scores
+            .iter()
+            .find(|s| s.ss58 == hotkey.ss58())
+            .map(|s| s.weight)
+    };
+    let total: f64 = window.scores.iter().map(|s| s.weight).sum();
+    if (total - 1.0).abs() > 1e-9 {
+        return Err(format!("weights sum to {total}, not 1"));
+    }
+    for (i, (_, hotkey)) in miners.iter().enumerate() {
+        let w = weight(hotkey).unwrap_or(0.0);
+        if bad == Some(i) {
+            if w != 0.0 {
+                return Err(format!(
+                    "misbehaving miner {i} got weight {w} (it escaped sampling or was not caught)"
+                ));
+            }
+        } else if w <= 0.0 {
+            return Err(format!("honest miner {i} got no weight"));
+        }
+    }
+    Ok(())
+}
+
+/// Sums the request counts every daemon (and worker) wrote at exit.
+fn request_totals(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        for field in ["gets", "puts", "lists"] {
+            total += stats[field].as_u64().unwrap_or(0);
+        }
+    }
+    Ok(total)
+}

@@ -1,0 +1,305 @@
+//! The validator loop: find runs, judge new receipts, write verdicts and the
+//! window's scores.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use locus_daemon::{Backoff, Shutdown};
+use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::time::unix_ms;
+use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair};
+use locus_workloads::Device;
+use tracing::{info, warn};
+
+use crate::replay::{Judge, JudgeError};
+use crate::scoring::{self, Judged};
+
+pub struct Settings {
+    pub sample_rate: f64,
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    pub device: Device,
+    /// Exit once this run is complete and fully scored.
+    pub exit_after_run: Option<String>,
+}
+
+/// What the validator knows about one run.
+struct RunTrack {
+    manifest: pb::RunManifest,
+    judged: HashSet<String>,
+    rejected: HashSet<String>,
+    verdicts: Vec<Judged>,
+    /// Steps below this are closed: no new receipts are expected there.
+    open_from: u32,
+    complete: bool,
+}
+
+pub struct Validator {
+    bucket: Bucket,
+    owner: Hotkey,
+    key: Keypair,
+    settings: Settings,
+    runs: BTreeMap<String, RunTrack>,
+    last_discovery: Option<Instant>,
+    pub receipts_judged: u64,
+}
+
+impl Validator {
+    pub fn new(bucket: Bucket, owner: Hotkey, key: Keypair, settings: Settings) -> Self {
+        Validator {
+            bucket,
+            owner,
+            key,
+            settings,
+            runs: BTreeMap::new(),
+            last_discovery: None,
+            receipts_judged: 0,
+        }
+    }
+
+    pub async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
+        loop {
+            let progressed = match self.tick().await {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(error = %e, "validator pass failed; retrying");
+                    false
+                }
+            };
+            if let Some(run) = &self.settings.exit_after_run
+                && self.runs.get(run).is_some_and(|t| t.complete)
+            {
+                info!(run = %run, "run complete and scored; exiting");
+                return Ok(());
+            }
+            if progressed {
+                backoff.reset();
+            }
+            if !shutdown.sleep(backoff.next_delay()).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One pass over every run that is not yet complete.
+    pub async fn tick(&mut self) -> anyhow::Result<bool> {
+        self.discover_runs().await?;
+        let mut progressed = false;
+        let run_ids: Vec<String> = self.runs.keys().cloned().collect();
+        for run_id in run_ids {
+            progressed |= self.scan_run(&run_id).await?;
+        }
+        Ok(progressed)
+    }
+
+    async fn discover_runs(&mut self) -> anyhow::Result<()> {
+        if self
+            .last_discovery
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return Ok(());
+        }
+        self.last_discovery = Some(Instant::now());
+        let layout = self.bucket.layout().clone();
+        for run_id in self.bucket.list_dirs(&layout.runs()).await? {
+            if self.runs.contains_key(&run_id)
+                || locus_protocol::paths::validate_id("run", &run_id).is_err()
+            {
+                continue;
+            }
+            let key = layout.run_manifest(&run_id);
+            let manifest = match self
+                .bucket
+                .get::<pb::RunManifest>(&key, Expect::Signer(&self.owner))
+                .await
+            {
+                Ok(m) if m.run_id == run_id => m.into_inner(),
+                Ok(_) => {
+                    warn!(key = %key, "run manifest names another run; ignoring");
+                    continue;
+                }
+                Err(BucketError::NotFound { .. }) => continue,
+                Err(e) => {
+                    warn!(error = %e, "rejected run manifest");
+                    continue;
+                }
+            };
+            let me = self.key.hotkey().to_bytes();
+            if !manifest.validators.iter().any(|v| v.as_slice() == me) {
+                warn!(run = %run_id, validator = %self.key.hotkey(), "this validator is not listed in the run manifest; its verdicts will not count for the run");
+            }
+            let mut track = RunTrack {
+                manifest,
+                judged: HashSet::new(),
+                rejected: HashSet::new(),
+                verdicts: Vec::new(),
+                open_from: 0,
+                complete: false,
+            };
+            self.recover_verdicts(&run_id, &mut track).await?;
+            info!(run = %run_id, verdicts = track.verdicts.len(), "tracking run");
+            self.runs.insert(run_id, track);
+        }
+        Ok(())
+    }
+
+    /// Verdicts this validator already wrote (before a restart) count again.
+    async fn recover_verdicts(&self, run_id: &str, track: &mut RunTrack) -> anyhow::Result<()> {
+        let me = self.key.hotkey();
+        for key in self
+            .bucket
+            .list(&self.bucket.layout().verdicts(run_id), None)
+            .await?
+        {
+            match self
+                .bucket
+                .get::<pb::Verdict>(&key, Expect::Signer(&me))
+                .await
+            {
+                Ok(v) => {
+                    if let Ok(hotkey) = Hotkey::from_bytes(&v.hotkey) {
+                        track.judged.insert(v.receipt_key.clone());
+                        track.verdicts.push(judged_from(&v, hotkey));
+                    }
+                }
+                Err(e) => warn!(error = %e, "ignoring unreadable verdict"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn scan_run(&mut self, run_id: &str) -> anyhow::Result<bool> {
+        let Some(track) = self.runs.get(run_id) else {
+            return Ok(false);
+        };
+        if track.complete {
+            return Ok(false);
+        }
+        let layout = self.bucket.layout().clone();
+        let state = match self
+            .bucket
+            .get_opt::<pb::RunState>(&layout.run_state(run_id), Expect::Signer(&self.owner))
+            .await
+        {
+            Ok(s) => s.map(|s| s.into_inner()).unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "rejected run state");
+                pb::RunState::default()
+            }
+        };
+        let last_step = if state.done {
+            state.completed_steps.saturating_sub(1)
+        } else {
+            state.completed_steps
+        };
+        let mut progressed = false;
+        let open_from = track.open_from;
+        for step in open_from..=last_step {
+            let keys = self
+                .bucket
+                .list(&layout.receipts_of_step(run_id, step), None)
+                .await?;
+            for key in keys {
+                let track = self.runs.get(run_id).expect("run tracked");
+                if track.judged.contains(&key) || track.rejected.contains(&key) {
+                    continue;
+                }
+                progressed |= self.judge_one(run_id, &key).await;
+            }
+        }
+        let track = self.runs.get_mut(run_id).expect("run tracked");
+        track.open_from = track.open_from.max(state.completed_steps.saturating_sub(1));
+        let now_complete = state.done;
+        if progressed || now_complete {
+            track.complete = now_complete;
+            self.write_scores(run_id).await?;
+        }
+        Ok(progressed)
+    }
+
+    /// Judges one receipt and writes its verdict. Returns whether the
+    /// receipt was settled (verdict written or rejected for good).
+    async fn judge_one(&mut self, run_id: &str, key: &str) -> bool {
+        let track = self.runs.get(run_id).expect("run tracked");
+        let judge = Judge {
+            bucket: &self.bucket,
+            owner: &self.owner,
+            validator: &self.key,
+            run: &track.manifest,
+            sample_rate: self.settings.sample_rate,
+            device: &self.settings.device,
+        };
+        let result = judge.judge(key).await;
+        let track = self.runs.get_mut(run_id).expect("run tracked");
+        match result {
+            Ok(verdict) => {
+                let layout = self.bucket.layout();
+                let verdict_key =
+                    layout.verdict(run_id, verdict.step, &verdict.job_id, verdict.attempt);
+                match self.bucket.create(&verdict_key, &verdict, &self.key).await {
+                    Ok(_) | Err(BucketError::AlreadyExists { .. }) => {}
+                    Err(e) => {
+                        warn!(error = %e, "cannot write verdict; will retry");
+                        return false;
+                    }
+                }
+                let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey) else {
+                    return false;
+                };
+                let outcome = VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
+                let line = format!("{outcome:?}").to_lowercase();
+                if outcome == VerdictOutcome::Failed {
+                    warn!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, reason = %verdict.reason, "verdict: failed");
+                } else {
+                    info!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, cu = verdict.compute_units, replay_ms = verdict.replay_ms, "verdict: {line}");
+                }
+                track.judged.insert(key.to_string());
+                track.verdicts.push(judged_from(&verdict, hotkey));
+                self.receipts_judged += 1;
+                true
+            }
+            Err(JudgeError::Rejected(rejection)) => {
+                warn!(run = %run_id, %rejection, "receipt rejected; it earns nothing");
+                track.rejected.insert(key.to_string());
+                true
+            }
+            Err(e) => {
+                warn!(run = %run_id, receipt = %key, error = %e, "cannot judge receipt yet; will retry");
+                false
+            }
+        }
+    }
+
+    async fn write_scores(&self, run_id: &str) -> anyhow::Result<()> {
+        let Some(track) = self.runs.get(run_id) else {
+            return Ok(());
+        };
+        let window = pb::ScoreWindow {
+            window_id: run_id.to_string(),
+            run_ids: vec![run_id.to_string()],
+            unix_ms: unix_ms(),
+            scores: scoring::score(&track.verdicts),
+            complete: track.complete,
+            receipts: track.verdicts.len() as u64,
+        };
+        let key = self.bucket.layout().score_window(run_id);
+        self.bucket.put(&key, &window, &self.key).await?;
+        if track.complete {
+            info!(run = %run_id, receipts = window.receipts, rejected = track.rejected.len(), "final scores written");
+            for s in &window.scores {
+                info!(hotkey = %s.ss58, score = s.score, weight = s.weight, "{}", s.reason);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn judged_from(v: &pb::Verdict, hotkey: Hotkey) -> Judged {
+    Judged {
+        hotkey,
+        outcome: VerdictOutcome::try_from(v.outcome).unwrap_or_default(),
+        compute_units: v.compute_units,
+        reason: v.reason.clone(),
+    }
+}

@@ -1,0 +1,11 @@
+//! `validatord`: samples receipts unpredictably, replays sampled jobs on
+//! Burn, writes signed verdicts, and turns verified work into compute-unit
+//! scores and dry-run weights.
+//!
+//! [`sampling`] and [`scoring`] are pure; [`replay`] checks one receipt;
+//! [`driver`] is the bucket loop.
+
+pub mod driver;
+pub mod replay;
+pub mod sampling;
+pub mod scoring;

@@ -1,0 +1,228 @@
+//! Judging one receipt: attribute it, check what it commits to, and replay
+//! it when sampled.
+//!
+//! A receipt that cannot be attributed to the hotkey the owner assigned the
+//! job to (bad signature, signed by someone else, moved to another key) is
+//! rejected outright and earns nothing. An attributable receipt always gets a
+//! verdict: failed when its artifact is missing or does not match, or when a
+//! replay disagrees; verified when a replay agrees; unsampled otherwise.
+
+use std::time::Instant;
+
+use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::time::unix_ms;
+use locus_protocol::{
+    Bucket, BucketError, Expect, Hotkey, Keypair, RejectReason, Rejection, Verified,
+};
+use locus_workloads::compare::{Agreement, compare_outputs};
+use locus_workloads::{Device, cost};
+
+use crate::sampling;
+
+/// What the validator needs to judge receipts of one run.
+pub struct Judge<'a> {
+    pub bucket: &'a Bucket,
+    pub owner: &'a Hotkey,
+    pub validator: &'a Keypair,
+    pub run: &'a pb::RunManifest,
+    pub sample_rate: f64,
+    pub device: &'a Device,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// Not attributable to the assigned hotkey: no verdict, no credit.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Storage trouble: try again later.
+    #[error(transparent)]
+    Bucket(BucketError),
+    /// The replay task itself died (not the miner's fault): try again later.
+    #[error("replay task failed: {0}")]
+    Replay(String),
+}
+
+impl From<BucketError> for JudgeError {
+    fn from(e: BucketError) -> Self {
+        match e {
+            BucketError::Rejected(r) => JudgeError::Rejected(r),
+            other => JudgeError::Bucket(other),
+        }
+    }
+}
+
+fn inconsistent(key: &str, what: String) -> JudgeError {
+    JudgeError::Rejected(Rejection {
+        key: key.to_string(),
+        reason: RejectReason::Inconsistent(what),
+    })
+}
+
+impl Judge<'_> {
+    /// Judges the receipt at `key`; returns the unsigned verdict to write.
+    pub async fn judge(&self, key: &str) -> Result<pb::Verdict, JudgeError> {
+        let layout = self.bucket.layout();
+        let run_id = &self.run.run_id;
+        let (step, job, attempt) = layout
+            .parse_receipt(run_id, key)
+            .ok_or_else(|| inconsistent(key, "not a receipt key".into()))?;
+        // Signature first (any signer), attribution next.
+        let receipt: Verified<pb::Receipt> = self.bucket.get(key, Expect::AnySigner).await?;
+        if receipt.run_id != *run_id
+            || receipt.job_id != job
+            || receipt.attempt != attempt
+            || receipt.step != step
+        {
+            return Err(inconsistent(
+                key,
+                "receipt fields do not match its key".into(),
+            ));
+        }
+        let assignment: Verified<pb::Assignment> = self
+            .bucket
+            .get(&receipt.assignment_key, Expect::Signer(self.owner))
+            .await?;
+        let assigned = Hotkey::from_bytes(&assignment.hotkey)
+            .map_err(|e| inconsistent(&receipt.assignment_key, e.to_string()))?;
+        if assignment.run_id != *run_id || assignment.job_id != job || assignment.attempt != attempt
+        {
+            return Err(inconsistent(
+                key,
+                "receipt names an assignment for another job".into(),
+            ));
+        }
+        if *receipt.signer() != assigned || receipt.hotkey != assigned.to_bytes() {
+            return Err(JudgeError::Rejected(Rejection {
+                key: key.to_string(),
+                reason: RejectReason::UnexpectedSigner {
+                    signer: receipt.signer().ss58(),
+                    expected: assigned.ss58(),
+                },
+            }));
+        }
+        let manifest: Verified<pb::JobManifest> = self
+            .bucket
+            .get(
+                &layout.job_manifest(run_id, &job),
+                Expect::Signer(self.owner),
+            )
+            .await?;
+        let units = cost::compute_units(&manifest.cost.unwrap_or_default());
+        let proof = sampling::proof(self.validator, key, &receipt.digest());
+        let sampled = sampling::is_sampled(&proof, self.sample_rate);
+        let mut verdict = pb::Verdict {
+            run_id: run_id.clone(),
+            job_id: job.clone(),
+            attempt,
+            hotkey: assigned.to_bytes().to_vec(),
+            receipt_key: key.to_string(),
+            receipt_digest: receipt.digest().to_vec(),
+            outcome: VerdictOutcome::Unsampled as i32,
+            reason: String::new(),
+            sample_proof: proof.to_vec(),
+            sample_rate: self.sample_rate,
+            compute_units: units,
+            unix_ms: 0,
+            replay_ms: 0,
+            step,
+        };
+        let started = Instant::now();
+        let outcome = self
+            .check(&receipt, &assignment, &manifest, &assigned, sampled)
+            .await?;
+        verdict.replay_ms = started.elapsed().as_millis() as u64;
+        verdict.unix_ms = unix_ms();
+        match outcome {
+            Ok(()) if sampled => verdict.outcome = VerdictOutcome::Verified as i32,
+            Ok(()) => {}
+            Err(reason) => {
+                verdict.outcome = VerdictOutcome::Failed as i32;
+                verdict.reason = reason;
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// The checks an attributable receipt must pass. `Ok(Err(reason))` is a
+    /// failed verdict; `Err` is a storage problem to retry.
+    async fn check(
+        &self,
+        receipt: &pb::Receipt,
+        assignment: &pb::Assignment,
+        manifest: &Verified<pb::JobManifest>,
+        hotkey: &Hotkey,
+        sampled: bool,
+    ) -> Result<Result<(), String>, JudgeError> {
+        let layout = self.bucket.layout();
+        if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice()
+            || receipt.manifest_digest != assignment.manifest_digest
+        {
+            return Ok(Err(
+                "receipt does not commit to the assigned manifest".into()
+            ));
+        }
+        let expected_key = layout.artifact(&receipt.run_id, &receipt.job_id, receipt.attempt);
+        let output = receipt.output.clone().unwrap_or_default();
+        if output.key != expected_key {
+            return Ok(Err(format!(
+                "output committed at {}, expected {expected_key}",
+                output.key
+            )));
+        }
+        let artifact = match self
+            .bucket
+            .get::<pb::TensorArtifact>(&expected_key, Expect::Signer(hotkey))
+            .await
+        {
+            Ok(a) => a,
+            Err(BucketError::NotFound { .. }) => {
+                return Ok(Err(format!("artifact {expected_key} is missing")));
+            }
+            Err(BucketError::Rejected(r)) => return Ok(Err(r.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        if artifact.digest().as_bytes().as_slice() != output.digest.as_slice() {
+            return Ok(Err(format!(
+                "artifact {expected_key} does not match the committed digest"
+            )));
+        }
+        if !sampled {
+            return Ok(Ok(()));
+        }
+        let mut inputs = Vec::with_capacity(manifest.inputs.len());
+        for input in &manifest.inputs {
+            let writer = match Hotkey::from_bytes(&input.writer) {
+                Ok(w) => w,
+                Err(e) => return Ok(Err(format!("manifest input writer: {e}"))),
+            };
+            let got: Verified<pb::TensorArtifact> =
+                self.bucket.get(&input.key, Expect::Signer(&writer)).await?;
+            if got.digest().as_bytes().as_slice() != input.digest.as_slice() {
+                return Ok(Err(format!(
+                    "input {} changed since the manifest",
+                    input.key
+                )));
+            }
+            inputs.push(got.into_inner());
+        }
+        let run = self.run.clone();
+        let job = manifest.clone().into_inner();
+        let device = self.device.clone();
+        let replayed = tokio::task::spawn_blocking(move || {
+            locus_workloads::execute(&run, &job, &inputs, &device)
+        })
+        .await
+        .map_err(|e| JudgeError::Replay(e.to_string()))?;
+        let replayed = match replayed {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(format!("replay failed: {e}"))),
+        };
+        let agreement = if receipt.backend == self.device.backend() {
+            Agreement::Bitwise
+        } else {
+            Agreement::Relative(manifest.cross_backend_tolerance)
+        };
+        Ok(compare_outputs(&replayed, &artifact.tensors, agreement)
+            .map_err(|e| format!("replay mismatch: {e}")))
+    }
+}

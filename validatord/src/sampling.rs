@@ -1,0 +1,86 @@
+//! Unpredictable, verifiable sampling.
+//!
+//! Whether a receipt is replayed is derived from the validator's ED25519
+//! signature over the receipt's key and digest. ED25519 signatures are
+//! deterministic, so the decision is fixed once the receipt exists, yet no
+//! one without the validator's secret key can compute it in advance: a miner
+//! cannot tell which of its receipts will be checked. The signature is
+//! published in the verdict, so anyone can check afterwards that the draw was
+//! honest (VRF-like).
+
+use locus_protocol::{Digest, Hotkey, Keypair};
+
+const DOMAIN: &[u8] = b"locus/v1/sample\0";
+
+fn message(receipt_key: &str, receipt_digest: &Digest) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(DOMAIN.len() + receipt_key.len() + 36);
+    msg.extend_from_slice(DOMAIN);
+    msg.extend_from_slice(&(receipt_key.len() as u32).to_be_bytes());
+    msg.extend_from_slice(receipt_key.as_bytes());
+    msg.extend_from_slice(receipt_digest.as_bytes());
+    msg
+}
+
+/// The sampling proof for a receipt: the validator's signature over it.
+pub fn proof(validator: &Keypair, receipt_key: &str, receipt_digest: &Digest) -> [u8; 64] {
+    validator.sign(&message(receipt_key, receipt_digest))
+}
+
+/// A uniform draw in [0, 1) from a proof.
+pub fn draw(proof: &[u8]) -> f64 {
+    let hash = blake3::hash(proof);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    (u64::from_le_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+pub fn is_sampled(proof: &[u8], rate: f64) -> bool {
+    draw(proof) < rate
+}
+
+/// Anyone's check of a published decision: the proof must be the validator's
+/// signature over this receipt, and the decision must follow from it.
+pub fn verify(
+    validator: &Hotkey,
+    receipt_key: &str,
+    receipt_digest: &Digest,
+    proof: &[u8],
+    rate: f64,
+    sampled: bool,
+) -> bool {
+    validator.verify(&message(receipt_key, receipt_digest), proof)
+        && is_sampled(proof, rate) == sampled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_respected_and_decisions_verify() {
+        let key = Keypair::generate();
+        let n = 4000;
+        let mut sampled = 0;
+        for i in 0..n {
+            let rk = format!("receipts/s000000/job-{i}/a001.pb");
+            let d = Digest::of(rk.as_bytes());
+            let p = proof(&key, &rk, &d);
+            let s = is_sampled(&p, 0.25);
+            sampled += s as usize;
+            assert!(verify(&key.hotkey(), &rk, &d, &p, 0.25, s));
+            assert!(!verify(&key.hotkey(), &rk, &d, &p, 0.25, !s));
+        }
+        let frac = sampled as f64 / n as f64;
+        assert!((frac - 0.25).abs() < 0.03, "{frac}");
+    }
+
+    #[test]
+    fn other_keys_cannot_predict() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let d = Digest::of(b"r");
+        assert_ne!(proof(&a, "k", &d), proof(&b, "k", &d));
+        assert_eq!(proof(&a, "k", &d), proof(&a, "k", &d), "deterministic");
+        assert!(is_sampled(&proof(&a, "k", &d), 1.0));
+        assert!(!is_sampled(&proof(&a, "k", &d), 0.0));
+    }
+}
