@@ -87,6 +87,7 @@ impl Worker {
         let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
         let mut cursor: Option<String> = None;
         let mut first_pass = true;
+        let mut refused = std::collections::HashSet::new();
         let mut backoff = Backoff::new(self.cfg.poll_min, self.cfg.poll_max);
         info!(hotkey = %hotkey, worker = self.cfg.index, device = %self.cfg.device, "worker ready");
         while !shutdown.requested() {
@@ -97,17 +98,29 @@ impl Worker {
                     Vec::new()
                 }
             };
-            let found = !keys.is_empty();
+            let mut found = false;
             for key in keys {
                 if shutdown.requested() {
                     break;
                 }
-                cursor = Some(key.clone());
+                if refused.contains(&key) {
+                    continue;
+                }
+                found = true;
                 match self.handle(&key, first_pass).await {
                     Ok(job) => info!(job = %job, "job done"),
                     Err(Skip::AlreadyDone) => {}
+                    Err(reason @ (Skip::Bucket(BucketError::Rejected(_)) | Skip::Invalid(_))) => {
+                        // Not the owner's: remember it, but do not move the
+                        // cursor past it, so a planted key that sorts high
+                        // cannot hide the owner's later assignments.
+                        warn!(assignment = %key, %reason, "assignment not executed");
+                        refused.insert(key);
+                        continue;
+                    }
                     Err(reason) => warn!(assignment = %key, %reason, "assignment not executed"),
                 }
+                cursor = Some(key);
             }
             first_pass = false;
             if found {

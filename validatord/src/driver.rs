@@ -194,7 +194,10 @@ impl Validator {
             state.completed_steps
         };
         let mut progressed = false;
-        let open_from = track.open_from;
+        let mut all_settled = true;
+        // Steps well behind the run are normally skipped; once the run is
+        // done, one last pass covers every step so nothing is left unjudged.
+        let open_from = if state.done { 0 } else { track.open_from };
         for step in open_from..=last_step {
             let keys = self
                 .bucket
@@ -205,12 +208,14 @@ impl Validator {
                 if track.judged.contains(&key) || track.rejected.contains(&key) {
                     continue;
                 }
-                progressed |= self.judge_one(run_id, &key).await;
+                let settled = self.judge_one(run_id, &key).await;
+                progressed |= settled;
+                all_settled &= settled;
             }
         }
         let track = self.runs.get_mut(run_id).expect("run tracked");
         track.open_from = track.open_from.max(state.completed_steps.saturating_sub(1));
-        let now_complete = state.done;
+        let now_complete = state.done && all_settled;
         if progressed || now_complete {
             track.complete = now_complete;
             self.write_scores(run_id).await?;

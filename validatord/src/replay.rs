@@ -78,10 +78,18 @@ impl Judge<'_> {
                 "receipt fields do not match its key".into(),
             ));
         }
+        // The owner writes an assignment before any receipt for it can exist,
+        // so a receipt naming a missing assignment is bogus, not early.
         let assignment: Verified<pb::Assignment> = self
             .bucket
             .get(&receipt.assignment_key, Expect::Signer(self.owner))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                BucketError::NotFound { key: missing } => {
+                    inconsistent(key, format!("names assignment {missing}, which does not exist"))
+                }
+                other => other.into(),
+            })?;
         let assigned = Hotkey::from_bytes(&assignment.hotkey)
             .map_err(|e| inconsistent(&receipt.assignment_key, e.to_string()))?;
         if assignment.run_id != *run_id || assignment.job_id != job || assignment.attempt != attempt

@@ -1,0 +1,228 @@
+//! Bad objects planted in the bucket of a running system: each is rejected
+//! with a message naming it, no daemon stops, and none of it earns anything.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Proc;
+use locus_protocol::{Bucket, Expect, Hotkey, Keypair, envelope, pb};
+use object_store::PutMode;
+use prost::Message as _;
+
+const RUN: &str = "badinput";
+
+fn key_file(dir: &std::path::Path, name: &str) -> (String, Keypair) {
+    let path = dir.join(format!("{name}.json"));
+    let key = Keypair::generate();
+    key.write_key_file(&path).expect("key file");
+    (path.display().to_string(), Keypair::load(&path).expect("reload"))
+}
+
+fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn planted_bad_objects_are_rejected_and_earn_nothing() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (bucket_dir, logs) = (work.path().join("bucket"), work.path().join("logs"));
+    std::fs::create_dir_all(&logs).expect("logs dir");
+    let (owner_file, owner) = key_file(work.path(), "owner");
+    let (validator_file, validator) = key_file(work.path(), "validator");
+    let (miner_a_file, miner_a) = key_file(work.path(), "miner-a");
+    let (miner_b_file, miner_b) = key_file(work.path(), "miner-b");
+    let attacker = Keypair::generate();
+    let bucket_arg = bucket_dir.display().to_string();
+    let base = |extra: &[String]| -> Vec<String> {
+        let mut args = vec![format!("--bucket={bucket_arg}"), "--netuid=3".to_string()];
+        args.extend_from_slice(extra);
+        args
+    };
+    let owner_ss58 = owner.hotkey().ss58();
+    let mut validatord = Proc::start(
+        "validatord",
+        "validatord",
+        &base(&[
+            format!("--key={validator_file}"),
+            format!("--owner={owner_ss58}"),
+            "--sample-rate=1.0".into(),
+            format!("--exit-after-run={RUN}"),
+        ]),
+        &logs,
+    );
+    let miner = |file: &str, name: &str| {
+        Proc::start(
+            "minerd",
+            name,
+            &base(&[
+                format!("--hotkey-file={file}"),
+                format!("--owner={owner_ss58}"),
+                "--heartbeat-secs=1".into(),
+            ]),
+            &logs,
+        )
+    };
+    let mut miner_procs = vec![miner(&miner_a_file, "miner-a"), miner(&miner_b_file, "miner-b")];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bucket = Bucket::open(&bucket_arg, 3).expect("bucket");
+    let layout = bucket.layout().clone();
+    wait_until("heartbeats", 60, || {
+        rt.block_on(bucket.list(&layout.heartbeats(), None)).map(|k| k.len()).unwrap_or(0) >= 2
+    });
+    let mut orchestratord = Proc::start(
+        "orchestratord",
+        "orchestratord",
+        &base(&[
+            format!("--owner-key={owner_file}"),
+            format!("--run-id={RUN}"),
+            "--steps=3".into(),
+            format!("--validator={}", validator.hotkey()),
+        ]),
+        &logs,
+    );
+    let owner_key = owner.hotkey();
+    wait_until("step 0 to complete", 120, || {
+        rt.block_on(bucket.get_opt::<pb::RunState>(&layout.run_state(RUN), Expect::Signer(&owner_key)))
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.completed_steps >= 1)
+    });
+
+    // A real receipt of miner A from step 0 to tamper with.
+    let step0 = rt.block_on(bucket.list(&layout.receipts_of_step(RUN, 0), None)).expect("list");
+    let (real_key, real) = step0
+        .iter()
+        .find_map(|k| {
+            let r = rt.block_on(bucket.get::<pb::Receipt>(k, Expect::Signer(&miner_a.hotkey()))).ok()?;
+            Some((k.clone(), r))
+        })
+        .expect("miner A has a step-0 receipt");
+    let real_bytes = rt.block_on(bucket.get_bytes(&real_key)).expect("bytes").to_vec();
+    let job = real.job_id.clone();
+    let other_job = step0
+        .iter()
+        .filter_map(|k| layout.parse_receipt(RUN, k))
+        .map(|(_, j, _)| j)
+        .find(|j| *j != job)
+        .expect("another job");
+    let put = |key: &str, bytes: Vec<u8>| rt.block_on(bucket.put_bytes(key, bytes, PutMode::Overwrite)).expect("plant");
+
+    // 1. Garbage bytes.
+    let garbage = layout.receipt(RUN, 0, &job, 50);
+    put(&garbage, b"\x08\x96\x01 definitely not an envelope".to_vec());
+    // 2. A wrong signature: miner A's envelope with an altered payload.
+    let wrong_sig = layout.receipt(RUN, 0, &job, 51);
+    let mut env = pb::Envelope::decode(real_bytes.as_slice()).expect("envelope");
+    let mut altered = real.clone().into_inner();
+    altered.attempt = 51;
+    env.payload = altered.encode_to_vec();
+    put(&wrong_sig, env.encode_to_vec());
+    // 3. The right signature under the wrong key: A's valid receipt replayed
+    //    for another job.
+    let replayed = layout.receipt(RUN, 0, &other_job, 52);
+    put(&replayed, real_bytes.clone());
+    // 4. A receipt signed by another hotkey (miner B) claiming A's assignment.
+    let by_other = layout.receipt(RUN, 0, &job, 53);
+    let mut stolen = real.clone().into_inner();
+    stolen.attempt = 53;
+    stolen.hotkey = miner_b.hotkey().to_bytes().to_vec();
+    put(&by_other, envelope::seal(&stolen, &by_other, &miner_b).bytes);
+    // 5. A manifest and assignment not signed by the owner, in miner A's prefix.
+    let forged_job = "s00000-forged";
+    let manifest_key = layout.job_manifest(RUN, forged_job);
+    let forged_manifest = pb::JobManifest {
+        run_id: RUN.into(),
+        job_id: forged_job.into(),
+        kind: pb::JobKind::Eval as i32,
+        ..Default::default()
+    };
+    let sealed = envelope::seal(&forged_manifest, &manifest_key, &attacker);
+    put(&manifest_key, sealed.bytes);
+    let forged_assignment_key = layout.assignment(&miner_a.hotkey(), 0, 999_999_999_999);
+    let forged_assignment = pb::Assignment {
+        run_id: RUN.into(),
+        job_id: forged_job.into(),
+        attempt: 1,
+        hotkey: miner_a.hotkey().to_bytes().to_vec(),
+        worker: 0,
+        manifest_key: manifest_key.clone(),
+        manifest_digest: sealed.digest.to_vec(),
+        deadline_unix_ms: u64::MAX,
+        ..Default::default()
+    };
+    put(
+        &forged_assignment_key,
+        envelope::seal(&forged_assignment, &forged_assignment_key, &attacker).bytes,
+    );
+    // 6. A heartbeat for the attacker signed by someone else.
+    let fake_heartbeat = layout.heartbeat(&attacker.hotkey(), 0);
+    put(
+        &fake_heartbeat,
+        envelope::seal(&pb::WorkerHeartbeat::default(), &fake_heartbeat, &miner_b).bytes,
+    );
+
+    assert!(validatord.wait(180).success(), "validatord must finish normally");
+    assert!(orchestratord.wait(60).success(), "orchestratord must finish normally");
+    for m in miner_procs.iter_mut() {
+        assert!(m.is_running(), "{} must still be running", m.name);
+        m.terminate();
+        assert!(m.wait(60).success());
+    }
+
+    let validator_log = validatord.log_text();
+    for (key, reason) in [
+        (&garbage, "not a signed envelope"),
+        (&wrong_sig, "signature does not verify"),
+        (&replayed, "signature does not verify"),
+        (&by_other, "assignment for another job"),
+    ] {
+        let line = validator_log
+            .lines()
+            .find(|l| l.contains(key.as_str()))
+            .unwrap_or_else(|| panic!("validator never named {key}:\n{validator_log}"));
+        assert!(line.contains("rejected") && line.contains(reason), "{key}: {line}");
+    }
+    let miner_a_log = miner_procs[0].log_text();
+    let line = miner_a_log
+        .lines()
+        .find(|l| l.contains(&forged_assignment_key))
+        .unwrap_or_else(|| panic!("miner A never named the forged assignment:\n{miner_a_log}"));
+    assert!(line.contains("not executed") && line.contains(&owner_ss58), "{line}");
+    assert!(
+        rt.block_on(bucket.list(&format!("{}/runs/{RUN}/artifacts/{forged_job}/", layout.root()), None))
+            .expect("list")
+            .is_empty(),
+        "no miner may execute a forged manifest"
+    );
+    assert!(
+        orchestratord.log_text().contains("rejected heartbeat"),
+        "orchestrator must reject the forged heartbeat"
+    );
+
+    // Scores: only the two real miners, both paid; nothing for planted receipts.
+    let window = rt
+        .block_on(bucket.get::<pb::ScoreWindow>(&layout.score_window(RUN), Expect::Signer(&validator.hotkey())))
+        .expect("score window");
+    assert!(window.complete);
+    let hotkeys: Vec<Hotkey> = window
+        .scores
+        .iter()
+        .map(|s| Hotkey::from_bytes(&s.hotkey).expect("hotkey"))
+        .collect();
+    assert_eq!(hotkeys.len(), 2, "{:?}", window.scores);
+    assert!(!hotkeys.contains(&attacker.hotkey()));
+    assert!(window.scores.iter().all(|s| s.weight > 0.0 && s.failed == 0), "{:?}", window.scores);
+    let receipts_total = (0..3)
+        .map(|s| {
+            rt.block_on(bucket.list(&layout.receipts_of_step(RUN, s), None))
+                .expect("list")
+                .len() as u64
+        })
+        .sum::<u64>();
+    assert_eq!(window.receipts, receipts_total - 4, "the 4 planted receipts earn nothing");
+}
