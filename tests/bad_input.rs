@@ -16,7 +16,10 @@ fn key_file(dir: &std::path::Path, name: &str) -> (String, Keypair) {
     let path = dir.join(format!("{name}.json"));
     let key = Keypair::generate();
     key.write_key_file(&path).expect("key file");
-    (path.display().to_string(), Keypair::load(&path).expect("reload"))
+    (
+        path.display().to_string(),
+        Keypair::load(&path).expect("reload"),
+    )
 }
 
 fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
@@ -67,12 +70,18 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
             &logs,
         )
     };
-    let mut miner_procs = vec![miner(&miner_a_file, "miner-a"), miner(&miner_b_file, "miner-b")];
+    let mut miner_procs = [
+        miner(&miner_a_file, "miner-a"),
+        miner(&miner_b_file, "miner-b"),
+    ];
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let bucket = Bucket::open(&bucket_arg, 3).expect("bucket");
     let layout = bucket.layout().clone();
     wait_until("heartbeats", 60, || {
-        rt.block_on(bucket.list(&layout.heartbeats(), None)).map(|k| k.len()).unwrap_or(0) >= 2
+        rt.block_on(bucket.list(&layout.heartbeats(), None))
+            .map(|k| k.len())
+            .unwrap_or(0)
+            >= 2
     });
     let mut orchestratord = Proc::start(
         "orchestratord",
@@ -87,22 +96,31 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
     );
     let owner_key = owner.hotkey();
     wait_until("step 0 to complete", 120, || {
-        rt.block_on(bucket.get_opt::<pb::RunState>(&layout.run_state(RUN), Expect::Signer(&owner_key)))
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.completed_steps >= 1)
+        rt.block_on(
+            bucket.get_opt::<pb::RunState>(&layout.run_state(RUN), Expect::Signer(&owner_key)),
+        )
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.completed_steps >= 1)
     });
 
     // A real receipt of miner A from step 0 to tamper with.
-    let step0 = rt.block_on(bucket.list(&layout.receipts_of_step(RUN, 0), None)).expect("list");
+    let step0 = rt
+        .block_on(bucket.list(&layout.receipts_of_step(RUN, 0), None))
+        .expect("list");
     let (real_key, real) = step0
         .iter()
         .find_map(|k| {
-            let r = rt.block_on(bucket.get::<pb::Receipt>(k, Expect::Signer(&miner_a.hotkey()))).ok()?;
+            let r = rt
+                .block_on(bucket.get::<pb::Receipt>(k, Expect::Signer(&miner_a.hotkey())))
+                .ok()?;
             Some((k.clone(), r))
         })
         .expect("miner A has a step-0 receipt");
-    let real_bytes = rt.block_on(bucket.get_bytes(&real_key)).expect("bytes").to_vec();
+    let real_bytes = rt
+        .block_on(bucket.get_bytes(&real_key))
+        .expect("bytes")
+        .to_vec();
     let job = real.job_id.clone();
     let other_job = step0
         .iter()
@@ -110,11 +128,17 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
         .map(|(_, j, _)| j)
         .find(|j| *j != job)
         .expect("another job");
-    let put = |key: &str, bytes: Vec<u8>| rt.block_on(bucket.put_bytes(key, bytes, PutMode::Overwrite)).expect("plant");
+    let put = |key: &str, bytes: Vec<u8>| {
+        rt.block_on(bucket.put_bytes(key, bytes, PutMode::Overwrite))
+            .expect("plant")
+    };
 
     // 1. Garbage bytes.
     let garbage = layout.receipt(RUN, 0, &job, 50);
-    put(&garbage, b"\x08\x96\x01 definitely not an envelope".to_vec());
+    put(
+        &garbage,
+        b"\x08\x96\x01 definitely not an envelope".to_vec(),
+    );
     // 2. A wrong signature: miner A's envelope with an altered payload.
     let wrong_sig = layout.receipt(RUN, 0, &job, 51);
     let mut env = pb::Envelope::decode(real_bytes.as_slice()).expect("envelope");
@@ -131,7 +155,10 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
     let mut stolen = real.clone().into_inner();
     stolen.attempt = 53;
     stolen.hotkey = miner_b.hotkey().to_bytes().to_vec();
-    put(&by_other, envelope::seal(&stolen, &by_other, &miner_b).bytes);
+    put(
+        &by_other,
+        envelope::seal(&stolen, &by_other, &miner_b).bytes,
+    );
     // 5. A manifest and assignment not signed by the owner, in miner A's prefix.
     let forged_job = "s00000-forged";
     let manifest_key = layout.job_manifest(RUN, forged_job);
@@ -166,8 +193,14 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
         envelope::seal(&pb::WorkerHeartbeat::default(), &fake_heartbeat, &miner_b).bytes,
     );
 
-    assert!(validatord.wait(180).success(), "validatord must finish normally");
-    assert!(orchestratord.wait(60).success(), "orchestratord must finish normally");
+    assert!(
+        validatord.wait(180).success(),
+        "validatord must finish normally"
+    );
+    assert!(
+        orchestratord.wait(60).success(),
+        "orchestratord must finish normally"
+    );
     for m in miner_procs.iter_mut() {
         assert!(m.is_running(), "{} must still be running", m.name);
         m.terminate();
@@ -185,18 +218,27 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
             .lines()
             .find(|l| l.contains(key.as_str()))
             .unwrap_or_else(|| panic!("validator never named {key}:\n{validator_log}"));
-        assert!(line.contains("rejected") && line.contains(reason), "{key}: {line}");
+        assert!(
+            line.contains("rejected") && line.contains(reason),
+            "{key}: {line}"
+        );
     }
     let miner_a_log = miner_procs[0].log_text();
     let line = miner_a_log
         .lines()
         .find(|l| l.contains(&forged_assignment_key))
         .unwrap_or_else(|| panic!("miner A never named the forged assignment:\n{miner_a_log}"));
-    assert!(line.contains("not executed") && line.contains(&owner_ss58), "{line}");
     assert!(
-        rt.block_on(bucket.list(&format!("{}/runs/{RUN}/artifacts/{forged_job}/", layout.root()), None))
-            .expect("list")
-            .is_empty(),
+        line.contains("not executed") && line.contains(&owner_ss58),
+        "{line}"
+    );
+    assert!(
+        rt.block_on(bucket.list(
+            &format!("{}/runs/{RUN}/artifacts/{forged_job}/", layout.root()),
+            None
+        ))
+        .expect("list")
+        .is_empty(),
         "no miner may execute a forged manifest"
     );
     assert!(
@@ -206,7 +248,10 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
 
     // Scores: only the two real miners, both paid; nothing for planted receipts.
     let window = rt
-        .block_on(bucket.get::<pb::ScoreWindow>(&layout.score_window(RUN), Expect::Signer(&validator.hotkey())))
+        .block_on(bucket.get::<pb::ScoreWindow>(
+            &layout.score_window(RUN),
+            Expect::Signer(&validator.hotkey()),
+        ))
         .expect("score window");
     assert!(window.complete);
     let hotkeys: Vec<Hotkey> = window
@@ -216,7 +261,14 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
         .collect();
     assert_eq!(hotkeys.len(), 2, "{:?}", window.scores);
     assert!(!hotkeys.contains(&attacker.hotkey()));
-    assert!(window.scores.iter().all(|s| s.weight > 0.0 && s.failed == 0), "{:?}", window.scores);
+    assert!(
+        window
+            .scores
+            .iter()
+            .all(|s| s.weight > 0.0 && s.failed == 0),
+        "{:?}",
+        window.scores
+    );
     let receipts_total = (0..3)
         .map(|s| {
             rt.block_on(bucket.list(&layout.receipts_of_step(RUN, s), None))
@@ -224,5 +276,9 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
                 .len() as u64
         })
         .sum::<u64>();
-    assert_eq!(window.receipts, receipts_total - 4, "the 4 planted receipts earn nothing");
+    assert_eq!(
+        window.receipts,
+        receipts_total - 4,
+        "the 4 planted receipts earn nothing"
+    );
 }

@@ -12,7 +12,10 @@ fn honest_run_pays_every_miner_and_loss_falls() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let weights: Vec<f64> = (0..4).map(|i| weight(&stdout, i)).collect();
     assert!(weights.iter().all(|w| *w > 0.0), "{weights:?}");
-    assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{weights:?}");
+    assert!(
+        (weights.iter().sum::<f64>() - 1.0).abs() < 1e-3,
+        "{weights:?}"
+    );
     let losses: Vec<f32> = stdout
         .lines()
         .find_map(|l| l.strip_prefix("eval loss by step: "))
@@ -22,7 +25,10 @@ fn honest_run_pays_every_miner_and_loss_falls() {
         .map(|v| v.parse().expect("loss"))
         .collect();
     assert_eq!(losses.len(), 3);
-    assert!(losses.windows(2).all(|p| p[1] < p[0]), "eval loss must fall every step: {losses:?}");
+    assert!(
+        losses.windows(2).all(|p| p[1] < p[0]),
+        "eval loss must fall every step: {losses:?}"
+    );
 }
 
 fn adversarial(mode: &str, sample_rate: &str, steps: &str) {
@@ -39,12 +45,25 @@ fn adversarial(mode: &str, sample_rate: &str, steps: &str) {
         sample_rate,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{mode}: smoke did not end as expected");
-    assert_eq!(weight(&stdout, 0), 0.0, "{mode}: the cheater must get nothing");
+    assert!(
+        out.status.success(),
+        "{mode}: smoke did not end as expected"
+    );
+    assert_eq!(
+        weight(&stdout, 0),
+        0.0,
+        "{mode}: the cheater must get nothing"
+    );
     for i in 1..4 {
-        assert!(weight(&stdout, i) > 0.0, "{mode}: honest miner {i} must be paid");
+        assert!(
+            weight(&stdout, i) > 0.0,
+            "{mode}: honest miner {i} must be paid"
+        );
     }
-    assert!(stdout.contains("why 0: failed verdict"), "{mode}: the table must say why");
+    assert!(
+        stdout.contains("why 0: failed verdict"),
+        "{mode}: the table must say why"
+    );
 }
 
 #[test]

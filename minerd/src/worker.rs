@@ -252,7 +252,7 @@ impl Worker {
         inputs: Vec<pb::TensorArtifact>,
     ) -> Result<Vec<pb::Tensor>, Skip> {
         if self.cfg.fault == Some(FaultMode::SkipCompute) {
-            let cfg = run.mlp.clone().unwrap_or_default();
+            let cfg = run.mlp.unwrap_or_default();
             let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
             return Ok(FaultMode::zeros(&mlp::output_spec(&cfg, kind)));
         }

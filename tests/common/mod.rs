@@ -16,7 +16,16 @@ pub fn bin_dir() -> &'static Path {
         let dir = locus.parent().expect("bin dir").to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--bins", "-p", "orchestratord", "-p", "minerd", "-p", "validatord"]);
+        build.args([
+            "build",
+            "--bins",
+            "-p",
+            "orchestratord",
+            "-p",
+            "minerd",
+            "-p",
+            "validatord",
+        ]);
         if dir.ends_with("release") {
             build.arg("--release");
         }
@@ -58,7 +67,10 @@ pub fn table_row(stdout: &str, index: usize) -> Vec<String> {
 
 /// Weight column of a miner's row.
 pub fn weight(stdout: &str, index: usize) -> f64 {
-    table_row(stdout, index).last().and_then(|w| w.parse().ok()).expect("weight")
+    table_row(stdout, index)
+        .last()
+        .and_then(|w| w.parse().ok())
+        .expect("weight")
 }
 
 /// A daemon started by a test; killed if the test ends early.
@@ -106,7 +118,11 @@ impl Proc {
             }
             if std::time::Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("{} did not exit in {secs}s; log:\n{}", self.name, self.log_text());
+                panic!(
+                    "{} did not exit in {secs}s; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

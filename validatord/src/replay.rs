@@ -85,9 +85,10 @@ impl Judge<'_> {
             .get(&receipt.assignment_key, Expect::Signer(self.owner))
             .await
             .map_err(|e| match e {
-                BucketError::NotFound { key: missing } => {
-                    inconsistent(key, format!("names assignment {missing}, which does not exist"))
-                }
+                BucketError::NotFound { key: missing } => inconsistent(
+                    key,
+                    format!("names assignment {missing}, which does not exist"),
+                ),
                 other => other.into(),
             })?;
         let assigned = Hotkey::from_bytes(&assignment.hotkey)

@@ -27,7 +27,7 @@ fn artifact(tensors: Vec<pb::Tensor>) -> pb::TensorArtifact {
 #[test]
 fn eval_loss_falls_every_step_and_replays_match() {
     let run = run_manifest();
-    let cfg = run.mlp.clone().unwrap();
+    let cfg = run.mlp.unwrap();
     let mut outputs: HashMap<String, pb::TensorArtifact> = HashMap::new();
     let initial = artifact(mlp::initial_artifact(&cfg));
     let mut losses = Vec::new();
