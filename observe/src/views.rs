@@ -1,0 +1,219 @@
+//! What the discovery UI shows, as served by its JSON API.
+//!
+//! Every hotkey is an SS58 address. Every object listed here verified
+//! against the signer the trust model expects (owner for runs, states and
+//! assignments; the hotkey for heartbeats and receipts; a run validator for
+//! verdicts, scores and weights); everything else is in [`RejectedView`].
+
+use serde::Serialize;
+
+/// Signature status shown next to each object.
+pub const VERIFIED: &str = "verified";
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerView {
+    pub key: String,
+    pub hotkey: String,
+    pub worker: u32,
+    pub device: String,
+    pub backend: String,
+    pub version: String,
+    pub pid: u32,
+    pub unix_ms: u64,
+    /// Milliseconds since the heartbeat was written (at the time of the request).
+    pub age_ms: u64,
+    pub current_job: String,
+    pub jobs_done: u64,
+    /// Receipts of this worker found in the bucket.
+    pub receipts: u64,
+    pub signature: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepProgress {
+    pub step: u32,
+    pub jobs: u64,
+    pub receipts: u64,
+    pub verdicts: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub manifest_key: String,
+    pub workload: String,
+    pub steps: u32,
+    pub created_unix_ms: u64,
+    pub validators: Vec<String>,
+    pub completed_steps: u32,
+    pub done: bool,
+    pub eval_loss: Vec<f32>,
+    pub train_loss: Vec<f32>,
+    pub state_unix_ms: u64,
+    /// `verified`, `missing` or `rejected: <reason>`.
+    pub state_signature: String,
+    pub jobs_published: u64,
+    pub receipts: u64,
+    pub verdicts: u64,
+    pub verified: u64,
+    pub unsampled: u64,
+    pub failed: u64,
+    pub step_progress: Vec<StepProgress>,
+    pub signature: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerdictView {
+    pub key: String,
+    pub validator: String,
+    /// `verified`, `failed`, `unsampled` or `unspecified`.
+    pub outcome: &'static str,
+    pub reason: String,
+    pub compute_units: u64,
+    pub sample_rate: f64,
+    pub replay_ms: u64,
+    pub unix_ms: u64,
+    pub signature: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReceiptRow {
+    pub key: String,
+    pub run_id: String,
+    pub step: u32,
+    pub job_id: String,
+    pub attempt: u32,
+    pub hotkey: String,
+    pub worker: u32,
+    pub backend: String,
+    pub device: String,
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: u64,
+    pub assignment_key: String,
+    pub signature: &'static str,
+    pub verdict: Option<VerdictView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScoreRow {
+    pub hotkey: String,
+    pub receipts: u64,
+    pub verified: u64,
+    pub failed: u64,
+    pub unsampled: u64,
+    pub verified_cu: u64,
+    pub unsampled_cu: u64,
+    pub score: f64,
+    pub weight: f64,
+    pub reason: String,
+    /// From the window's ChainWeights, when present.
+    pub uid: Option<u32>,
+    pub chain_weight: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WeightEntry {
+    pub hotkey: String,
+    pub uid: u32,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WeightsView {
+    pub key: String,
+    pub window_id: String,
+    pub netuid: u32,
+    pub validator: String,
+    pub dry_run: bool,
+    pub block_hash: String,
+    pub error: String,
+    pub unix_ms: u64,
+    pub entries: Vec<WeightEntry>,
+    pub unregistered: Vec<String>,
+    pub signature: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScoreView {
+    pub key: String,
+    pub window_id: String,
+    pub run_ids: Vec<String>,
+    pub unix_ms: u64,
+    pub complete: bool,
+    pub receipts: u64,
+    pub validator: String,
+    pub rows: Vec<ScoreRow>,
+    pub weights: Option<WeightsView>,
+    pub signature: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectedView {
+    pub key: String,
+    /// What the object was read as (`receipt`, `heartbeat`, ...).
+    pub kind: &'static str,
+    pub reason: String,
+    pub seen_unix_ms: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub refreshes: u64,
+    pub last_refresh_unix_ms: u64,
+    pub last_refresh_ms: u64,
+    pub last_error: Option<String>,
+    pub objects_indexed: u64,
+    pub bucket_gets: u64,
+    pub bucket_lists: u64,
+    pub bucket_errors: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HotkeyTotals {
+    pub receipts: u64,
+    pub verified: u64,
+    pub unsampled: u64,
+    pub failed: u64,
+    /// Receipts without a verdict yet.
+    pub pending: u64,
+    pub verified_cu: u64,
+    pub unsampled_cu: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    pub receipt_key: String,
+    pub job_id: String,
+    pub attempt: u32,
+    pub validator: String,
+    pub reason: String,
+}
+
+/// Everything that made one hotkey's score.
+#[derive(Clone, Debug, Serialize)]
+pub struct HotkeyDetail {
+    pub hotkey: String,
+    pub window_id: Option<String>,
+    pub score: Option<ScoreRow>,
+    pub workers: Vec<WorkerView>,
+    /// Recomputed from the verdicts in the bucket, to compare with the score row.
+    pub totals: HotkeyTotals,
+    pub failures: Vec<Failure>,
+    pub receipts: Vec<ReceiptRow>,
+}
+
+/// The page's main poll: everything but the long lists, which are capped.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overview {
+    pub netuid: u16,
+    pub owner: String,
+    pub now_unix_ms: u64,
+    pub stats: Stats,
+    pub workers: Vec<WorkerView>,
+    pub runs: Vec<RunView>,
+    pub receipts_total: usize,
+    pub receipts: Vec<ReceiptRow>,
+    pub scores: Option<ScoreView>,
+    pub rejected_total: usize,
+    pub rejected: Vec<RejectedView>,
+}
