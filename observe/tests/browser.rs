@@ -1,0 +1,160 @@
+//! The page in a real browser: headless Chromium loads the discovery UI,
+//! saves a screenshot and dumps the DOM after the page's JS has polled the
+//! API. Install Chromium with `observe/tests/install-chromium.sh`; the test
+//! skips (saying so) only when no Chromium binary can be found.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use locus_observe::{UiConfig, serve_ui_with};
+
+fn find_chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LOCUS_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+        for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = match std::env::var_os("LOCUS_TEST_ARTIFACTS") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("observe-artifacts"),
+    };
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+async fn chromium(bin: &Path, profile: &Path, args: &[String]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("chromium took over 60 s")
+        .expect("run chromium");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_renders_workers_receipts_and_scores_in_chromium() {
+    let Some(bin) = find_chromium() else {
+        eprintln!(
+            "SKIPPED: no Chromium found (looked for chromium, chromium-browser, google-chrome on PATH and \
+             $LOCUS_CHROMIUM); run observe/tests/install-chromium.sh"
+        );
+        return;
+    };
+    let f = Fixture::new().await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let config = UiConfig {
+        refresh_every: Duration::from_millis(200),
+        ..UiConfig::default()
+    };
+    let addr = serve_ui_with(config, f.bucket.clone(), f.owner_hotkey(), "127.0.0.1:0".parse().expect("addr"), async {
+        let _ = rx.await;
+    })
+    .await
+    .expect("serve_ui");
+    for _ in 0..100 {
+        if http_get(addr, "/healthz").await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let artifacts = artifacts_dir();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let url = format!("http://{addr}/#hotkey={}", f.miner(0));
+    // The overview, and the page with one hotkey's detail open.
+    for (file, page) in [
+        ("discovery-ui.png", format!("http://{addr}/")),
+        ("discovery-ui-hotkey.png", url.clone()),
+    ] {
+        let shot = artifacts.join(file);
+        let _ = std::fs::remove_file(&shot);
+        let (ok, _, stderr) = chromium(
+            &bin,
+            profile.path(),
+            &[
+                format!("--screenshot={}", shot.display()),
+                "--window-size=1280,900".into(),
+                "--virtual-time-budget=5000".into(),
+                page,
+            ],
+        )
+        .await;
+        assert!(ok, "chromium --screenshot failed: {stderr}");
+        let png = std::fs::read(&shot).expect("screenshot written");
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot is not a real PNG");
+        eprintln!("screenshot: {}", shot.display());
+    }
+
+    let (ok, dom, stderr) = chromium(
+        &bin,
+        profile.path(),
+        &["--virtual-time-budget=5000".into(), "--dump-dom".into(), url],
+    )
+    .await;
+    assert!(ok, "chromium --dump-dom failed: {stderr}");
+    std::fs::write(artifacts.join("discovery-ui.html"), &dom).expect("write DOM");
+
+    assert!(
+        dom.contains(r#"<div id="console-errors"></div>"#),
+        "page reported JS errors:\n{}",
+        dom.split(r#"id="console-errors">"#).nth(1).unwrap_or("").split("</div>").next().unwrap_or("")
+    );
+    let section = |id: &str| -> &str {
+        let at = dom
+            .find(&format!(r#" id="{id}""#))
+            .unwrap_or_else(|| panic!("section {id} missing"));
+        let start = dom[..at].rfind("<section").unwrap_or_else(|| panic!("{id} is not a section"));
+        let rest = &dom[start..];
+        &rest[..rest.find("</section>").unwrap_or(rest.len())]
+    };
+    for (i, _) in f.miners.iter().enumerate() {
+        let ss58 = f.miner(i);
+        assert!(section("workers-section").contains(&ss58), "worker {ss58} not rendered");
+        assert!(section("scores-section").contains(&ss58), "score of {ss58} not rendered");
+        assert!(section("receipts-section").contains(&ss58), "receipts of {ss58} not rendered");
+    }
+    assert!(section("scores-section").contains(r#"id="score-table""#));
+    assert!(section("runs-section").contains("<svg"), "eval loss plot missing");
+    assert!(section("runs-section").contains(RUN));
+    let rejected = section("rejected-section");
+    assert!(rejected.contains(&f.garbage_key) && rejected.contains("not a signed envelope"));
+    // The hotkey from the URL opened its detail panel, failures included.
+    let detail = section("detail");
+    assert!(detail.contains("wide shown"), "detail panel not shown");
+    assert!(detail.contains("digest differs"), "failure reason not in the detail panel");
+    assert!(dom.contains("live · updated"), "status line never went live");
+    let _ = tx.send(());
+}
