@@ -6,6 +6,7 @@
 //! and the input digests before computing, runs the job on Burn, and writes
 //! its output artifact and a signed receipt.
 
+pub mod access;
 pub mod faults;
 pub mod supervisor;
 pub mod worker;

@@ -112,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.common.json_logs);
     let key = Keypair::load(&cli.common.hotkey_file).context("loading the hotkey")?;
+    Bucket::open(&cli.common.bucket, cli.common.netuid)?
+        .check_access()
+        .await?;
     let shutdown = Shutdown::install()?;
     match cli.command {
         Some(Command::Worker { index, device }) => {

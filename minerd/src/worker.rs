@@ -14,6 +14,7 @@ use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, Verified};
 use locus_workloads::{Device, mlp};
 use tracing::{info, warn};
 
+use crate::access::{Access, AccessError};
 use crate::faults::FaultMode;
 
 pub struct WorkerConfig {
@@ -31,6 +32,8 @@ pub struct WorkerConfig {
 pub enum Skip {
     #[error(transparent)]
     Bucket(#[from] BucketError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
     #[error("{0}")]
     Invalid(String),
     #[error("lease expired before the job started")]
@@ -54,6 +57,7 @@ pub struct Worker {
     runs: HashMap<String, pb::RunManifest>,
     status: Arc<Mutex<Status>>,
     cpu_features: String,
+    http: reqwest::Client,
 }
 
 impl Worker {
@@ -65,6 +69,7 @@ impl Worker {
             runs: HashMap::new(),
             status: Arc::default(),
             cpu_features: cpu_features(),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -83,6 +88,8 @@ impl Worker {
             self.cfg.heartbeat_every,
             self.status.clone(),
             shutdown.clone(),
+            self.cfg.owner,
+            self.http.clone(),
         ));
         let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
         let mut cursor: Option<String> = None;
@@ -184,12 +191,14 @@ impl Worker {
             )));
         }
         let run = self.run_manifest(&run_id).await?;
+        let access = Access::for_assignment(&self.bucket, &assignment.sealed_grant, &self.key)?;
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
             let writer =
                 Hotkey::from_bytes(&input.writer).map_err(|e| Skip::Invalid(e.to_string()))?;
-            let artifact: Verified<pb::TensorArtifact> =
-                self.bucket.get(&input.key, Expect::Signer(&writer)).await?;
+            let artifact: Verified<pb::TensorArtifact> = access
+                .get(&self.http, &self.bucket, &input.key, Expect::Signer(&writer))
+                .await?;
             if artifact.digest().as_bytes().as_slice() != input.digest.as_slice() {
                 return Err(Skip::Invalid(format!(
                     "input {} does not match the digest in manifest {}",
@@ -210,9 +219,8 @@ impl Worker {
             tensors,
         };
         let artifact_key = layout.artifact(&run_id, &job_id, attempt);
-        let digest = self
-            .bucket
-            .create(&artifact_key, &artifact, &self.key)
+        let digest = access
+            .create(&self.http, &self.bucket, &artifact_key, &artifact, &self.key)
             .await?;
         let size = prost::Message::encoded_len(&artifact) as u64;
         let receipt = pb::Receipt {
@@ -236,8 +244,8 @@ impl Worker {
             claimed_cost: None,
             step,
         };
-        self.bucket
-            .create(&receipt_key, &receipt, &self.key)
+        access
+            .create(&self.http, &self.bucket, &receipt_key, &receipt, &self.key)
             .await?;
         if let Ok(mut status) = self.status.lock() {
             status.jobs_done += 1;
@@ -292,6 +300,7 @@ impl Worker {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn heartbeat_loop(
     bucket: Bucket,
     key: Arc<Keypair>,
@@ -300,9 +309,12 @@ async fn heartbeat_loop(
     every: Duration,
     status: Arc<Mutex<Status>>,
     shutdown: Shutdown,
+    owner: Hotkey,
+    http: reqwest::Client,
 ) {
     let hotkey = key.hotkey();
     let hb_key = bucket.layout().heartbeat(&hotkey, index);
+    let mut grant: Option<pb::Grant> = None;
     loop {
         let (current_job, jobs_done) = status
             .lock()
@@ -319,13 +331,61 @@ async fn heartbeat_loop(
             version: env!("CARGO_PKG_VERSION").into(),
             jobs_done,
         };
-        if let Err(e) = bucket.put(&hb_key, &heartbeat, &key).await {
+        let sent = if bucket.is_remote() {
+            send_granted_heartbeat(&bucket, &key, &owner, &http, &hb_key, &heartbeat, &mut grant).await
+        } else {
+            bucket.put(&hb_key, &heartbeat, &key).await.map(|_| ()).map_err(|e| e.to_string())
+        };
+        if let Err(e) = sent {
             warn!(error = %e, "heartbeat failed");
         }
         if !shutdown.sleep(every).await {
             return;
         }
     }
+}
+
+/// Heartbeats on S3 go through the owner's standing heartbeat grant, re-read
+/// when it nears expiry or a write is refused.
+async fn send_granted_heartbeat(
+    bucket: &Bucket,
+    key: &Keypair,
+    owner: &Hotkey,
+    http: &reqwest::Client,
+    hb_key: &str,
+    heartbeat: &pb::WorkerHeartbeat,
+    grant: &mut Option<pb::Grant>,
+) -> Result<(), String> {
+    let stale = grant
+        .as_ref()
+        .is_none_or(|g| g.expires_unix_ms <= unix_ms() + 60_000);
+    if stale {
+        let grant_key = bucket.layout().heartbeat_grant(&key.hotkey());
+        let signed: Verified<pb::HeartbeatGrant> = bucket
+            .get(&grant_key, Expect::Signer(owner))
+            .await
+            .map_err(|e| format!("no usable heartbeat grant yet ({e}); is this hotkey registered with the owner?"))?;
+        *grant = Some(locus_protocol::grant::open(&signed.sealed_grant, key).map_err(|e| e.to_string())?);
+    }
+    let url = grant
+        .as_ref()
+        .ok_or("no heartbeat grant")?
+        .url("PUT", hb_key)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let sealed = locus_protocol::envelope::seal(heartbeat, hb_key, key);
+    // Heartbeats are overwritten, so no create-only header here.
+    let result = http
+        .put(&url)
+        .body(sealed.bytes)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !result.status().is_success() {
+        *grant = None;
+        return Err(format!("heartbeat PUT refused: HTTP {}", result.status()));
+    }
+    Ok(())
 }
 
 /// CPU features that can change floating-point rounding, recorded in receipts

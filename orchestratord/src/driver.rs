@@ -28,7 +28,15 @@ pub struct Settings {
     pub poll_max: Duration,
     pub max_inflight_per_worker: usize,
     pub exit_when_done: bool,
+    /// Registered miner hotkeys that get standing heartbeat grants (S3 only).
+    pub miners: Vec<Hotkey>,
+    /// Heartbeat URLs per miner (worker indices 0..N).
+    pub max_workers_per_miner: u32,
 }
+
+/// Heartbeat grants last this long and are renewed when this much is left.
+const HEARTBEAT_GRANT_LIFETIME: Duration = Duration::from_secs(2 * 3600);
+const HEARTBEAT_GRANT_RENEW: Duration = Duration::from_secs(3600);
 
 pub struct Orchestrator {
     bucket: Bucket,
@@ -48,6 +56,7 @@ pub struct Orchestrator {
     state: pb::RunState,
     published: std::collections::HashSet<String>,
     pub jobs_accepted: u64,
+    heartbeat_grants_until: u64,
 }
 
 impl Orchestrator {
@@ -114,6 +123,7 @@ impl Orchestrator {
             last_worker_refresh: None,
             published: Default::default(),
             jobs_accepted: 0,
+            heartbeat_grants_until: 0,
         };
         orchestrator.plan_ahead();
         orchestrator.recover().await?;
@@ -269,6 +279,7 @@ impl Orchestrator {
     /// One pass: refresh workers, collect results, expire leases, publish and
     /// assign ready jobs. Returns whether anything changed.
     pub async fn tick(&mut self) -> anyhow::Result<bool> {
+        self.renew_heartbeat_grants().await?;
         self.refresh_workers().await;
         let mut progressed = self.collect_results().await?;
         for (job, attempt, worker) in self.schedule.expire(unix_ms()) {
@@ -470,7 +481,7 @@ impl Orchestrator {
             let now = unix_ms();
             let deadline = now + self.settings.lease.as_millis() as u64;
             let layout = self.bucket.layout().clone();
-            let assignment = pb::Assignment {
+            let mut assignment = pb::Assignment {
                 run_id: self.run.run_id.clone(),
                 job_id: spec.job_id.clone(),
                 attempt,
@@ -481,7 +492,12 @@ impl Orchestrator {
                 issued_unix_ms: now,
                 deadline_unix_ms: deadline,
                 step: spec.step,
+                sealed_grant: Vec::new(),
             };
+            let manifest_inputs: Vec<String> = self.input_keys(&spec)?;
+            assignment.sealed_grant = self
+                .job_grant(&spec, attempt, worker.hotkey, &manifest_inputs, deadline)
+                .await?;
             let key = layout.assignment(&worker.hotkey, worker.worker, self.next_seq);
             self.next_seq += 1;
             match self.bucket.create(&key, &assignment, &self.owner).await {
@@ -494,6 +510,104 @@ impl Orchestrator {
             progressed = true;
         }
         Ok(progressed)
+    }
+
+    /// Bucket keys of a job's inputs.
+    fn input_keys(&self, spec: &plan::JobSpec) -> anyhow::Result<Vec<String>> {
+        spec.inputs
+            .iter()
+            .map(|source| match source {
+                Source::Initial => Ok(self.initial.key.clone()),
+                Source::Job(id) => Ok(self.schedule.output(id).context("input not ready")?.key.clone()),
+            })
+            .collect()
+    }
+
+    /// Presigned URLs for exactly what this attempt needs, sealed to the
+    /// miner's hotkey; empty on a bucket that cannot presign (local).
+    async fn job_grant(
+        &self,
+        spec: &plan::JobSpec,
+        attempt: u32,
+        hotkey: Hotkey,
+        inputs: &[String],
+        deadline_ms: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        if !self.bucket.can_presign() {
+            return Ok(Vec::new());
+        }
+        let layout = self.bucket.layout();
+        let run_id = &self.run.run_id;
+        let mut wanted: Vec<(&str, String)> = inputs.iter().map(|k| ("GET", k.clone())).collect();
+        wanted.push(("PUT", layout.artifact(run_id, &spec.job_id, attempt)));
+        wanted.push(("PUT", layout.receipt(run_id, spec.step, &spec.job_id, attempt)));
+        let grant = self.grant(hotkey, run_id, &spec.job_id, attempt, wanted, deadline_ms).await?;
+        Ok(locus_protocol::grant::seal(&grant, &hotkey)?)
+    }
+
+    async fn grant(
+        &self,
+        hotkey: Hotkey,
+        run_id: &str,
+        job_id: &str,
+        attempt: u32,
+        wanted: Vec<(&str, String)>,
+        expires_ms: u64,
+    ) -> anyhow::Result<pb::Grant> {
+        let valid_for = Duration::from_millis(expires_ms.saturating_sub(unix_ms()).max(1000));
+        let mut urls = Vec::with_capacity(wanted.len());
+        for (method, key) in wanted {
+            let url = self
+                .bucket
+                .presign(method, &key, valid_for)
+                .await?
+                .context("bucket cannot presign")?;
+            urls.push(pb::UrlGrant {
+                method: method.into(),
+                key,
+                url,
+            });
+        }
+        Ok(pb::Grant {
+            run_id: run_id.into(),
+            job_id: job_id.into(),
+            attempt,
+            hotkey: hotkey.to_bytes().to_vec(),
+            expires_unix_ms: expires_ms,
+            urls,
+        })
+    }
+
+    /// Keeps a standing heartbeat grant for every registered miner, renewed
+    /// well before it expires, so miners on S3 can announce themselves
+    /// without any write credential.
+    async fn renew_heartbeat_grants(&mut self) -> anyhow::Result<()> {
+        if !self.bucket.can_presign() || self.settings.miners.is_empty() {
+            return Ok(());
+        }
+        let now = unix_ms();
+        if self.heartbeat_grants_until > now + HEARTBEAT_GRANT_RENEW.as_millis() as u64 {
+            return Ok(());
+        }
+        let expires = now + HEARTBEAT_GRANT_LIFETIME.as_millis() as u64;
+        let layout = self.bucket.layout().clone();
+        for hotkey in self.settings.miners.clone() {
+            let wanted = (0..self.settings.max_workers_per_miner)
+                .map(|w| ("PUT", layout.heartbeat(&hotkey, w)))
+                .collect();
+            let grant = self.grant(hotkey, "", "heartbeat", 0, wanted, expires).await?;
+            let record = pb::HeartbeatGrant {
+                hotkey: hotkey.to_bytes().to_vec(),
+                expires_unix_ms: expires,
+                sealed_grant: locus_protocol::grant::seal(&grant, &hotkey)?,
+            };
+            self.bucket
+                .put(&layout.heartbeat_grant(&hotkey), &record, &self.owner)
+                .await?;
+        }
+        info!(miners = self.settings.miners.len(), "heartbeat grants issued");
+        self.heartbeat_grants_until = expires;
+        Ok(())
     }
 
     /// Writes the job's manifest once; returns its digest.

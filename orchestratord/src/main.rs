@@ -43,6 +43,13 @@ struct Args {
     /// Validator hotkeys (SS58) whose verdicts count for this run. Repeatable.
     #[arg(long = "validator", value_name = "SS58")]
     validators: Vec<Hotkey>,
+    /// Registered miner hotkeys (SS58) that get standing heartbeat grants on
+    /// an S3 bucket. Repeatable.
+    #[arg(long = "miner", value_name = "SS58", env = "LOCUS_MINERS", value_delimiter = ',')]
+    miners: Vec<Hotkey>,
+    /// Heartbeat URLs granted per miner (its worker indices 0..N).
+    #[arg(long, default_value_t = 16)]
+    max_workers_per_miner: u32,
     /// Seconds a miner has to finish an assigned job before it is reassigned.
     #[arg(long, default_value_t = 60)]
     lease_secs: u64,
@@ -73,6 +80,10 @@ async fn main() -> anyhow::Result<()> {
     validate_id("run id", &args.run_id).map_err(anyhow::Error::msg)?;
     let owner = Keypair::load(&args.owner_key).context("loading the owner key")?;
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
+    bucket.check_access().await?;
+    if bucket.is_remote() && !bucket.can_presign() {
+        anyhow::bail!("the orchestrator needs write credentials for {} (it presigns miners' grants)", args.bucket);
+    }
     tracing::info!(
         bucket = %args.bucket, netuid = args.netuid, run = %args.run_id, steps = args.steps,
         owner = %owner.hotkey(), validators = args.validators.len(), lease_secs = args.lease_secs,
@@ -93,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
         poll_max: Duration::from_secs(2),
         max_inflight_per_worker: args.max_inflight_per_worker,
         exit_when_done: !args.keep_running,
+        miners: args.miners,
+        max_workers_per_miner: args.max_workers_per_miner,
     };
     let shutdown = Shutdown::install()?;
     let mut orchestrator = Orchestrator::start(bucket.clone(), owner, settings).await?;

@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures::TryStreamExt as _;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+use object_store::signer::Signer as _;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig};
 
 use crate::digest::Digest;
 use crate::envelope::{self, Expect, Rejection, Verified};
@@ -95,26 +97,81 @@ impl RequestCounts {
     }
 }
 
+/// How to reach an S3-compatible bucket (AWS S3, Cloudflare R2, MinIO).
+/// Every field can come from the environment operators already use:
+/// `S3_BUCKET`, `S3_ENDPOINT`, `S3_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `S3_PATH_STYLE`.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as MinIO and most
+    /// self-hosted servers want.
+    pub path_style: bool,
+    /// Unsigned requests: read-only access to a public bucket.
+    pub anonymous: bool,
+}
+
+impl S3Options {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let flag = |name: &str| var(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        S3Options {
+            endpoint: var("S3_ENDPOINT"),
+            region: var("S3_REGION").or_else(|| var("AWS_REGION")),
+            access_key_id: var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+            session_token: var("AWS_SESSION_TOKEN"),
+            path_style: flag("S3_PATH_STYLE"),
+            anonymous: flag("S3_ANONYMOUS"),
+        }
+    }
+}
+
 /// A handle on one subnet's part of the bucket. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
+    /// Present on S3 buckets opened with credentials: presigns grant URLs.
+    signer: Option<Arc<AmazonS3>>,
     layout: Layout,
     url: String,
     counts: Arc<RequestCounts>,
 }
 
 impl Bucket {
-    /// Opens `url`: a local directory (`/path`, `file:///path`), created if missing.
+    /// Opens `url`: a local directory (`/path`, `file:///path`, created if
+    /// missing) or `s3://bucket` (`s3://` alone takes `S3_BUCKET`), with S3
+    /// settings from the environment.
     pub fn open(url: &str, netuid: u16) -> Result<Self, BucketError> {
+        Self::open_with(url, netuid, &S3Options::from_env())
+    }
+
+    pub fn open_with(url: &str, netuid: u16, s3: &S3Options) -> Result<Self, BucketError> {
         let open_err = |reason: String| BucketError::Open {
             url: url.to_string(),
             reason,
         };
+        if let Some(name) = url.strip_prefix("s3://") {
+            let name = name.trim_end_matches('/');
+            let name = if name.is_empty() {
+                std::env::var("S3_BUCKET").map_err(|_| open_err("no bucket name: use s3://NAME or set S3_BUCKET".into()))?
+            } else {
+                name.to_string()
+            };
+            let store = Arc::new(open_s3(&name, s3).map_err(open_err)?);
+            let signer = (!s3.anonymous).then(|| store.clone());
+            let mut bucket = Self::from_store(store, &format!("s3://{name}"), netuid);
+            bucket.signer = signer;
+            return Ok(bucket);
+        }
         let dir = url.strip_prefix("file://").unwrap_or(url);
         if dir.contains("://") {
             return Err(open_err(
-                "unsupported scheme; use a local directory path or file:// URL".into(),
+                "unsupported scheme; use a local directory, file:// or s3://".into(),
             ));
         }
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
@@ -125,9 +182,61 @@ impl Bucket {
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, netuid: u16) -> Self {
         Bucket {
             store,
+            signer: None,
             layout: Layout::new(netuid),
             url: url.to_string(),
             counts: Arc::default(),
+        }
+    }
+
+    /// True for S3 buckets: writers without credentials must use grants.
+    pub fn is_remote(&self) -> bool {
+        self.url.starts_with("s3://")
+    }
+
+    /// Whether this handle can presign URLs (an S3 bucket with credentials).
+    pub fn can_presign(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// A presigned URL for `method` ("GET" or "PUT") on `key`, valid for
+    /// `expires_in`. `None` where the store cannot presign (local directory).
+    pub async fn presign(
+        &self,
+        method: &str,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<String>, BucketError> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let method = match method {
+            "GET" => http::Method::GET,
+            "PUT" => http::Method::PUT,
+            other => {
+                return Err(BucketError::Open {
+                    url: self.url.clone(),
+                    reason: format!("cannot presign method {other}"),
+                });
+            }
+        };
+        let url = signer
+            .signed_url(method, &Path::from(key), expires_in)
+            .await
+            .map_err(|e| BucketError::storage(key, e))?;
+        Ok(Some(url.to_string()))
+    }
+
+    /// One cheap request that fails clearly when the bucket is unreachable or
+    /// the credentials are missing or wrong. Daemons call it at start-up.
+    pub async fn check_access(&self) -> Result<(), BucketError> {
+        match self.list_dirs(self.layout.root()).await {
+            Ok(_) => Ok(()),
+            Err(BucketError::Storage { source, .. }) => Err(BucketError::Open {
+                url: self.url.clone(),
+                reason: format!("the bucket refused a listing (check the endpoint, bucket name and credentials): {source}"),
+            }),
+            Err(e) => Err(e),
         }
     }
 
@@ -286,6 +395,43 @@ impl Bucket {
         names.sort();
         Ok(names)
     }
+}
+
+fn open_s3(name: &str, s3: &S3Options) -> Result<AmazonS3, String> {
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(name)
+        .with_region(s3.region.clone().unwrap_or_else(|| "us-east-1".into()))
+        .with_virtual_hosted_style_request(!s3.path_style)
+        // A few quick retries: a wrong credential or endpoint should surface
+        // as one clear error, not minutes of back-off.
+        .with_retry(RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
+        });
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    if s3.anonymous {
+        builder = builder.with_skip_signature(true);
+    } else {
+        match (&s3.access_key_id, &s3.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+                if let Some(token) = &s3.session_token {
+                    builder = builder.with_token(token);
+                }
+            }
+            _ => {
+                return Err("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                            (or S3_ANONYMOUS=1 for read-only access to a public bucket)"
+                    .into());
+            }
+        }
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

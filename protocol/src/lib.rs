@@ -10,6 +10,7 @@
 pub mod bucket;
 pub mod digest;
 pub mod envelope;
+pub mod grant;
 pub mod keys;
 pub mod paths;
 pub mod record;

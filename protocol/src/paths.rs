@@ -9,6 +9,7 @@
 //! v1/netuid={n}/runs/{run}/verdicts/s{step}/{job}/a{attempt}.pb  Verdict         validator
 //! v1/netuid={n}/assignments/{ss58}/w{worker}/{seq}.pb            Assignment      owner
 //! v1/netuid={n}/heartbeats/{ss58}/w{worker}.pb                   WorkerHeartbeat hotkey
+//! v1/netuid={n}/grants/{ss58}/heartbeat.pb                       HeartbeatGrant  owner
 //! v1/netuid={n}/scores/{window}.pb                               ScoreWindow     validator
 //! v1/netuid={n}/weights/{window}.pb                              ChainWeights    validator
 //! ```
@@ -119,6 +120,11 @@ impl Layout {
 
     pub fn score_window(&self, window: &str) -> String {
         format!("{}/scores/{window}.pb", self.root)
+    }
+
+    /// The owner's standing heartbeat grant for a hotkey.
+    pub fn heartbeat_grant(&self, hotkey: &Hotkey) -> String {
+        format!("{}/grants/{}/heartbeat.pb", self.root, hotkey.ss58())
     }
 
     pub fn chain_weights(&self, window: &str) -> String {

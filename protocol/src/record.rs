@@ -28,4 +28,5 @@ records!(
     ScoreWindow,
     TensorArtifact,
     ChainWeights,
+    HeartbeatGrant,
 );

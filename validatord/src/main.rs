@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let key = Keypair::load(&args.key).context("loading the validator key")?;
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
+    bucket.check_access().await?;
     tracing::info!(
         bucket = %args.bucket, netuid = args.netuid, validator = %key.hotkey(), owner = %args.owner,
         sample_rate = args.sample_rate, device = %args.device, "validatord starting"

@@ -1,0 +1,106 @@
+//! How a worker reads and writes the bucket for one job.
+//!
+//! On a local-directory bucket a worker writes directly. On S3 a miner holds
+//! no write credential: every byte it writes goes through a presigned URL
+//! from the owner's grant, sealed to this hotkey, and its inputs are read
+//! through the grant's GET URLs too. The storage itself refuses anything the
+//! grant does not cover, or anything after it expires.
+
+use locus_protocol::envelope::{self, Sealed};
+use locus_protocol::grant::{self, GrantError};
+use locus_protocol::{Bucket, BucketError, Expect, Keypair, Record, Verified, pb};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("{method} {key} through the grant failed: {reason}")]
+    Http { method: String, key: String, reason: String },
+    #[error("the bucket is remote but the assignment carries no grant")]
+    NoGrant,
+}
+
+/// The write path for one assignment.
+pub enum Access {
+    Direct,
+    Granted(pb::Grant),
+}
+
+impl Access {
+    /// Chooses the path: a grant sealed to `key` if the assignment has one; a
+    /// direct write only on a local bucket.
+    pub fn for_assignment(bucket: &Bucket, sealed_grant: &[u8], key: &Keypair) -> Result<Self, AccessError> {
+        if !sealed_grant.is_empty() {
+            return Ok(Access::Granted(grant::open(sealed_grant, key)?));
+        }
+        if bucket.is_remote() {
+            return Err(AccessError::NoGrant);
+        }
+        Ok(Access::Direct)
+    }
+
+    /// Reads and verifies the record at `key`.
+    pub async fn get<T: Record>(
+        &self,
+        http: &reqwest::Client,
+        bucket: &Bucket,
+        key: &str,
+        expect: Expect<'_>,
+    ) -> Result<Verified<T>, AccessError> {
+        match self {
+            Access::Granted(grant) if grant.url("GET", key).is_ok() => {
+                let url = grant.url("GET", key)?;
+                let bytes = send(http.get(url), "GET", key).await?;
+                Ok(envelope::open(&bytes, key, expect).map_err(BucketError::from)?)
+            }
+            _ => Ok(bucket.get(key, expect).await?),
+        }
+    }
+
+    /// Signs `record` for `key` and writes it once.
+    pub async fn create<T: Record>(
+        &self,
+        http: &reqwest::Client,
+        bucket: &Bucket,
+        key: &str,
+        record: &T,
+        signer: &Keypair,
+    ) -> Result<locus_protocol::Digest, AccessError> {
+        match self {
+            Access::Direct => Ok(bucket.create(key, record, signer).await?),
+            Access::Granted(grant) => {
+                let Sealed { bytes, digest } = envelope::seal(record, key, signer);
+                put_url(http, grant.url("PUT", key)?, key, bytes).await?;
+                Ok(digest)
+            }
+        }
+    }
+}
+
+/// PUTs `bytes` to a presigned URL, asking the store not to overwrite.
+pub async fn put_url(http: &reqwest::Client, url: &str, key: &str, bytes: Vec<u8>) -> Result<(), AccessError> {
+    send(http.put(url).header("If-None-Match", "*").body(bytes), "PUT", key)
+        .await
+        .map(|_| ())
+}
+
+async fn send(request: reqwest::RequestBuilder, method: &str, key: &str) -> Result<bytes::Bytes, AccessError> {
+    let err = |reason: String| AccessError::Http {
+        method: method.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let response = request.send().await.map_err(|e| err(e.to_string()))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| err(e.to_string()))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).to_string();
+        return Err(err(format!("HTTP {status}: {text}")));
+    }
+    if body.len() > envelope::MAX_ENVELOPE_BYTES {
+        return Err(err(format!("{} bytes is too large", body.len())));
+    }
+    Ok(body)
+}

@@ -1,0 +1,120 @@
+//! Assignment grants: presigned URLs sealed to one miner's hotkey.
+//!
+//! In a fleet the owner holds the bucket's write credentials and miners hold
+//! none. For each assignment the owner presigns exactly the requests that job
+//! needs (GET each input, PUT the output artifact and the receipt), valid
+//! until the job's deadline, and seals them to the miner's hotkey: the
+//! ED25519 public key is mapped to X25519 and the grant is encrypted as a
+//! libsodium-compatible sealed box (`crypto_box`). The sealed bytes travel
+//! inside the owner-signed assignment, so they can be neither read by anyone
+//! else nor altered.
+
+use crypto_box::aead::OsRng;
+use ed25519_dalek::SigningKey;
+use prost::Message as _;
+
+use crate::keys::{Hotkey, Keypair};
+use crate::pb;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GrantError {
+    #[error("cannot seal grant: {0}")]
+    Seal(String),
+    #[error("grant is not sealed to this hotkey (or was tampered with)")]
+    Open,
+    #[error("grant does not decode: {0}")]
+    Decode(String),
+    #[error("grant is for hotkey {found}, not {expected}")]
+    WrongHotkey { expected: String, found: String },
+    #[error("grant has no {method} URL for {key}")]
+    NoUrl { method: String, key: String },
+    #[error("grant expired")]
+    Expired,
+}
+
+/// Encrypts `grant` so that only `to` can read it.
+pub fn seal(grant: &pb::Grant, to: &Hotkey) -> Result<Vec<u8>, GrantError> {
+    let x25519 = crypto_box::PublicKey::from(to.verifying_key().to_montgomery().to_bytes());
+    x25519
+        .seal(&mut OsRng, &grant.encode_to_vec())
+        .map_err(|e| GrantError::Seal(e.to_string()))
+}
+
+/// Decrypts a grant sealed to `key` and checks it names `key`'s hotkey.
+pub fn open(sealed: &[u8], key: &Keypair) -> Result<pb::Grant, GrantError> {
+    let signing = SigningKey::from_bytes(&key.seed());
+    let x25519 = crypto_box::SecretKey::from(signing.to_scalar_bytes());
+    let plain = x25519.unseal(sealed).map_err(|_| GrantError::Open)?;
+    let grant = pb::Grant::decode(plain.as_slice()).map_err(|e| GrantError::Decode(e.to_string()))?;
+    let me = key.hotkey();
+    if grant.hotkey != me.to_bytes() {
+        let found = Hotkey::from_bytes(&grant.hotkey)
+            .map(|h| h.ss58())
+            .unwrap_or_else(|_| "an invalid key".into());
+        return Err(GrantError::WrongHotkey {
+            expected: me.ss58(),
+            found,
+        });
+    }
+    Ok(grant)
+}
+
+impl pb::Grant {
+    /// The presigned URL for `method` on `key`.
+    pub fn url(&self, method: &str, key: &str) -> Result<&str, GrantError> {
+        self.urls
+            .iter()
+            .find(|u| u.method == method && u.key == key)
+            .map(|u| u.url.as_str())
+            .ok_or_else(|| GrantError::NoUrl {
+                method: method.to_string(),
+                key: key.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant_for(hotkey: &Hotkey) -> pb::Grant {
+        pb::Grant {
+            run_id: "r".into(),
+            job_id: "j".into(),
+            attempt: 1,
+            hotkey: hotkey.to_bytes().to_vec(),
+            expires_unix_ms: 1,
+            urls: vec![pb::UrlGrant {
+                method: "PUT".into(),
+                key: "k".into(),
+                url: "http://127.0.0.1/k?X-Amz-Signature=abc".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn only_the_recipient_can_open() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let sealed = seal(&grant_for(&a.hotkey()), &a.hotkey()).unwrap();
+        let opened = open(&sealed, &a).unwrap();
+        assert_eq!(opened.url("PUT", "k").unwrap(), "http://127.0.0.1/k?X-Amz-Signature=abc");
+        assert!(opened.url("GET", "k").is_err());
+        assert_eq!(open(&sealed, &b).unwrap_err(), GrantError::Open);
+    }
+
+    #[test]
+    fn tampered_ciphertext_fails() {
+        let a = Keypair::generate();
+        let mut sealed = seal(&grant_for(&a.hotkey()), &a.hotkey()).unwrap();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert_eq!(open(&sealed, &a).unwrap_err(), GrantError::Open);
+    }
+
+    #[test]
+    fn grant_naming_another_hotkey_is_refused() {
+        let (a, b) = (Keypair::generate(), Keypair::generate());
+        let sealed = seal(&grant_for(&b.hotkey()), &a.hotkey()).unwrap();
+        assert!(matches!(open(&sealed, &a), Err(GrantError::WrongHotkey { .. })));
+    }
+}
