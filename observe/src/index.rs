@@ -173,7 +173,10 @@ impl MetaSource {
                 .list(prefix, None)
                 .await?
                 .into_iter()
-                .filter(|k| k.strip_prefix(prefix).is_some_and(|rest| !rest.contains('/')))
+                .filter(|k| {
+                    k.strip_prefix(prefix)
+                        .is_some_and(|rest| !rest.contains('/'))
+                })
                 .map(|key| Listed { key, meta: None })
                 .collect()),
             MetaSource::Local(store) => {
@@ -750,10 +753,7 @@ impl DiscoveryIndex {
             };
             let checked = match assignment {
                 Ok(a) => Self::check_against_assignment(&receipt, a),
-                Err(reason) => Err(format!(
-                    "assignment {}: {reason}",
-                    receipt.assignment_key
-                )),
+                Err(reason) => Err(format!("assignment {}: {reason}", receipt.assignment_key)),
             };
             let key = receipt.key().to_string();
             match checked {
@@ -813,7 +813,10 @@ impl DiscoveryIndex {
     ) -> Result<Verified<pb::Receipt>, String> {
         let hotkey = Hotkey::from_bytes(&r.hotkey).map_err(|e| format!("receipt hotkey: {e}"))?;
         check(*r.signer() == hotkey, || {
-            format!("signed by {}, but the receipt names hotkey {hotkey}", r.signer())
+            format!(
+                "signed by {}, but the receipt names hotkey {hotkey}",
+                r.signer()
+            )
         })?;
         check(
             r.run_id == run && r.job_id == job && r.attempt == attempt && r.step == step,
@@ -955,9 +958,7 @@ impl DiscoveryIndex {
                     self.rejected.remove(&key);
                     if let Some(run_entry) = self.runs.get_mut(run) {
                         run_entry.verdicts_cur.seen.insert(key);
-                        run_entry
-                            .verdicts
-                            .insert(entry.receipt_key.clone(), entry);
+                        run_entry.verdicts.insert(entry.receipt_key.clone(), entry);
                     }
                 }
                 Err(reason) => {

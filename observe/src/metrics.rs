@@ -331,7 +331,12 @@ fn render_buckets(out: &mut String, buckets: &[(String, Bucket)]) {
     );
     for (name, bucket) in buckets {
         let errors = load(&bucket.counts().errors) as f64;
-        sample(out, "bucket_request_errors_total", &label(name, None), errors);
+        sample(
+            out,
+            "bucket_request_errors_total",
+            &label(name, None),
+            errors,
+        );
     }
     header(
         out,
@@ -382,7 +387,11 @@ fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -442,12 +451,9 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
-    let metrics_route = warp::path!("metrics")
-        .and(warp::get())
-        .map(move || {
-            warp::reply::with_header(metrics.render(), "content-type", CONTENT_TYPE)
-                .into_response()
-        });
+    let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(metrics.render(), "content-type", CONTENT_TYPE).into_response()
+    });
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| "ok\n".into_response());

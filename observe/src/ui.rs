@@ -285,7 +285,10 @@ fn routes(
         .and(with())
         .and(warp::query::<Query>())
         .map(|s: Arc<Shared>, q: Query| {
-            json(&s.snapshot().score_window(q.get("window").map(String::as_str)))
+            json(
+                &s.snapshot()
+                    .score_window(q.get("window").map(String::as_str)),
+            )
         });
     let hotkey = warp::path!("api" / "hotkey" / String)
         .and(with())
@@ -307,17 +310,15 @@ fn routes(
         warp::reply::with_header(metrics.render(), "content-type", metrics::CONTENT_TYPE)
             .into_response()
     });
-    let health = warp::path!("healthz")
-        .and(with())
-        .map(|s: Arc<Shared>| {
-            let ready = s.ready.read().map(|r| *r).unwrap_or(false);
-            if ready {
-                "ok\n".into_response()
-            } else {
-                warp::reply::with_status("indexing\n", warp::http::StatusCode::SERVICE_UNAVAILABLE)
-                    .into_response()
-            }
-        });
+    let health = warp::path!("healthz").and(with()).map(|s: Arc<Shared>| {
+        let ready = s.ready.read().map(|r| *r).unwrap_or(false);
+        if ready {
+            "ok\n".into_response()
+        } else {
+            warp::reply::with_status("indexing\n", warp::http::StatusCode::SERVICE_UNAVAILABLE)
+                .into_response()
+        }
+    });
     let not_found = warp::any().map(|| {
         warp::reply::with_status("not found\n", warp::http::StatusCode::NOT_FOUND).into_response()
     });

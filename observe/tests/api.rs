@@ -14,14 +14,21 @@ use serde_json::Value;
 async fn start_ui(f: &Fixture) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     // The UI gets its own handle so its requests are counted apart from the fixture's writes.
-    let bucket = locus_protocol::Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
+    let bucket =
+        locus_protocol::Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
     let config = UiConfig {
         refresh_every: Duration::from_millis(100),
         ..UiConfig::default()
     };
-    let addr = serve_ui_with(config, bucket, f.owner_hotkey(), "127.0.0.1:0".parse().expect("addr"), async {
-        let _ = rx.await;
-    })
+    let addr = serve_ui_with(
+        config,
+        bucket,
+        f.owner_hotkey(),
+        "127.0.0.1:0".parse().expect("addr"),
+        async {
+            let _ = rx.await;
+        },
+    )
     .await
     .expect("serve_ui");
     // Wait for the first refresh.
@@ -52,12 +59,18 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     let workers = get_json(addr, "/api/workers").await;
     let list = workers.as_array().expect("workers");
     assert_eq!(list.len(), 3, "{workers:#}");
-    let m0 = list.iter().find(|w| w["hotkey"] == f.miner(0)).expect("miner 0 worker");
+    let m0 = list
+        .iter()
+        .find(|w| w["hotkey"] == f.miner(0))
+        .expect("miner 0 worker");
     assert_eq!(m0["current_job"], "s00002-forward");
     assert_eq!(m0["jobs_done"], 7);
     assert_eq!(m0["signature"], "verified");
     assert!(m0["age_ms"].as_u64().expect("age") < 60_000);
-    assert!(list.iter().any(|w| w["hotkey"] == f.miner(1) && w["worker"] == 1 && w["device"] == "cuda:1"));
+    assert!(
+        list.iter()
+            .any(|w| w["hotkey"] == f.miner(1) && w["worker"] == 1 && w["device"] == "cuda:1")
+    );
 
     // Runs: progress through the DAG and the eval loss.
     let runs = get_json(addr, "/api/runs").await;
@@ -82,7 +95,12 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
         .find(|r| r["key"] == f.failed_receipt_key.as_str())
         .expect("failed receipt listed");
     assert_eq!(failed["verdict"]["outcome"], "failed");
-    assert!(failed["verdict"]["reason"].as_str().expect("reason").contains("digest differs"));
+    assert!(
+        failed["verdict"]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("digest differs")
+    );
     assert_eq!(failed["verdict"]["validator"], f.validator.hotkey().ss58());
     let of_m1 = get_json(addr, &format!("/api/receipts?hotkey={}", f.miner(1))).await;
     assert_eq!(of_m1.as_array().expect("receipts").len(), 4);
@@ -94,7 +112,10 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     assert_eq!(scores["validator"], f.validator.hotkey().ss58());
     let rows = scores["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 2);
-    let r0 = rows.iter().find(|r| r["hotkey"] == f.miner(0)).expect("miner 0 score");
+    let r0 = rows
+        .iter()
+        .find(|r| r["hotkey"] == f.miner(0))
+        .expect("miner 0 score");
     assert_eq!(r0["weight"], 1.0);
     assert_eq!(r0["uid"], 3);
     assert_eq!(r0["chain_weight"], 65535);
@@ -105,7 +126,10 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     assert_eq!(detail["window_id"], RUN);
     assert_eq!(detail["totals"]["receipts"], 6);
     assert_eq!(detail["totals"]["failed"], 1);
-    assert_eq!(detail["failures"][0]["receipt_key"], f.failed_receipt_key.as_str());
+    assert_eq!(
+        detail["failures"][0]["receipt_key"],
+        f.failed_receipt_key.as_str()
+    );
     assert!(detail["totals"]["verified_cu"].as_u64().expect("cu") > 0);
     assert!(detail["totals"]["unsampled_cu"].as_u64().expect("cu") > 0);
     assert_eq!(detail["score"]["hotkey"], f.miner(0));
@@ -126,10 +150,17 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     };
     assert!(reason_of(&f.garbage_key).contains("not a signed envelope"));
     let forged = reason_of(&f.forged_receipt_key);
-    assert!(forged.contains("signed by") && forged.contains(&f.miner(1)), "{forged}");
+    assert!(
+        forged.contains("signed by") && forged.contains(&f.miner(1)),
+        "{forged}"
+    );
     assert!(reason_of(&f.forged_heartbeat_key).contains(&format!("expected {}", f.miner(1))));
     assert!(reason_of(&f.forged_score_key).contains("not a validator"));
-    assert_eq!(rejected.as_array().expect("rejected").len(), 4, "{rejected:#}");
+    assert_eq!(
+        rejected.as_array().expect("rejected").len(),
+        4,
+        "{rejected:#}"
+    );
 
     // The overview the page polls carries all of it, and the page itself is served.
     let overview = get_json(addr, "/api/overview").await;
@@ -140,7 +171,9 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     let (status, content_type, page) = http_get(addr, "/").await;
     assert_eq!(status, 200);
     assert!(content_type.starts_with("text/html"), "{content_type}");
-    assert!(page.contains("console-errors") && !page.contains("http://") && !page.contains("https://"));
+    assert!(
+        page.contains("console-errors") && !page.contains("http://") && !page.contains("https://")
+    );
     let (status, _, _) = http_get(addr, "/api/nope").await;
     assert_eq!(status, 404);
 
@@ -148,9 +181,22 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     let (status, _, text) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200);
     let samples = check_prometheus_text(&text);
-    assert!(samples.iter().any(|(n, l, v)| n == "bucket_requests_total" && l == "op=\"get\"" && *v > 0.0));
-    assert!(samples.iter().any(|(n, _, v)| n == "discovery_refresh_seconds_count" && *v >= 1.0));
-    assert!(samples.iter().all(|(n, l, v)| !(n == "bucket_requests_total" && l == "op=\"put\"") || *v == 0.0), "the UI never writes");
+    assert!(
+        samples
+            .iter()
+            .any(|(n, l, v)| n == "bucket_requests_total" && l == "op=\"get\"" && *v > 0.0)
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(n, _, v)| n == "discovery_refresh_seconds_count" && *v >= 1.0)
+    );
+    assert!(
+        samples
+            .iter()
+            .all(|(n, l, v)| !(n == "bucket_requests_total" && l == "op=\"put\"") || *v == 0.0),
+        "the UI never writes"
+    );
 
     let _ = stop.send(());
 }
@@ -158,7 +204,8 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
 #[tokio::test]
 async fn unchanged_bucket_costs_lists_only_and_new_objects_are_read_once() {
     let mut f = Fixture::new().await;
-    let bucket = locus_protocol::Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
+    let bucket =
+        locus_protocol::Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
     let mut index = DiscoveryIndex::new(bucket.clone(), f.owner_hotkey(), IndexConfig::default());
     let first = index.refresh().await.expect("refresh");
     let c = bucket.counts();
@@ -174,7 +221,11 @@ async fn unchanged_bucket_costs_lists_only_and_new_objects_are_read_once() {
     // Nothing changed: no GET, a fixed number of LISTs.
     let second = index.refresh().await.expect("refresh");
     assert!(!second.changed);
-    assert_eq!(gets(), after_first.0, "an unchanged bucket must not be re-read");
+    assert_eq!(
+        gets(),
+        after_first.0,
+        "an unchanged bucket must not be re-read"
+    );
     let lists_per_refresh = lists() - after_first.1;
     // run dirs, run files, jobs, receipts, verdicts, heartbeats, scores, weights
     assert_eq!(lists_per_refresh, 8);
@@ -185,7 +236,8 @@ async fn unchanged_bucket_costs_lists_only_and_new_objects_are_read_once() {
 
     // A new receipt with its verdict: one job, one assignment, one receipt, one verdict.
     let before = gets();
-    f.add_job(2, "s00002-forward", 0, 1, Some(VerdictOutcome::Verified)).await;
+    f.add_job(2, "s00002-forward", 0, 1, Some(VerdictOutcome::Verified))
+        .await;
     let third = index.refresh().await.expect("refresh");
     assert!(third.changed);
     assert_eq!(gets() - before, 4);
@@ -206,10 +258,18 @@ async fn unchanged_bucket_costs_lists_only_and_new_objects_are_read_once() {
 
     let snapshot = index.snapshot();
     assert_eq!(snapshot.receipts.len(), f.receipts);
-    let w = snapshot.workers.iter().find(|w| w.hotkey == f.miner(0)).expect("worker");
+    let w = snapshot
+        .workers
+        .iter()
+        .find(|w| w.hotkey == f.miner(0))
+        .expect("worker");
     assert_eq!(w.current_job, "s00002-reduce");
     assert_eq!(w.jobs_done, 8);
-    let late = snapshot.receipts.iter().find(|r| r.job_id == "s00002-aaa-late").expect("late receipt");
+    let late = snapshot
+        .receipts
+        .iter()
+        .find(|r| r.job_id == "s00002-aaa-late")
+        .expect("late receipt");
     assert!(late.verdict.is_none());
     assert_eq!(snapshot.rejected.len(), 4);
 }
@@ -217,7 +277,8 @@ async fn unchanged_bucket_costs_lists_only_and_new_objects_are_read_once() {
 #[tokio::test]
 async fn a_full_relist_catches_receipts_far_behind_the_cursor() {
     let mut f = Fixture::new().await;
-    let bucket = locus_protocol::Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
+    let bucket =
+        locus_protocol::Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
     let config = IndexConfig {
         rewind_keys: 0,
         full_relist_every: Duration::from_millis(300),
@@ -229,9 +290,21 @@ async fn a_full_relist_catches_receipts_far_behind_the_cursor() {
     f.add_job(0, "s00000-aaa-straggler", 1, 1, None).await;
     let quick = index.refresh().await.expect("refresh");
     assert!(!quick.full_relist);
-    assert!(!index.snapshot().receipts.iter().any(|r| r.job_id == "s00000-aaa-straggler"));
+    assert!(
+        !index
+            .snapshot()
+            .receipts
+            .iter()
+            .any(|r| r.job_id == "s00000-aaa-straggler")
+    );
     tokio::time::sleep(Duration::from_millis(350)).await;
     let full = index.refresh().await.expect("refresh");
     assert!(full.full_relist);
-    assert!(index.snapshot().receipts.iter().any(|r| r.job_id == "s00000-aaa-straggler"));
+    assert!(
+        index
+            .snapshot()
+            .receipts
+            .iter()
+            .any(|r| r.job_id == "s00000-aaa-straggler")
+    );
 }

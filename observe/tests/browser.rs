@@ -16,7 +16,12 @@ fn find_chromium() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+    for name in [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ] {
         for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]) {
             let candidate = dir.join(name);
             if candidate.is_file() {
@@ -79,9 +84,15 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
         refresh_every: Duration::from_millis(200),
         ..UiConfig::default()
     };
-    let addr = serve_ui_with(config, f.bucket.clone(), f.owner_hotkey(), "127.0.0.1:0".parse().expect("addr"), async {
-        let _ = rx.await;
-    })
+    let addr = serve_ui_with(
+        config,
+        f.bucket.clone(),
+        f.owner_hotkey(),
+        "127.0.0.1:0".parse().expect("addr"),
+        async {
+            let _ = rx.await;
+        },
+    )
     .await
     .expect("serve_ui");
     for _ in 0..100 {
@@ -114,14 +125,21 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
         .await;
         assert!(ok, "chromium --screenshot failed: {stderr}");
         let png = std::fs::read(&shot).expect("screenshot written");
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot is not a real PNG");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "screenshot is not a real PNG"
+        );
         eprintln!("screenshot: {}", shot.display());
     }
 
     let (ok, dom, stderr) = chromium(
         &bin,
         profile.path(),
-        &["--virtual-time-budget=5000".into(), "--dump-dom".into(), url],
+        &[
+            "--virtual-time-budget=5000".into(),
+            "--dump-dom".into(),
+            url,
+        ],
     )
     .await;
     assert!(ok, "chromium --dump-dom failed: {stderr}");
@@ -130,31 +148,56 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
     assert!(
         dom.contains(r#"<div id="console-errors"></div>"#),
         "page reported JS errors:\n{}",
-        dom.split(r#"id="console-errors">"#).nth(1).unwrap_or("").split("</div>").next().unwrap_or("")
+        dom.split(r#"id="console-errors">"#)
+            .nth(1)
+            .unwrap_or("")
+            .split("</div>")
+            .next()
+            .unwrap_or("")
     );
     let section = |id: &str| -> &str {
         let at = dom
             .find(&format!(r#" id="{id}""#))
             .unwrap_or_else(|| panic!("section {id} missing"));
-        let start = dom[..at].rfind("<section").unwrap_or_else(|| panic!("{id} is not a section"));
+        let start = dom[..at]
+            .rfind("<section")
+            .unwrap_or_else(|| panic!("{id} is not a section"));
         let rest = &dom[start..];
         &rest[..rest.find("</section>").unwrap_or(rest.len())]
     };
     for (i, _) in f.miners.iter().enumerate() {
         let ss58 = f.miner(i);
-        assert!(section("workers-section").contains(&ss58), "worker {ss58} not rendered");
-        assert!(section("scores-section").contains(&ss58), "score of {ss58} not rendered");
-        assert!(section("receipts-section").contains(&ss58), "receipts of {ss58} not rendered");
+        assert!(
+            section("workers-section").contains(&ss58),
+            "worker {ss58} not rendered"
+        );
+        assert!(
+            section("scores-section").contains(&ss58),
+            "score of {ss58} not rendered"
+        );
+        assert!(
+            section("receipts-section").contains(&ss58),
+            "receipts of {ss58} not rendered"
+        );
     }
     assert!(section("scores-section").contains(r#"id="score-table""#));
-    assert!(section("runs-section").contains("<svg"), "eval loss plot missing");
+    assert!(
+        section("runs-section").contains("<svg"),
+        "eval loss plot missing"
+    );
     assert!(section("runs-section").contains(RUN));
     let rejected = section("rejected-section");
     assert!(rejected.contains(&f.garbage_key) && rejected.contains("not a signed envelope"));
     // The hotkey from the URL opened its detail panel, failures included.
     let detail = section("detail");
     assert!(detail.contains("wide shown"), "detail panel not shown");
-    assert!(detail.contains("digest differs"), "failure reason not in the detail panel");
-    assert!(dom.contains("live · updated"), "status line never went live");
+    assert!(
+        detail.contains("digest differs"),
+        "failure reason not in the detail panel"
+    );
+    assert!(
+        dom.contains("live · updated"),
+        "status line never went live"
+    );
     let _ = tx.send(());
 }

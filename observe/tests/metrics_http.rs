@@ -30,10 +30,18 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
     task.await.expect("task");
     m.duration("replay_seconds", "Time spent replaying sampled jobs")
         .observe(Duration::from_millis(1250));
-    m.gauge_with("workers_alive", "Workers with a fresh heartbeat", &[("device", "cuda:0")])
-        .set(2.0);
-    m.counter_with("odd_total", "Label \"escaping\"\nchecked", &[("why", "quote \" backslash \\ newline \n")])
-        .inc();
+    m.gauge_with(
+        "workers_alive",
+        "Workers with a fresh heartbeat",
+        &[("device", "cuda:0")],
+    )
+    .set(2.0);
+    m.counter_with(
+        "odd_total",
+        "Label \"escaping\"\nchecked",
+        &[("why", "quote \" backslash \\ newline \n")],
+    )
+    .inc();
     m.track_bucket("main", &f.bucket);
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -46,7 +54,10 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
 
     let (status, content_type, text) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200);
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     let samples = check_prometheus_text(&text);
     let value = |name: &str, labels: &str| {
         samples
@@ -61,7 +72,10 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
     assert_eq!(value("replay_seconds_count", ""), 1.0);
     assert_eq!(value("replay_seconds_sum", ""), 1.25);
     assert_eq!(value("workers_alive", "device=\"cuda:0\""), 2.0);
-    assert!(value("bucket_requests_total", "op=\"put\"") > 30.0, "the fixture's writes");
+    assert!(
+        value("bucket_requests_total", "op=\"put\"") > 30.0,
+        "the fixture's writes"
+    );
     assert!(value("bucket_request_seconds_sum", "op=\"put\"") > 0.0);
     assert_eq!(
         value("bucket_request_seconds_count", "op=\"put\""),
@@ -70,7 +84,10 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
     value("bucket_request_errors_total", "");
     assert!(text.contains("# TYPE jobs_executed_total counter\n"));
     assert!(text.contains("# TYPE replay_seconds summary\n"));
-    assert!(text.contains("# HELP odd_total Label \"escaping\"\\nchecked\n"), "{text}");
+    assert!(
+        text.contains("# HELP odd_total Label \"escaping\"\\nchecked\n"),
+        "{text}"
+    );
 
     let (status, _, body) = http_get(addr, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
@@ -92,7 +109,9 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
 
 #[tokio::test]
 async fn binding_a_busy_port_is_an_error() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let busy = listener.local_addr().expect("addr");
     let err = metrics::serve(busy, Metrics::new(), std::future::pending())
         .await

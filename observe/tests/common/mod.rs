@@ -47,7 +47,8 @@ fn jobs_of_step(step: u32) -> Vec<(String, JobKind, u32)> {
 impl Fixture {
     pub async fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bucket = Bucket::open(dir.path().to_str().expect("utf-8 path"), NETUID).expect("bucket");
+        let bucket =
+            Bucket::open(dir.path().to_str().expect("utf-8 path"), NETUID).expect("bucket");
         let owner = Keypair::generate();
         let miners = vec![Keypair::generate(), Keypair::generate()];
         let validator = Keypair::generate();
@@ -93,7 +94,9 @@ impl Fixture {
             lease_ms: 30_000,
             ..Default::default()
         };
-        b.create(&layout.run_manifest(RUN), &manifest, &self.owner).await.expect("manifest");
+        b.create(&layout.run_manifest(RUN), &manifest, &self.owner)
+            .await
+            .expect("manifest");
         let state = pb::RunState {
             run_id: RUN.into(),
             completed_steps: 2,
@@ -102,7 +105,9 @@ impl Fixture {
             train_loss: vec![2.4, 1.7, 1.2],
             unix_ms: now_ms(),
         };
-        b.put(&layout.run_state(RUN), &state, &self.owner).await.expect("state");
+        b.put(&layout.run_state(RUN), &state, &self.owner)
+            .await
+            .expect("state");
 
         for step in 0..2 {
             for (i, (job, _, _)) in jobs_of_step(step).into_iter().enumerate() {
@@ -122,7 +127,11 @@ impl Fixture {
         }
 
         // Heartbeats, one per worker; miner 1 runs two workers.
-        for (miner, worker, job) in [(0usize, 0u32, "s00002-forward"), (1, 0, ""), (1, 1, "s00002-inner-m00-r00")] {
+        for (miner, worker, job) in [
+            (0usize, 0u32, "s00002-forward"),
+            (1, 0, ""),
+            (1, 1, "s00002-inner-m00-r00"),
+        ] {
             self.heartbeat(miner, worker, job, 7).await;
         }
 
@@ -140,7 +149,11 @@ impl Fixture {
                 unsampled_cu: 3000,
                 score: if i == 0 { 5000.0 } else { 0.0 },
                 weight: if i == 0 { 1.0 } else { 0.0 },
-                reason: if i == 1 { "failed verdict zeroes the window".into() } else { String::new() },
+                reason: if i == 1 {
+                    "failed verdict zeroes the window".into()
+                } else {
+                    String::new()
+                },
             });
         }
         let window = pb::ScoreWindow {
@@ -151,26 +164,40 @@ impl Fixture {
             complete: false,
             receipts: 10,
         };
-        b.put(&layout.score_window(RUN), &window, &self.validator).await.expect("scores");
+        b.put(&layout.score_window(RUN), &window, &self.validator)
+            .await
+            .expect("scores");
         let weights = pb::ChainWeights {
             window_id: RUN.into(),
             netuid: NETUID.into(),
-            hotkeys: self.miners.iter().map(|m| m.hotkey().to_bytes().to_vec()).collect(),
+            hotkeys: self
+                .miners
+                .iter()
+                .map(|m| m.hotkey().to_bytes().to_vec())
+                .collect(),
             uids: vec![3, 9],
             weights: vec![65535, 0],
             dry_run: true,
             unix_ms: now_ms(),
             ..Default::default()
         };
-        b.put(&layout.chain_weights(RUN), &weights, &self.validator).await.expect("weights");
+        b.put(&layout.chain_weights(RUN), &weights, &self.validator)
+            .await
+            .expect("weights");
 
         // Objects the UI must reject.
-        b.put_bytes(&self.garbage_key, b"\xff\x00 definitely not an envelope".to_vec(), PutMode::Overwrite)
-            .await
-            .expect("garbage");
+        b.put_bytes(
+            &self.garbage_key,
+            b"\xff\x00 definitely not an envelope".to_vec(),
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("garbage");
         // A receipt naming miner 1, signed by miner 0.
         let (forged, _) = self.receipt_record(1, "s00001-reduce", 2, 1);
-        b.put(&self.forged_receipt_key, &forged, &self.miners[0]).await.expect("forged receipt");
+        b.put(&self.forged_receipt_key, &forged, &self.miners[0])
+            .await
+            .expect("forged receipt");
         // A heartbeat under miner 1's prefix signed by miner 0.
         let hb = pb::WorkerHeartbeat {
             hotkey: self.miners[1].hotkey().to_bytes().to_vec(),
@@ -180,7 +207,9 @@ impl Fixture {
             unix_ms: now_ms(),
             ..Default::default()
         };
-        b.put(&self.forged_heartbeat_key, &hb, &self.miners[0]).await.expect("forged heartbeat");
+        b.put(&self.forged_heartbeat_key, &hb, &self.miners[0])
+            .await
+            .expect("forged heartbeat");
         // Scores signed by someone who is not a validator of the run.
         let forged_window = pb::ScoreWindow {
             window_id: "forged".into(),
@@ -188,10 +217,18 @@ impl Fixture {
             unix_ms: now_ms() + 1000,
             ..Default::default()
         };
-        b.put(&self.forged_score_key, &forged_window, &self.outsider).await.expect("forged scores");
+        b.put(&self.forged_score_key, &forged_window, &self.outsider)
+            .await
+            .expect("forged scores");
     }
 
-    fn receipt_record(&self, step: u32, job: &str, attempt: u32, miner: usize) -> (pb::Receipt, String) {
+    fn receipt_record(
+        &self,
+        step: u32,
+        job: &str,
+        attempt: u32,
+        miner: usize,
+    ) -> (pb::Receipt, String) {
         let layout = self.bucket.layout();
         let hotkey = self.miners[miner].hotkey();
         let assignment_key = layout.assignment(&hotkey, 0, self.next_seq);
@@ -236,11 +273,16 @@ impl Fixture {
             job_id: job.into(),
             step,
             kind: JobKind::Inner as i32,
-            cost: Some(pb::StaticCost { flops: 1000, bytes_moved: 64 }),
+            cost: Some(pb::StaticCost {
+                flops: 1000,
+                bytes_moved: 64,
+            }),
             ..Default::default()
         };
         if attempt == 1 {
-            b.create(&manifest_key, &manifest, &self.owner).await.expect("job");
+            b.create(&manifest_key, &manifest, &self.owner)
+                .await
+                .expect("job");
         }
         let (receipt, assignment_key) = self.receipt_record(step, job, attempt, miner);
         self.next_seq += 1;
@@ -256,9 +298,14 @@ impl Fixture {
             deadline_unix_ms: now_ms() + 30_000,
             step,
         };
-        b.create(&assignment_key, &assignment, &self.owner).await.expect("assignment");
+        b.create(&assignment_key, &assignment, &self.owner)
+            .await
+            .expect("assignment");
         let receipt_key = layout.receipt(RUN, step, job, attempt);
-        let digest = b.create(&receipt_key, &receipt, &self.miners[miner]).await.expect("receipt");
+        let digest = b
+            .create(&receipt_key, &receipt, &self.miners[miner])
+            .await
+            .expect("receipt");
         self.receipts += 1;
         if let Some(outcome) = outcome {
             let verdict = pb::Verdict {
@@ -280,9 +327,13 @@ impl Fixture {
                 step,
                 ..Default::default()
             };
-            b.create(&layout.verdict(RUN, step, job, attempt), &verdict, &self.validator)
-                .await
-                .expect("verdict");
+            b.create(
+                &layout.verdict(RUN, step, job, attempt),
+                &verdict,
+                &self.validator,
+            )
+            .await
+            .expect("verdict");
         }
         receipt_key
     }
@@ -292,7 +343,11 @@ impl Fixture {
         let hb = pb::WorkerHeartbeat {
             hotkey: hotkey.to_bytes().to_vec(),
             worker,
-            device: if worker == 1 { "cuda:1".into() } else { "cpu".into() },
+            device: if worker == 1 {
+                "cuda:1".into()
+            } else {
+                "cpu".into()
+            },
             backend: "ndarray".into(),
             unix_ms: now_ms(),
             current_job: job.into(),
@@ -301,7 +356,11 @@ impl Fixture {
             jobs_done: done,
         };
         self.bucket
-            .put(&self.bucket.layout().heartbeat(&hotkey, worker), &hb, &self.miners[miner])
+            .put(
+                &self.bucket.layout().heartbeat(&hotkey, worker),
+                &hb,
+                &self.miners[miner],
+            )
             .await
             .expect("heartbeat");
     }
@@ -356,7 +415,9 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
 pub fn check_prometheus_text(text: &str) -> Vec<(String, String, f64)> {
     fn valid_name(n: &str) -> bool {
         let mut chars = n.chars();
-        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
     }
     let mut types: std::collections::HashMap<String, String> = Default::default();
@@ -379,27 +440,41 @@ pub fn check_prometheus_text(text: &str) -> Vec<(String, String, f64)> {
                         ["counter", "gauge", "summary", "histogram", "untyped"].contains(&arg),
                         "bad type in {line:?}"
                     );
-                    assert!(types.insert(name.to_string(), arg.to_string()).is_none(), "duplicate TYPE {name}");
+                    assert!(
+                        types.insert(name.to_string(), arg.to_string()).is_none(),
+                        "duplicate TYPE {name}"
+                    );
                 }
                 _ => {}
             }
             continue;
         }
         assert!(!line.starts_with('#'), "comment without a space: {line:?}");
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line:?}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
         };
         let (name, labels) = match series.split_once('{') {
             Some((n, l)) => {
-                let l = l.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line:?}"));
+                let l = l
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line:?}"));
                 // label="value" pairs, values with \" escapes.
                 let mut rest = l;
                 while !rest.is_empty() {
-                    let (k, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("bad label in {line:?}"));
-                    assert!(valid_name(k) && !k.contains(':'), "bad label name {k:?} in {line:?}");
+                    let (k, after) = rest
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label in {line:?}"));
+                    assert!(
+                        valid_name(k) && !k.contains(':'),
+                        "bad label name {k:?} in {line:?}"
+                    );
                     let mut end = None;
                     let mut escaped = false;
                     for (i, c) in after.char_indices() {
@@ -414,15 +489,24 @@ pub fn check_prometheus_text(text: &str) -> Vec<(String, String, f64)> {
                         }
                     }
                     let end = end.unwrap_or_else(|| panic!("unterminated label value in {line:?}"));
-                    rest = after[end + 1..].strip_prefix(',').unwrap_or(&after[end + 1..]);
+                    rest = after[end + 1..]
+                        .strip_prefix(',')
+                        .unwrap_or(&after[end + 1..]);
                 }
                 (n, l.to_string())
             }
             None => (series, String::new()),
         };
         assert!(valid_name(name), "bad metric name in {line:?}");
-        let family = [name, name.strip_suffix("_sum").unwrap_or(name), name.strip_suffix("_count").unwrap_or(name)];
-        assert!(family.iter().any(|f| types.contains_key(*f)), "sample without TYPE: {line:?}");
+        let family = [
+            name,
+            name.strip_suffix("_sum").unwrap_or(name),
+            name.strip_suffix("_count").unwrap_or(name),
+        ];
+        assert!(
+            family.iter().any(|f| types.contains_key(*f)),
+            "sample without TYPE: {line:?}"
+        );
         samples.push((name.to_string(), labels, value));
     }
     samples
