@@ -37,6 +37,7 @@ pub struct Settings {
 /// Heartbeat grants last this long and are renewed when this much is left.
 const HEARTBEAT_GRANT_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 const HEARTBEAT_GRANT_RENEW: Duration = Duration::from_secs(3600);
+const LEASE_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Orchestrator {
     bucket: Bucket,
@@ -282,7 +283,10 @@ impl Orchestrator {
         self.renew_heartbeat_grants().await?;
         self.refresh_workers().await;
         let mut progressed = self.collect_results().await?;
-        for (job, attempt, worker) in self.schedule.expire(unix_ms()) {
+        // A short grace past the deadline: a receipt written just in time is
+        // still accepted (the validator credits by the storage's write time).
+        let now = unix_ms().saturating_sub(LEASE_GRACE.as_millis() as u64);
+        for (job, attempt, worker) in self.schedule.expire(now) {
             warn!(run = %self.run.run_id, job = %job, attempt, hotkey = %worker.hotkey, worker = worker.worker, "lease expired; reassigning");
             progressed = true;
         }

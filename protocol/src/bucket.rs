@@ -349,6 +349,21 @@ impl Bucket {
         prefix: &str,
         after: Option<&str>,
     ) -> Result<Vec<String>, BucketError> {
+        Ok(self
+            .list_meta(prefix, after)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    /// Like [`Bucket::list`], with each object's size and the time the
+    /// storage (not the writer) says it was last written.
+    pub async fn list_meta(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<Listed>, BucketError> {
         let started = Instant::now();
         let dir = Path::from(prefix.trim_end_matches('/'));
         let stream = match after {
@@ -363,14 +378,27 @@ impl Bucket {
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(BucketError::storage(prefix, e)),
         };
-        let mut keys: Vec<String> = metas
+        let mut objects: Vec<Listed> = metas
             .into_iter()
-            .map(|m| m.location.to_string())
-            .filter(|k| k.starts_with(prefix))
+            .map(|m| Listed {
+                key: m.location.to_string(),
+                size: m.size,
+                modified_unix_ms: m.last_modified.timestamp_millis().max(0) as u64,
+            })
+            .filter(|o| o.key.starts_with(prefix))
             .collect();
-        keys.sort();
-        Ok(keys)
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
     }
+}
+
+/// One object of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// When the storage says the object was written, in Unix milliseconds.
+    pub modified_unix_ms: u64,
 }
 
 impl Bucket {

@@ -23,7 +23,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/locus.v1.rs"));
 }
 
-pub use bucket::{Bucket, BucketError};
+pub use bucket::{Bucket, BucketError, Listed};
 pub use digest::Digest;
 pub use envelope::{Expect, RejectReason, Rejection, Verified};
 pub use keys::{Hotkey, Keypair};

@@ -29,6 +29,8 @@ struct RunTrack {
     judged: HashSet<String>,
     rejected: HashSet<String>,
     verdicts: Vec<Judged>,
+    /// The attempt each job was credited to: a job earns once.
+    credited: std::collections::HashMap<String, u32>,
     /// Steps below this are closed: no new receipts are expected there.
     open_from: u32,
     complete: bool,
@@ -134,6 +136,7 @@ impl Validator {
                 judged: HashSet::new(),
                 rejected: HashSet::new(),
                 verdicts: Vec::new(),
+                credited: Default::default(),
                 open_from: 0,
                 complete: false,
             };
@@ -160,6 +163,10 @@ impl Validator {
                 Ok(v) => {
                     if let Ok(hotkey) = Hotkey::from_bytes(&v.hotkey) {
                         track.judged.insert(v.receipt_key.clone());
+                        let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
+                        if matches!(outcome, VerdictOutcome::Verified | VerdictOutcome::Unsampled) {
+                            track.credited.insert(v.job_id.clone(), v.attempt);
+                        }
                         track.verdicts.push(judged_from(&v, hotkey));
                     }
                 }
@@ -199,16 +206,17 @@ impl Validator {
         // done, one last pass covers every step so nothing is left unjudged.
         let open_from = if state.done { 0 } else { track.open_from };
         for step in open_from..=last_step {
-            let keys = self
+            let listed = self
                 .bucket
-                .list(&layout.receipts_of_step(run_id, step), None)
+                .list_meta(&layout.receipts_of_step(run_id, step), None)
                 .await?;
-            for key in keys {
+            for object in listed {
+                let key = object.key;
                 let track = self.runs.get(run_id).expect("run tracked");
                 if track.judged.contains(&key) || track.rejected.contains(&key) {
                     continue;
                 }
-                let settled = self.judge_one(run_id, &key).await;
+                let settled = self.judge_one(run_id, &key, object.modified_unix_ms).await;
                 progressed |= settled;
                 all_settled &= settled;
             }
@@ -225,8 +233,13 @@ impl Validator {
 
     /// Judges one receipt and writes its verdict. Returns whether the
     /// receipt was settled (verdict written or rejected for good).
-    async fn judge_one(&mut self, run_id: &str, key: &str) -> bool {
+    async fn judge_one(&mut self, run_id: &str, key: &str, written_ms: u64) -> bool {
         let track = self.runs.get(run_id).expect("run tracked");
+        let credited = self
+            .bucket
+            .layout()
+            .parse_receipt(run_id, key)
+            .and_then(|(_, job, _)| track.credited.get(&job).copied());
         let judge = Judge {
             bucket: &self.bucket,
             owner: &self.owner,
@@ -235,7 +248,7 @@ impl Validator {
             sample_rate: self.settings.sample_rate,
             device: &self.settings.device,
         };
-        let result = judge.judge(key).await;
+        let result = judge.judge(key, written_ms, credited).await;
         let track = self.runs.get_mut(run_id).expect("run tracked");
         match result {
             Ok(verdict) => {
@@ -260,6 +273,9 @@ impl Validator {
                     info!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, cu = verdict.compute_units, replay_ms = verdict.replay_ms, "verdict: {line}");
                 }
                 track.judged.insert(key.to_string());
+                if matches!(outcome, VerdictOutcome::Verified | VerdictOutcome::Unsampled) {
+                    track.credited.insert(verdict.job_id.clone(), verdict.attempt);
+                }
                 track.verdicts.push(judged_from(&verdict, hotkey));
                 self.receipts_judged += 1;
                 true

@@ -59,8 +59,15 @@ fn inconsistent(key: &str, what: String) -> JudgeError {
 }
 
 impl Judge<'_> {
-    /// Judges the receipt at `key`; returns the unsigned verdict to write.
-    pub async fn judge(&self, key: &str) -> Result<pb::Verdict, JudgeError> {
+    /// Judges the receipt at `key`, which the storage says was written at
+    /// `written_ms`; returns the unsigned verdict to write. `credited` is the
+    /// attempt of the same job already credited, if any.
+    pub async fn judge(
+        &self,
+        key: &str,
+        written_ms: u64,
+        credited: Option<u32>,
+    ) -> Result<pb::Verdict, JudgeError> {
         let layout = self.bucket.layout();
         let run_id = &self.run.run_id;
         let (step, job, attempt) = layout
@@ -135,6 +142,22 @@ impl Judge<'_> {
             replay_ms: 0,
             step,
         };
+        let late = if written_ms > assignment.deadline_unix_ms {
+            Some(format!(
+                "written {} ms after the lease expired",
+                written_ms - assignment.deadline_unix_ms
+            ))
+        } else {
+            credited
+                .filter(|a| *a != attempt)
+                .map(|a| format!("job already credited to attempt {a}"))
+        };
+        if let Some(reason) = late {
+            verdict.outcome = VerdictOutcome::Late as i32;
+            verdict.reason = reason;
+            verdict.unix_ms = unix_ms();
+            return Ok(verdict);
+        }
         let started = Instant::now();
         let outcome = self
             .check(&receipt, &assignment, &manifest, &assigned, sampled)

@@ -45,6 +45,7 @@ pub fn score(verdicts: &[Judged]) -> Vec<pb::HotkeyScore> {
                     entry.reason = format!("failed verdict: {}", v.reason);
                 }
             }
+            VerdictOutcome::Late => entry.late += 1,
             VerdictOutcome::Unspecified => {}
         }
     }
