@@ -46,6 +46,10 @@ pub struct IndexConfig {
     pub full_relist_every: Duration,
     /// Concurrent GETs while catching up.
     pub concurrency: usize,
+    /// For buckets without listing metadata (remote buckets), how often
+    /// rewritten objects (heartbeats, run states, scores, weights) are read
+    /// again. Local buckets re-read them only when they change.
+    pub reread_without_meta: Duration,
 }
 
 impl Default for IndexConfig {
@@ -54,6 +58,7 @@ impl Default for IndexConfig {
             rewind_keys: 256,
             full_relist_every: Duration::from_secs(60),
             concurrency: 16,
+            reread_without_meta: Duration::from_secs(10),
         }
     }
 }
@@ -166,18 +171,17 @@ impl MetaSource {
         }
     }
 
-    /// The objects directly in `prefix` (not in its sub-directories).
-    async fn files(&self, bucket: &Bucket, prefix: &str) -> Result<Vec<Listed>, BucketError> {
+    /// The objects directly in a run's directory `prefix` (not in its
+    /// sub-directories). Without metadata these are just the two names a run
+    /// directory holds, at no request.
+    async fn run_files(&self, bucket: &Bucket, prefix: &str) -> Result<Vec<Listed>, BucketError> {
         match self {
-            MetaSource::KeysOnly => Ok(bucket
-                .list(prefix, None)
-                .await?
+            MetaSource::KeysOnly => Ok(["run.pb", "state.pb"]
                 .into_iter()
-                .filter(|k| {
-                    k.strip_prefix(prefix)
-                        .is_some_and(|rest| !rest.contains('/'))
+                .map(|name| Listed {
+                    key: format!("{prefix}{name}"),
+                    meta: None,
                 })
-                .map(|key| Listed { key, meta: None })
                 .collect()),
             MetaSource::Local(store) => {
                 let started = Instant::now();
@@ -223,7 +227,18 @@ impl Cursor {
 #[derive(Debug)]
 struct Tracked<T> {
     meta: Option<Meta>,
+    read_at: Instant,
     value: Result<T, String>,
+}
+
+impl<T> Tracked<T> {
+    /// Whether the object as listed now is the one already read.
+    fn fresh(&self, listed: &Option<Meta>, reread: Duration) -> bool {
+        match listed {
+            Some(_) => self.meta == *listed,
+            None => self.read_at.elapsed() < reread,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -248,6 +263,7 @@ struct RunEntry {
     validators: Vec<Hotkey>,
     state: Option<pb::RunState>,
     state_meta: Option<Meta>,
+    state_read_at: Option<Instant>,
     state_status: String,
     jobs: Cursor,
     job_steps: BTreeMap<u32, u64>,
@@ -283,7 +299,7 @@ pub struct DiscoveryIndex {
     meta: MetaSource,
     runs: BTreeMap<String, RunEntry>,
     /// Run manifests that failed, with the metadata they failed at.
-    bad_runs: HashMap<String, Option<Meta>>,
+    bad_runs: HashMap<String, Tracked<()>>,
     assignments: HashMap<String, Result<pb::Assignment, String>>,
     heartbeats: BTreeMap<String, Tracked<pb::WorkerHeartbeat>>,
     scores: BTreeMap<String, Tracked<(pb::ScoreWindow, Hotkey)>>,
@@ -437,12 +453,8 @@ impl DiscoveryIndex {
         if new_runs {
             // Scores and weights rejected for naming unknown runs get
             // another look now that there are more validators to check against.
-            for t in self.scores.values_mut().filter(|t| t.value.is_err()) {
-                t.meta = None;
-            }
-            for t in self.weights.values_mut().filter(|t| t.value.is_err()) {
-                t.meta = None;
-            }
+            self.scores.retain(|_, t| t.value.is_ok());
+            self.weights.retain(|_, t| t.value.is_ok());
         }
         let run_ids: Vec<String> = self.runs.keys().cloned().collect();
         for run in &run_ids {
@@ -467,16 +479,17 @@ impl DiscoveryIndex {
                 continue;
             }
             let prefix = format!("{}{run}/", layout.runs());
-            let files = self.meta.files(&self.bucket, &prefix).await?;
+            let files = self.meta.run_files(&self.bucket, &prefix).await?;
             let manifest_key = layout.run_manifest(&run);
             let state_key = layout.run_state(&run);
             if !self.runs.contains_key(&run) {
                 let Some(listed) = files.iter().find(|l| l.key == manifest_key) else {
                     continue;
                 };
-                if let Some(bad_meta) = self.bad_runs.get(&run)
-                    && bad_meta.is_some()
-                    && *bad_meta == listed.meta
+                if self
+                    .bad_runs
+                    .get(&run)
+                    .is_some_and(|t| t.fresh(&listed.meta, self.cfg.reread_without_meta))
                 {
                     continue;
                 }
@@ -496,6 +509,7 @@ impl DiscoveryIndex {
                             .collect::<Result<Vec<_>, _>>()
                             .map(|v| (m.into_inner(), v))
                     }),
+                    Err(e) if e.is_not_found() => continue,
                     Err(e) if transient(&e) => {
                         warn!(key = %manifest_key, error = %e, "cannot read run manifest; will retry");
                         continue;
@@ -514,6 +528,7 @@ impl DiscoveryIndex {
                                 validators,
                                 state: None,
                                 state_meta: None,
+                                state_read_at: None,
                                 state_status: "missing".into(),
                                 jobs: Cursor::default(),
                                 job_steps: BTreeMap::new(),
@@ -527,7 +542,14 @@ impl DiscoveryIndex {
                         report.changed = true;
                     }
                     Err(reason) => {
-                        self.bad_runs.insert(run.clone(), listed.meta.clone());
+                        self.bad_runs.insert(
+                            run.clone(),
+                            Tracked {
+                                meta: listed.meta.clone(),
+                                read_at: Instant::now(),
+                                value: Ok(()),
+                            },
+                        );
                         report.rejected +=
                             u64::from(self.reject(&manifest_key, "run manifest", reason));
                         report.changed = true;
@@ -542,7 +564,13 @@ impl DiscoveryIndex {
             let Some(entry) = self.runs.get(&run) else {
                 continue;
             };
-            if listed.meta.is_some() && entry.state_meta == listed.meta {
+            let fresh = match &listed.meta {
+                Some(_) => entry.state_meta == listed.meta,
+                None => entry
+                    .state_read_at
+                    .is_some_and(|t| t.elapsed() < self.cfg.reread_without_meta),
+            };
+            if fresh {
                 continue;
             }
             report.fetched += 1;
@@ -555,6 +583,12 @@ impl DiscoveryIndex {
                     format!("state names run {:?}, its key names {run:?}", s.run_id)
                 })
                 .map(|()| s.into_inner()),
+                Err(e) if e.is_not_found() => {
+                    if let Some(entry) = self.runs.get_mut(&run) {
+                        entry.state_read_at = Some(Instant::now());
+                    }
+                    continue;
+                }
                 Err(e) if transient(&e) => {
                     warn!(key = %state_key, error = %e, "cannot read run state; will retry");
                     continue;
@@ -569,12 +603,14 @@ impl DiscoveryIndex {
                     if let Some(entry) = self.runs.get_mut(&run) {
                         entry.state = Some(state);
                         entry.state_meta = meta;
+                        entry.state_read_at = Some(Instant::now());
                         entry.state_status = VERIFIED.into();
                     }
                 }
                 Err(reason) => {
                     if let Some(entry) = self.runs.get_mut(&run) {
                         entry.state_meta = meta;
+                        entry.state_read_at = Some(Instant::now());
                         entry.state_status = format!("rejected: {reason}");
                     }
                     report.rejected += u64::from(self.reject(&state_key, "run state", reason));
@@ -980,11 +1016,10 @@ impl DiscoveryIndex {
         self.heartbeats.retain(|k, _| present.contains(k.as_str()));
         report.changed |= before != self.heartbeats.len();
         for l in &listed {
-            if l.meta.is_some()
-                && self
-                    .heartbeats
-                    .get(&l.key)
-                    .is_some_and(|t| t.meta == l.meta)
+            if self
+                .heartbeats
+                .get(&l.key)
+                .is_some_and(|t| t.fresh(&l.meta, self.cfg.reread_without_meta))
             {
                 continue;
             }
@@ -1029,6 +1064,7 @@ impl DiscoveryIndex {
                 l.key.clone(),
                 Tracked {
                     meta: l.meta.clone(),
+                    read_at: Instant::now(),
                     value,
                 },
             );
@@ -1062,7 +1098,11 @@ impl DiscoveryIndex {
         self.scores.retain(|k, _| present.contains(k.as_str()));
         report.changed |= before != self.scores.len();
         for l in &listed {
-            if l.meta.is_some() && self.scores.get(&l.key).is_some_and(|t| t.meta == l.meta) {
+            if self
+                .scores
+                .get(&l.key)
+                .is_some_and(|t| t.fresh(&l.meta, self.cfg.reread_without_meta))
+            {
                 continue;
             }
             report.fetched += 1;
@@ -1118,6 +1158,7 @@ impl DiscoveryIndex {
                 l.key.clone(),
                 Tracked {
                     meta: l.meta.clone(),
+                    read_at: Instant::now(),
                     value,
                 },
             );
@@ -1134,7 +1175,11 @@ impl DiscoveryIndex {
         self.weights.retain(|k, _| present.contains(k.as_str()));
         report.changed |= before != self.weights.len();
         for l in &listed {
-            if l.meta.is_some() && self.weights.get(&l.key).is_some_and(|t| t.meta == l.meta) {
+            if self
+                .weights
+                .get(&l.key)
+                .is_some_and(|t| t.fresh(&l.meta, self.cfg.reread_without_meta))
+            {
                 continue;
             }
             report.fetched += 1;
@@ -1191,6 +1236,7 @@ impl DiscoveryIndex {
                 l.key.clone(),
                 Tracked {
                     meta: l.meta.clone(),
+                    read_at: Instant::now(),
                     value,
                 },
             );

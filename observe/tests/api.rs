@@ -308,3 +308,38 @@ async fn a_full_relist_catches_receipts_far_behind_the_cursor() {
             .any(|r| r.job_id == "s00000-aaa-straggler")
     );
 }
+
+#[tokio::test]
+async fn without_listing_metadata_rewritten_objects_are_reread_only_periodically() {
+    let f = Fixture::new().await;
+    // A bucket whose URL is not a local directory: the index gets keys but no
+    // metadata from its listings, as with a remote bucket.
+    let store = object_store::local::LocalFileSystem::new_with_prefix(f.dir.path()).expect("store");
+    let bucket = locus_protocol::Bucket::from_store(
+        std::sync::Arc::new(store),
+        "remote-test://bucket",
+        NETUID,
+    );
+    let config = IndexConfig {
+        reread_without_meta: Duration::from_millis(400),
+        ..IndexConfig::default()
+    };
+    let mut index = DiscoveryIndex::new(bucket.clone(), f.owner_hotkey(), config);
+    index.refresh().await.expect("refresh");
+    let c = bucket.counts();
+    let gets = c.gets.load(Ordering::Relaxed);
+    index.refresh().await.expect("refresh");
+    assert_eq!(
+        c.gets.load(Ordering::Relaxed),
+        gets,
+        "re-read before the period"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    index.refresh().await.expect("refresh");
+    // Run state, 4 heartbeats, 2 score windows, 1 weights: nothing write-once.
+    assert_eq!(c.gets.load(Ordering::Relaxed) - gets, 8);
+    let snapshot = index.snapshot();
+    assert_eq!(snapshot.workers.len(), 3);
+    assert_eq!(snapshot.receipts.len(), 10);
+    assert_eq!(snapshot.rejected.len(), 4);
+}
