@@ -17,7 +17,11 @@ pub enum AccessError {
     #[error(transparent)]
     Grant(#[from] GrantError),
     #[error("{method} {key} through the grant failed: {reason}")]
-    Http { method: String, key: String, reason: String },
+    Http {
+        method: String,
+        key: String,
+        reason: String,
+    },
     #[error("the bucket is remote but the assignment carries no grant")]
     NoGrant,
 }
@@ -31,7 +35,11 @@ pub enum Access {
 impl Access {
     /// Chooses the path: a grant sealed to `key` if the assignment has one; a
     /// direct write only on a local bucket.
-    pub fn for_assignment(bucket: &Bucket, sealed_grant: &[u8], key: &Keypair) -> Result<Self, AccessError> {
+    pub fn for_assignment(
+        bucket: &Bucket,
+        sealed_grant: &[u8],
+        key: &Keypair,
+    ) -> Result<Self, AccessError> {
         if !sealed_grant.is_empty() {
             return Ok(Access::Granted(grant::open(sealed_grant, key)?));
         }
@@ -80,13 +88,26 @@ impl Access {
 }
 
 /// PUTs `bytes` to a presigned URL, asking the store not to overwrite.
-pub async fn put_url(http: &reqwest::Client, url: &str, key: &str, bytes: Vec<u8>) -> Result<(), AccessError> {
-    send(http.put(url).header("If-None-Match", "*").body(bytes), "PUT", key)
-        .await
-        .map(|_| ())
+pub async fn put_url(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    bytes: Vec<u8>,
+) -> Result<(), AccessError> {
+    send(
+        http.put(url).header("If-None-Match", "*").body(bytes),
+        "PUT",
+        key,
+    )
+    .await
+    .map(|_| ())
 }
 
-async fn send(request: reqwest::RequestBuilder, method: &str, key: &str) -> Result<bytes::Bytes, AccessError> {
+async fn send(
+    request: reqwest::RequestBuilder,
+    method: &str,
+    key: &str,
+) -> Result<bytes::Bytes, AccessError> {
     let err = |reason: String| AccessError::Http {
         method: method.to_string(),
         key: key.to_string(),

@@ -197,7 +197,12 @@ impl Worker {
             let writer =
                 Hotkey::from_bytes(&input.writer).map_err(|e| Skip::Invalid(e.to_string()))?;
             let artifact: Verified<pb::TensorArtifact> = access
-                .get(&self.http, &self.bucket, &input.key, Expect::Signer(&writer))
+                .get(
+                    &self.http,
+                    &self.bucket,
+                    &input.key,
+                    Expect::Signer(&writer),
+                )
                 .await?;
             if artifact.digest().as_bytes().as_slice() != input.digest.as_slice() {
                 return Err(Skip::Invalid(format!(
@@ -220,7 +225,13 @@ impl Worker {
         };
         let artifact_key = layout.artifact(&run_id, &job_id, attempt);
         let digest = access
-            .create(&self.http, &self.bucket, &artifact_key, &artifact, &self.key)
+            .create(
+                &self.http,
+                &self.bucket,
+                &artifact_key,
+                &artifact,
+                &self.key,
+            )
             .await?;
         let size = prost::Message::encoded_len(&artifact) as u64;
         let receipt = pb::Receipt {
@@ -332,9 +343,16 @@ async fn heartbeat_loop(
             jobs_done,
         };
         let sent = if bucket.is_remote() {
-            send_granted_heartbeat(&bucket, &key, &owner, &http, &hb_key, &heartbeat, &mut grant).await
+            send_granted_heartbeat(
+                &bucket, &key, &owner, &http, &hb_key, &heartbeat, &mut grant,
+            )
+            .await
         } else {
-            bucket.put(&hb_key, &heartbeat, &key).await.map(|_| ()).map_err(|e| e.to_string())
+            bucket
+                .put(&hb_key, &heartbeat, &key)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         };
         if let Err(e) = sent {
             warn!(error = %e, "heartbeat failed");
@@ -364,8 +382,14 @@ async fn send_granted_heartbeat(
         let signed: Verified<pb::HeartbeatGrant> = bucket
             .get(&grant_key, Expect::Signer(owner))
             .await
-            .map_err(|e| format!("no usable heartbeat grant yet ({e}); is this hotkey registered with the owner?"))?;
-        *grant = Some(locus_protocol::grant::open(&signed.sealed_grant, key).map_err(|e| e.to_string())?);
+            .map_err(|e| {
+                format!(
+                    "no usable heartbeat grant yet ({e}); is this hotkey registered with the owner?"
+                )
+            })?;
+        *grant = Some(
+            locus_protocol::grant::open(&signed.sealed_grant, key).map_err(|e| e.to_string())?,
+        );
     }
     let url = grant
         .as_ref()

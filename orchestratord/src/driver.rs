@@ -522,7 +522,12 @@ impl Orchestrator {
             .iter()
             .map(|source| match source {
                 Source::Initial => Ok(self.initial.key.clone()),
-                Source::Job(id) => Ok(self.schedule.output(id).context("input not ready")?.key.clone()),
+                Source::Job(id) => Ok(self
+                    .schedule
+                    .output(id)
+                    .context("input not ready")?
+                    .key
+                    .clone()),
             })
             .collect()
     }
@@ -544,8 +549,13 @@ impl Orchestrator {
         let run_id = &self.run.run_id;
         let mut wanted: Vec<(&str, String)> = inputs.iter().map(|k| ("GET", k.clone())).collect();
         wanted.push(("PUT", layout.artifact(run_id, &spec.job_id, attempt)));
-        wanted.push(("PUT", layout.receipt(run_id, spec.step, &spec.job_id, attempt)));
-        let grant = self.grant(hotkey, run_id, &spec.job_id, attempt, wanted, deadline_ms).await?;
+        wanted.push((
+            "PUT",
+            layout.receipt(run_id, spec.step, &spec.job_id, attempt),
+        ));
+        let grant = self
+            .grant(hotkey, run_id, &spec.job_id, attempt, wanted, deadline_ms)
+            .await?;
         Ok(locus_protocol::grant::seal(&grant, &hotkey)?)
     }
 
@@ -599,7 +609,9 @@ impl Orchestrator {
             let wanted = (0..self.settings.max_workers_per_miner)
                 .map(|w| ("PUT", layout.heartbeat(&hotkey, w)))
                 .collect();
-            let grant = self.grant(hotkey, "", "heartbeat", 0, wanted, expires).await?;
+            let grant = self
+                .grant(hotkey, "", "heartbeat", 0, wanted, expires)
+                .await?;
             let record = pb::HeartbeatGrant {
                 hotkey: hotkey.to_bytes().to_vec(),
                 expires_unix_ms: expires,
@@ -609,7 +621,10 @@ impl Orchestrator {
                 .put(&layout.heartbeat_grant(&hotkey), &record, &self.owner)
                 .await?;
         }
-        info!(miners = self.settings.miners.len(), "heartbeat grants issued");
+        info!(
+            miners = self.settings.miners.len(),
+            "heartbeat grants issued"
+        );
         self.heartbeat_grants_until = expires;
         Ok(())
     }

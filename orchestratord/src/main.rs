@@ -45,7 +45,12 @@ struct Args {
     validators: Vec<Hotkey>,
     /// Registered miner hotkeys (SS58) that get standing heartbeat grants on
     /// an S3 bucket. Repeatable.
-    #[arg(long = "miner", value_name = "SS58", env = "LOCUS_MINERS", value_delimiter = ',')]
+    #[arg(
+        long = "miner",
+        value_name = "SS58",
+        env = "LOCUS_MINERS",
+        value_delimiter = ','
+    )]
     miners: Vec<Hotkey>,
     /// Heartbeat URLs granted per miner (its worker indices 0..N).
     #[arg(long, default_value_t = 16)]
@@ -82,7 +87,10 @@ async fn main() -> anyhow::Result<()> {
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
     bucket.check_access().await?;
     if bucket.is_remote() && !bucket.can_presign() {
-        anyhow::bail!("the orchestrator needs write credentials for {} (it presigns miners' grants)", args.bucket);
+        anyhow::bail!(
+            "the orchestrator needs write credentials for {} (it presigns miners' grants)",
+            args.bucket
+        );
     }
     tracing::info!(
         bucket = %args.bucket, netuid = args.netuid, run = %args.run_id, steps = args.steps,

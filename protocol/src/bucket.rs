@@ -14,7 +14,9 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::signer::Signer as _;
-use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{
+    ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use crate::digest::Digest;
 use crate::envelope::{self, Expect, Rejection, Verified};
@@ -118,7 +120,8 @@ pub struct S3Options {
 impl S3Options {
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let flag = |name: &str| var(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        let flag =
+            |name: &str| var(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
         S3Options {
             endpoint: var("S3_ENDPOINT"),
             region: var("S3_REGION").or_else(|| var("AWS_REGION")),
@@ -158,7 +161,9 @@ impl Bucket {
         if let Some(name) = url.strip_prefix("s3://") {
             let name = name.trim_end_matches('/');
             let name = if name.is_empty() {
-                std::env::var("S3_BUCKET").map_err(|_| open_err("no bucket name: use s3://NAME or set S3_BUCKET".into()))?
+                std::env::var("S3_BUCKET").map_err(|_| {
+                    open_err("no bucket name: use s3://NAME or set S3_BUCKET".into())
+                })?
             } else {
                 name.to_string()
             };
@@ -234,7 +239,9 @@ impl Bucket {
             Ok(_) => Ok(()),
             Err(BucketError::Storage { source, .. }) => Err(BucketError::Open {
                 url: self.url.clone(),
-                reason: format!("the bucket refused a listing (check the endpoint, bucket name and credentials): {source}"),
+                reason: format!(
+                    "the bucket refused a listing (check the endpoint, bucket name and credentials): {source}"
+                ),
             }),
             Err(e) => Err(e),
         }
@@ -447,15 +454,19 @@ fn open_s3(name: &str, s3: &S3Options) -> Result<AmazonS3, String> {
     } else {
         match (&s3.access_key_id, &s3.secret_access_key) {
             (Some(id), Some(secret)) => {
-                builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+                builder = builder
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret);
                 if let Some(token) = &s3.session_token {
                     builder = builder.with_token(token);
                 }
             }
             _ => {
-                return Err("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                return Err(
+                    "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
                             (or S3_ANONYMOUS=1 for read-only access to a public bucket)"
-                    .into());
+                        .into(),
+                );
             }
         }
     }

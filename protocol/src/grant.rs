@@ -45,7 +45,8 @@ pub fn open(sealed: &[u8], key: &Keypair) -> Result<pb::Grant, GrantError> {
     let signing = SigningKey::from_bytes(&key.seed());
     let x25519 = crypto_box::SecretKey::from(signing.to_scalar_bytes());
     let plain = x25519.unseal(sealed).map_err(|_| GrantError::Open)?;
-    let grant = pb::Grant::decode(plain.as_slice()).map_err(|e| GrantError::Decode(e.to_string()))?;
+    let grant =
+        pb::Grant::decode(plain.as_slice()).map_err(|e| GrantError::Decode(e.to_string()))?;
     let me = key.hotkey();
     if grant.hotkey != me.to_bytes() {
         let found = Hotkey::from_bytes(&grant.hotkey)
@@ -97,7 +98,10 @@ mod tests {
         let (a, b) = (Keypair::generate(), Keypair::generate());
         let sealed = seal(&grant_for(&a.hotkey()), &a.hotkey()).unwrap();
         let opened = open(&sealed, &a).unwrap();
-        assert_eq!(opened.url("PUT", "k").unwrap(), "http://127.0.0.1/k?X-Amz-Signature=abc");
+        assert_eq!(
+            opened.url("PUT", "k").unwrap(),
+            "http://127.0.0.1/k?X-Amz-Signature=abc"
+        );
         assert!(opened.url("GET", "k").is_err());
         assert_eq!(open(&sealed, &b).unwrap_err(), GrantError::Open);
     }
@@ -115,6 +119,9 @@ mod tests {
     fn grant_naming_another_hotkey_is_refused() {
         let (a, b) = (Keypair::generate(), Keypair::generate());
         let sealed = seal(&grant_for(&b.hotkey()), &a.hotkey()).unwrap();
-        assert!(matches!(open(&sealed, &a), Err(GrantError::WrongHotkey { .. })));
+        assert!(matches!(
+            open(&sealed, &a),
+            Err(GrantError::WrongHotkey { .. })
+        ));
     }
 }

@@ -164,7 +164,10 @@ impl Validator {
                     if let Ok(hotkey) = Hotkey::from_bytes(&v.hotkey) {
                         track.judged.insert(v.receipt_key.clone());
                         let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
-                        if matches!(outcome, VerdictOutcome::Verified | VerdictOutcome::Unsampled) {
+                        if matches!(
+                            outcome,
+                            VerdictOutcome::Verified | VerdictOutcome::Unsampled
+                        ) {
                             track.credited.insert(v.job_id.clone(), v.attempt);
                         }
                         track.verdicts.push(judged_from(&v, hotkey));
@@ -273,8 +276,13 @@ impl Validator {
                     info!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, cu = verdict.compute_units, replay_ms = verdict.replay_ms, "verdict: {line}");
                 }
                 track.judged.insert(key.to_string());
-                if matches!(outcome, VerdictOutcome::Verified | VerdictOutcome::Unsampled) {
-                    track.credited.insert(verdict.job_id.clone(), verdict.attempt);
+                if matches!(
+                    outcome,
+                    VerdictOutcome::Verified | VerdictOutcome::Unsampled
+                ) {
+                    track
+                        .credited
+                        .insert(verdict.job_id.clone(), verdict.attempt);
                 }
                 track.verdicts.push(judged_from(&verdict, hotkey));
                 self.receipts_judged += 1;
