@@ -1,0 +1,269 @@
+//! Judging receipts against a real (local-directory) bucket, without
+//! processes: attribution, commitments, replays and cost claims.
+
+use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::{Bucket, Keypair, envelope};
+use locus_workloads::plan::{self, Source};
+use locus_workloads::{Device, WORKLOAD_MLP, cost, mlp};
+use object_store::PutMode;
+use validatord::replay::{Judge, JudgeError};
+
+const RUN: &str = "judge";
+
+/// A bucket holding one run with its forward job of step 0 assigned to
+/// `miner` and honestly executed.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    bucket: Bucket,
+    owner: Keypair,
+    miner: Keypair,
+    validator: Keypair,
+    run: pb::RunManifest,
+    receipt_key: String,
+    receipt: pb::Receipt,
+    artifact: pb::TensorArtifact,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
+    let layout = bucket.layout().clone();
+    let (owner, miner, validator) = (
+        Keypair::generate(),
+        Keypair::generate(),
+        Keypair::generate(),
+    );
+    let cfg = mlp::default_config(5);
+    let run = pb::RunManifest {
+        run_id: RUN.into(),
+        workload: WORKLOAD_MLP.into(),
+        steps: 1,
+        mlp: Some(cfg),
+        ..Default::default()
+    };
+    bucket
+        .create(&layout.run_manifest(RUN), &run, &owner)
+        .await
+        .unwrap();
+    let init_key = layout.artifact(RUN, plan::INITIAL, 0);
+    let init = pb::TensorArtifact {
+        run_id: RUN.into(),
+        job_id: plan::INITIAL.into(),
+        attempt: 0,
+        tensors: mlp::initial_artifact(&cfg),
+    };
+    let init_digest = bucket.create(&init_key, &init, &owner).await.unwrap();
+    let spec = plan::step_jobs(&cfg, 0).remove(0);
+    assert_eq!(spec.inputs, vec![Source::Initial]);
+    let manifest = pb::JobManifest {
+        run_id: RUN.into(),
+        job_id: spec.job_id.clone(),
+        step: 0,
+        kind: spec.kind as i32,
+        inputs: vec![pb::InputRef {
+            key: init_key,
+            digest: init_digest.to_vec(),
+            writer: owner.hotkey().to_bytes().to_vec(),
+        }],
+        cost: Some(cost::mlp_cost(&cfg, spec.kind)),
+        ..Default::default()
+    };
+    let manifest_digest = bucket
+        .create(&layout.job_manifest(RUN, &spec.job_id), &manifest, &owner)
+        .await
+        .unwrap();
+    let assignment_key = layout.assignment(&miner.hotkey(), 0, 0);
+    let assignment = pb::Assignment {
+        run_id: RUN.into(),
+        job_id: spec.job_id.clone(),
+        attempt: 1,
+        hotkey: miner.hotkey().to_bytes().to_vec(),
+        manifest_key: layout.job_manifest(RUN, &spec.job_id),
+        manifest_digest: manifest_digest.to_vec(),
+        deadline_unix_ms: u64::MAX,
+        ..Default::default()
+    };
+    bucket
+        .create(&assignment_key, &assignment, &owner)
+        .await
+        .unwrap();
+    let tensors = locus_workloads::execute(&run, &manifest, &[init], &Device::Cpu).unwrap();
+    let artifact = pb::TensorArtifact {
+        run_id: RUN.into(),
+        job_id: spec.job_id.clone(),
+        attempt: 1,
+        tensors,
+    };
+    let artifact_key = layout.artifact(RUN, &spec.job_id, 1);
+    let digest = bucket
+        .create(&artifact_key, &artifact, &miner)
+        .await
+        .unwrap();
+    let receipt = pb::Receipt {
+        run_id: RUN.into(),
+        job_id: spec.job_id.clone(),
+        attempt: 1,
+        hotkey: miner.hotkey().to_bytes().to_vec(),
+        assignment_key,
+        manifest_digest: manifest_digest.to_vec(),
+        output: Some(pb::OutputCommitment {
+            key: artifact_key,
+            digest: digest.to_vec(),
+            size: 0,
+        }),
+        backend: Device::Cpu.backend().into(),
+        ..Default::default()
+    };
+    let receipt_key = layout.receipt(RUN, 0, &spec.job_id, 1);
+    bucket.create(&receipt_key, &receipt, &miner).await.unwrap();
+    Fixture {
+        _dir: dir,
+        bucket,
+        owner,
+        miner,
+        validator,
+        run,
+        receipt_key,
+        receipt,
+        artifact,
+    }
+}
+
+impl Fixture {
+    async fn judge_at(&self, rate: f64) -> Result<pb::Verdict, JudgeError> {
+        let owner = self.owner.hotkey();
+        let judge = Judge {
+            bucket: &self.bucket,
+            owner: &owner,
+            validator: &self.validator,
+            run: &self.run,
+            sample_rate: rate,
+            device: &Device::Cpu,
+        };
+        judge.judge(&self.receipt_key, 0, None).await
+    }
+
+    /// Replaces the stored receipt with `receipt` signed by `signer`.
+    async fn plant_receipt(&self, receipt: &pb::Receipt, signer: &Keypair) {
+        let sealed = envelope::seal(receipt, &self.receipt_key, signer);
+        self.bucket
+            .put_bytes(&self.receipt_key, sealed.bytes, PutMode::Overwrite)
+            .await
+            .unwrap();
+    }
+
+    async fn plant_artifact(&self, artifact: &pb::TensorArtifact) -> Vec<u8> {
+        let key = self.receipt.output.as_ref().unwrap().key.clone();
+        let sealed = envelope::seal(artifact, &key, &self.miner);
+        self.bucket
+            .put_bytes(&key, sealed.bytes, PutMode::Overwrite)
+            .await
+            .unwrap();
+        sealed.digest.to_vec()
+    }
+}
+
+fn outcome(v: &pb::Verdict) -> VerdictOutcome {
+    VerdictOutcome::try_from(v.outcome).unwrap()
+}
+
+#[tokio::test]
+async fn honest_receipt_verifies_when_sampled_and_is_credited_when_not() {
+    let f = fixture().await;
+    let sampled = f.judge_at(1.0).await.unwrap();
+    assert_eq!(
+        outcome(&sampled),
+        VerdictOutcome::Verified,
+        "{}",
+        sampled.reason
+    );
+    let unsampled = f.judge_at(0.0).await.unwrap();
+    assert_eq!(outcome(&unsampled), VerdictOutcome::Unsampled);
+    assert_eq!(sampled.compute_units, unsampled.compute_units);
+    assert!(validatord::sampling::verify(
+        &f.validator.hotkey(),
+        &f.receipt_key,
+        &locus_protocol::Digest::from_slice(&sampled.receipt_digest).unwrap(),
+        &sampled.sample_proof,
+        1.0,
+        true
+    ));
+}
+
+#[tokio::test]
+async fn receipt_signed_by_another_hotkey_is_rejected() {
+    let f = fixture().await;
+    let thief = Keypair::generate();
+    let mut stolen = f.receipt.clone();
+    stolen.hotkey = thief.hotkey().to_bytes().to_vec();
+    f.plant_receipt(&stolen, &thief).await;
+    match f.judge_at(1.0).await {
+        Err(JudgeError::Rejected(r)) => assert!(r.to_string().contains("expected"), "{r}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn corrupted_output_fails_replay_and_names_the_element() {
+    let f = fixture().await;
+    let mut bad = f.artifact.clone();
+    let mut t = locus_protocol::tensor::F32Tensor::from_pb(&bad.tensors[0]).unwrap();
+    t.values[3] += 1.0;
+    bad.tensors[0] = t.to_pb(&bad.tensors[0].name);
+    let digest = f.plant_artifact(&bad).await;
+    let mut receipt = f.receipt.clone();
+    receipt.output.as_mut().unwrap().digest = digest;
+    f.plant_receipt(&receipt, &f.miner).await;
+    let v = f.judge_at(1.0).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Failed);
+    assert!(v.reason.contains("element 3"), "{}", v.reason);
+    // Unsampled, the same corruption passes the structural checks: that is
+    // what sampling is for.
+    assert_eq!(
+        outcome(&f.judge_at(0.0).await.unwrap()),
+        VerdictOutcome::Unsampled
+    );
+}
+
+#[tokio::test]
+async fn artifact_not_matching_the_commitment_fails_even_unsampled() {
+    let f = fixture().await;
+    let mut other = f.artifact.clone();
+    other.attempt = 9;
+    f.plant_artifact(&other).await;
+    let v = f.judge_at(0.0).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Failed);
+    assert!(v.reason.contains("committed digest"), "{}", v.reason);
+}
+
+#[tokio::test]
+async fn inflated_cost_claims_change_nothing() {
+    let f = fixture().await;
+    let honest = f.judge_at(1.0).await.unwrap();
+    let mut inflated = f.receipt.clone();
+    inflated.claimed_cost = Some(pb::StaticCost {
+        flops: u64::MAX,
+        bytes_moved: u64::MAX,
+    });
+    f.plant_receipt(&inflated, &f.miner).await;
+    let v = f.judge_at(1.0).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Verified);
+    assert_eq!(v.compute_units, honest.compute_units);
+}
+
+#[tokio::test]
+async fn late_receipt_earns_nothing() {
+    let f = fixture().await;
+    let owner = f.owner.hotkey();
+    let judge = Judge {
+        bucket: &f.bucket,
+        owner: &owner,
+        validator: &f.validator,
+        run: &f.run,
+        sample_rate: 1.0,
+        device: &Device::Cpu,
+    };
+    let v = judge.judge(&f.receipt_key, 0, Some(2)).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Late);
+    assert!(v.reason.contains("attempt 2"));
+}
