@@ -131,6 +131,14 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn judge_at(&self, rate: f64) -> Result<pb::Verdict, JudgeError> {
+        self.judge_with(rate, None).await
+    }
+
+    async fn judge_with(
+        &self,
+        rate: f64,
+        credited: Option<u32>,
+    ) -> Result<pb::Verdict, JudgeError> {
         let owner = self.owner.hotkey();
         let judge = Judge {
             bucket: &self.bucket,
@@ -140,7 +148,7 @@ impl Fixture {
             sample_rate: rate,
             device: &Device::Cpu,
         };
-        judge.judge(&self.receipt_key, 0, None).await
+        judge.judge(&self.receipt_key, 0, credited).await
     }
 
     /// Replaces the stored receipt with `receipt` signed by `signer`.
@@ -254,16 +262,7 @@ async fn inflated_cost_claims_change_nothing() {
 #[tokio::test]
 async fn late_receipt_earns_nothing() {
     let f = fixture().await;
-    let owner = f.owner.hotkey();
-    let judge = Judge {
-        bucket: &f.bucket,
-        owner: &owner,
-        validator: &f.validator,
-        run: &f.run,
-        sample_rate: 1.0,
-        device: &Device::Cpu,
-    };
-    let v = judge.judge(&f.receipt_key, 0, Some(2)).await.unwrap();
+    let v = f.judge_with(1.0, Some(2)).await.unwrap();
     assert_eq!(outcome(&v), VerdictOutcome::Late);
     assert!(v.reason.contains("attempt 2"));
 }
