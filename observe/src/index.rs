@@ -326,6 +326,7 @@ fn outcome_name(outcome: i32) -> &'static str {
         Ok(VerdictOutcome::Verified) => "verified",
         Ok(VerdictOutcome::Failed) => "failed",
         Ok(VerdictOutcome::Unsampled) => "unsampled",
+        Ok(VerdictOutcome::Late) => "late",
         _ => "unspecified",
     }
 }
@@ -1255,7 +1256,7 @@ impl DiscoveryIndex {
             for (step, n) in &run.job_steps {
                 step_entry(&mut steps, *step).jobs = *n;
             }
-            let (mut verified, mut unsampled, mut failed, mut verdicts) = (0, 0, 0, 0);
+            let (mut verified, mut unsampled, mut failed, mut late, mut verdicts) = (0, 0, 0, 0, 0);
             for (key, receipt) in &run.receipts {
                 let mut row = receipt.row.clone();
                 *per_worker
@@ -1278,6 +1279,7 @@ impl DiscoveryIndex {
                             "verified" => verified += 1,
                             "unsampled" => unsampled += 1,
                             "failed" => failed += 1,
+                            "late" => late += 1,
                             _ => {}
                         }
                         row.verdict = Some(v.view.clone());
@@ -1308,6 +1310,7 @@ impl DiscoveryIndex {
                 verified,
                 unsampled,
                 failed,
+                late,
                 step_progress: steps.into_values().collect(),
                 signature: VERIFIED,
             });
@@ -1433,6 +1436,7 @@ impl DiscoveryIndex {
                     verified: h.verified,
                     failed: h.failed,
                     unsampled: h.unsampled,
+                    late: h.late,
                     verified_cu: h.verified_cu,
                     unsampled_cu: h.unsampled_cu,
                     score: h.score,
@@ -1527,6 +1531,7 @@ impl Snapshot {
                             reason: v.reason.clone(),
                         });
                     }
+                    "late" => totals.late += 1,
                     _ => totals.pending += 1,
                 },
             }

@@ -58,6 +58,8 @@ pub struct RunView {
     pub verified: u64,
     pub unsampled: u64,
     pub failed: u64,
+    /// Verdicts for attempts past their lease (no credit, no penalty).
+    pub late: u64,
     pub step_progress: Vec<StepProgress>,
     pub signature: &'static str,
 }
@@ -66,7 +68,7 @@ pub struct RunView {
 pub struct VerdictView {
     pub key: String,
     pub validator: String,
-    /// `verified`, `failed`, `unsampled` or `unspecified`.
+    /// `verified`, `failed`, `unsampled`, `late` or `unspecified`.
     pub outcome: &'static str,
     pub reason: String,
     pub compute_units: u64,
@@ -101,6 +103,7 @@ pub struct ScoreRow {
     pub verified: u64,
     pub failed: u64,
     pub unsampled: u64,
+    pub late: u64,
     pub verified_cu: u64,
     pub unsampled_cu: u64,
     pub score: f64,
@@ -174,6 +177,7 @@ pub struct HotkeyTotals {
     pub verified: u64,
     pub unsampled: u64,
     pub failed: u64,
+    pub late: u64,
     /// Receipts without a verdict yet.
     pub pending: u64,
     pub verified_cu: u64,

@@ -154,6 +154,7 @@ impl Fixture {
                 } else {
                     String::new()
                 },
+                ..Default::default()
             });
         }
         let window = pb::ScoreWindow {
@@ -297,6 +298,7 @@ impl Fixture {
             issued_unix_ms: now_ms() - 6_000,
             deadline_unix_ms: now_ms() + 30_000,
             step,
+            ..Default::default()
         };
         b.create(&assignment_key, &assignment, &self.owner)
             .await
