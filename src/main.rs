@@ -28,6 +28,31 @@ enum Command {
     /// Run orchestrator, miners and validator as separate processes on a
     /// temporary local bucket and print the resulting scores and weights.
     LocalSmoke(smoke::SmokeArgs),
+    /// Serve the live discovery UI (read-only) over a bucket: workers, runs,
+    /// receipts, verdicts and scores, traceable to each receipt.
+    DiscoveryUi(DiscoveryUiArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DiscoveryUiArgs {
+    /// Bucket: a local directory, file:// URL or s3://NAME (S3 settings from the environment).
+    #[arg(long, env = "LOCUS_BUCKET")]
+    bucket: String,
+    /// Subnet id.
+    #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
+    netuid: u16,
+    /// The subnet owner's hotkey (SS58): runs, jobs and assignments must be signed by it.
+    #[arg(long, env = "LOCUS_OWNER")]
+    owner: locus_protocol::Hotkey,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8765)]
+    port: u16,
+    /// Address to bind (keep loopback and tunnel in, or put a proxy in front).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Open the UI in the default browser.
+    #[arg(long)]
+    open_browser: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,10 +65,35 @@ fn main() -> anyhow::Result<()> {
             println!("{}", key.hotkey());
             Ok(())
         }
+        Command::DiscoveryUi(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(discovery_ui(args))
+        }
         Command::LocalSmoke(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             let code = runtime.block_on(smoke::run(args))?;
             std::process::exit(code);
         }
     }
+}
+
+async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {
+    let bucket = locus_protocol::Bucket::open(&args.bucket, args.netuid)?;
+    bucket.check_access().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let addr = std::net::SocketAddr::new(args.bind, args.port);
+    let bound = locus_observe::serve_ui(bucket, args.owner, addr, async {
+        let _ = stopped.await;
+    })
+    .await?;
+    let url = format!("http://{bound}/");
+    println!("discovery UI on {url} (bucket {}, netuid {}); SIGTERM or Ctrl-C stops it", args.bucket, args.netuid);
+    if args.open_browser
+        && let Err(e) = locus_observe::ui::open_in_browser(&url)
+    {
+        eprintln!("cannot open a browser: {e}");
+    }
+    locus_daemon::Shutdown::install()?.wait().await;
+    let _ = stop.send(());
+    Ok(())
 }
