@@ -1,1 +1,66 @@
-//! Placeholder: filled in by the chain work.
+//! Subtensor (Bittensor) chain adapter for the Locus validator.
+//!
+//! - [`Chain::metagraph`] reads a subnet's hotkey → uid map (and validator permits).
+//! - [`Chain::set_weights`] turns scores into Bittensor weights and signs (dry run) or
+//!   submits a `SubtensorModule::set_weights` extrinsic, respecting the subnet's rate limit.
+//!
+//! The bindings are generated at build time from `metadata/subtensor-metadata.scale`
+//! (a Subtensor runtime metadata snapshot, V16), so the build needs no chain access.
+
+mod chain;
+mod signer;
+mod weights;
+
+pub use chain::{
+    Chain, DecodedSetWeights, Metagraph, Mode, Network, Outcome, WeightsReport, bundled_offline_client, decode_set_weights,
+};
+pub use signer::{CryptoType, ValidatorSigner, default_wallet_root};
+pub use weights::{U16_MAX_WEIGHT, normalize_max_u16, rate_limited_until};
+
+/// Static bindings for the Subtensor runtime.
+#[subxt::subxt(runtime_metadata_path = "metadata/subtensor-metadata.scale")]
+pub mod subtensor {}
+
+/// The metadata the bindings were generated from.
+pub const METADATA: &[u8] = include_bytes!("../metadata/subtensor-metadata.scale");
+
+/// Everything that can go wrong talking to the chain or preparing weights.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(
+        "invalid chain endpoint {0:?}: expected finney, test, local, or a ws:// / wss:// URL"
+    )]
+    InvalidEndpoint(String),
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("chain request failed while {context}: {reason}")]
+    Rpc { context: String, reason: String },
+    #[error("subnet {0} does not exist on this chain")]
+    SubnetNotFound(u16),
+    #[error("no weights to set: the score list is empty")]
+    NoWeights,
+    #[error("all scores are zero: there is nothing to set")]
+    AllScoresZero,
+    #[error("invalid score {score} for uid {uid}: scores must be finite and not negative")]
+    InvalidScore { uid: u16, score: f64 },
+    #[error("uid {0} appears more than once in the weights")]
+    DuplicateUid(u16),
+    #[error("uid {uid} is not a neuron of subnet {netuid} (it has {n} neurons)")]
+    UnknownUid { netuid: u16, uid: u16, n: u16 },
+    #[error("validator hotkey {ss58} is not registered on subnet {netuid}")]
+    NotRegistered { ss58: String, netuid: u16 },
+    #[error(
+        "subnet {netuid} requires commit-reveal; timelock encryption is not available in this build \
+         (commit_timelocked_weights needs drand timelock (tlock/BF-IBE) encryption of the weights, \
+         which this crate does not implement)"
+    )]
+    CommitRevealUnavailable { netuid: u16 },
+    #[error("wallet keyfile {path}: {reason}")]
+    Wallet { path: String, reason: String },
+    #[error("cannot build the extrinsic: {0}")]
+    Extrinsic(String),
+    #[error("the node refused the extrinsic: {0}")]
+    Submit(String),
+    #[error("cannot decode the extrinsic: {0}")]
+    Decode(String),
+}
