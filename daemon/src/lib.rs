@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod logging;
 pub mod shutdown;
 pub mod stats;
+pub mod telemetry;
 
 pub use backoff::Backoff;
 pub use shutdown::Shutdown;

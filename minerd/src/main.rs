@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use locus_daemon::{Shutdown, logging, stats};
+use locus_daemon::{Shutdown, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use locus_workloads::Device;
 use minerd::faults::FaultMode;
@@ -27,6 +27,10 @@ struct Cli {
     /// every visible GPU in a CUDA build, else `--workers` CPU workers.
     #[arg(long, value_delimiter = ',')]
     devices: Vec<Device>,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address; worker
+    /// `i` serves its own on the port after it plus `i`.
+    #[arg(long, env = "LOCUS_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -40,6 +44,8 @@ enum Command {
         index: u32,
         #[arg(long)]
         device: Device,
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
 }
 
@@ -117,9 +123,11 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let shutdown = Shutdown::install()?;
     match cli.command {
-        Some(Command::Worker { index, device }) => {
-            run_worker(cli.common, key, index, device, &shutdown).await
-        }
+        Some(Command::Worker {
+            index,
+            device,
+            metrics_addr,
+        }) => run_worker(cli.common, key, index, device, metrics_addr, &shutdown).await,
         None => {
             let devices = if !cli.devices.is_empty() {
                 cli.devices
@@ -140,8 +148,18 @@ async fn main() -> anyhow::Result<()> {
                 netuid = cli.common.netuid, devices = ?devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 fault = ?cli.common.fault().map(|f| f.name()), "minerd starting"
             );
-            let restarts =
-                minerd::supervisor::supervise(devices, cli.common.to_args(), &shutdown).await?;
+            let metrics = locus_observe::Metrics::new();
+            let bucket = Bucket::open(&cli.common.bucket, cli.common.netuid)?;
+            telemetry::serve(cli.metrics_addr, &metrics, &bucket, &shutdown).await?;
+            let restarts = metrics.counter("worker_restarts_total", "Worker processes restarted");
+            let restarts = minerd::supervisor::supervise(
+                devices,
+                cli.common.to_args(),
+                cli.metrics_addr,
+                restarts,
+                &shutdown,
+            )
+            .await?;
             tracing::info!(restarts, "minerd stopped");
             Ok(())
         }
@@ -153,9 +171,12 @@ async fn run_worker(
     key: Keypair,
     index: u32,
     device: Device,
+    metrics_addr: Option<std::net::SocketAddr>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let bucket = Bucket::open(&common.bucket, common.netuid)?;
+    let metrics = locus_observe::Metrics::new();
+    telemetry::serve(metrics_addr, &metrics, &bucket, shutdown).await?;
     let cfg = WorkerConfig {
         index,
         device,
@@ -166,6 +187,7 @@ async fn run_worker(
         fault: common.fault(),
     };
     let mut worker = Worker::new(bucket.clone(), key, cfg);
+    worker.set_metrics(&metrics);
     let result = worker.run(shutdown).await;
     if let Some(path) = &common.stats_file {
         let path = PathBuf::from(format!("{}.w{index}", path.display()));

@@ -29,9 +29,13 @@ struct Slot {
 
 /// Spawns and watches the workers until shutdown. `worker_args` are the
 /// common arguments each child gets before `worker --index I --device D`.
+/// With `metrics_addr`, worker `i` serves its own `/metrics` on the port
+/// after it plus `i` (`port + 1 + i`).
 pub async fn supervise(
     devices: Vec<Device>,
     worker_args: Vec<String>,
+    metrics_addr: Option<std::net::SocketAddr>,
+    restarts: locus_observe::Counter,
     shutdown: &Shutdown,
 ) -> anyhow::Result<u64> {
     let exe: PathBuf = std::env::current_exe()?;
@@ -65,6 +69,7 @@ pub async fn supervise(
                 slot.delay = (slot.delay * 2).min(MAX_RESTART_DELAY);
                 slot.restarts += 1;
                 total_restarts += 1;
+                restarts.inc();
             }
             if slot.child.is_none() && slot.restart_at.is_some_and(|t| Instant::now() >= t) {
                 let mut command = Command::new(&exe);
@@ -76,6 +81,11 @@ pub async fn supervise(
                     .arg("--device")
                     .arg(slot.device.to_string())
                     .kill_on_drop(true);
+                if let Some(base) = metrics_addr {
+                    let port = base.port().saturating_add(1 + slot.index as u16);
+                    let addr = std::net::SocketAddr::new(base.ip(), port);
+                    command.arg(format!("--metrics-addr={addr}"));
+                }
                 match command.spawn() {
                     Ok(child) => {
                         info!(worker = slot.index, device = %slot.device, pid = child.id(), "worker started");

@@ -58,6 +58,8 @@ pub struct Worker {
     status: Arc<Mutex<Status>>,
     cpu_features: String,
     http: reqwest::Client,
+    executed: locus_observe::Counter,
+    refused: locus_observe::Counter,
 }
 
 impl Worker {
@@ -70,7 +72,18 @@ impl Worker {
             status: Arc::default(),
             cpu_features: cpu_features(),
             http: reqwest::Client::new(),
+            executed: Default::default(),
+            refused: Default::default(),
         }
+    }
+
+    /// Reports this worker's counters in `metrics`.
+    pub fn set_metrics(&mut self, metrics: &locus_observe::Metrics) {
+        self.executed = metrics.counter("jobs_executed_total", "Jobs executed and receipted");
+        self.refused = metrics.counter(
+            "assignments_refused_total",
+            "Assignments refused or not executed",
+        );
     }
 
     pub fn jobs_done(&self) -> u64 {
@@ -115,17 +128,24 @@ impl Worker {
                 }
                 found = true;
                 match self.handle(&key, first_pass).await {
-                    Ok(job) => info!(job = %job, "job done"),
+                    Ok(job) => {
+                        self.executed.inc();
+                        info!(job = %job, "job done");
+                    }
                     Err(Skip::AlreadyDone) => {}
                     Err(reason @ (Skip::Bucket(BucketError::Rejected(_)) | Skip::Invalid(_))) => {
                         // Not the owner's: remember it, but do not move the
                         // cursor past it, so a planted key that sorts high
                         // cannot hide the owner's later assignments.
                         warn!(assignment = %key, %reason, "assignment not executed");
+                        self.refused.inc();
                         refused.insert(key);
                         continue;
                     }
-                    Err(reason) => warn!(assignment = %key, %reason, "assignment not executed"),
+                    Err(reason) => {
+                        self.refused.inc();
+                        warn!(assignment = %key, %reason, "assignment not executed");
+                    }
                 }
                 cursor = Some(key);
             }

@@ -58,6 +58,34 @@ pub struct Orchestrator {
     published: std::collections::HashSet<String>,
     pub jobs_accepted: u64,
     heartbeat_grants_until: u64,
+    counters: Counters,
+}
+
+/// What the orchestrator reports on `/metrics`.
+struct Counters {
+    published: locus_observe::Counter,
+    accepted: locus_observe::Counter,
+    expired: locus_observe::Counter,
+    refused: locus_observe::Counter,
+    live_workers: locus_observe::Gauge,
+}
+
+impl Counters {
+    fn new(metrics: &locus_observe::Metrics) -> Self {
+        Counters {
+            published: metrics.counter("jobs_published_total", "Job attempts assigned to miners"),
+            accepted: metrics.counter(
+                "jobs_accepted_total",
+                "Results accepted for downstream jobs",
+            ),
+            expired: metrics.counter("leases_expired_total", "Assignments whose lease ran out"),
+            refused: metrics.counter(
+                "results_refused_total",
+                "Receipts or artifacts refused by the orchestrator",
+            ),
+            live_workers: metrics.gauge("live_workers", "Workers with a fresh heartbeat"),
+        }
+    }
 }
 
 impl Orchestrator {
@@ -125,6 +153,7 @@ impl Orchestrator {
             published: Default::default(),
             jobs_accepted: 0,
             heartbeat_grants_until: 0,
+            counters: Counters::new(&locus_observe::Metrics::new()),
         };
         orchestrator.plan_ahead();
         orchestrator.recover().await?;
@@ -250,6 +279,11 @@ impl Orchestrator {
         }
     }
 
+    /// Reports this orchestrator's counters in `metrics`.
+    pub fn set_metrics(&mut self, metrics: &locus_observe::Metrics) {
+        self.counters = Counters::new(metrics);
+    }
+
     /// Runs until the run is done (with `exit_when_done`) or shutdown.
     pub async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
@@ -288,6 +322,7 @@ impl Orchestrator {
         let now = unix_ms().saturating_sub(LEASE_GRACE.as_millis() as u64);
         for (job, attempt, worker) in self.schedule.expire(now) {
             warn!(run = %self.run.run_id, job = %job, attempt, hotkey = %worker.hotkey, worker = worker.worker, "lease expired; reassigning");
+            self.counters.expired.inc();
             progressed = true;
         }
         progressed |= self.publish_ready().await?;
@@ -335,6 +370,7 @@ impl Orchestrator {
         if live != self.live {
             info!(workers = live.len(), "live workers changed");
         }
+        self.counters.live_workers.set(live.len() as f64);
         self.live = live;
     }
 
@@ -371,12 +407,14 @@ impl Orchestrator {
                     Ok(output) => {
                         if self.schedule.complete(&job, output) {
                             self.jobs_accepted += 1;
+                            self.counters.accepted.inc();
                             progressed = true;
                         }
                     }
                     Err(reason) => {
                         warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
                         self.schedule.expire_now(&job);
+                        self.counters.refused.inc();
                         progressed = true;
                     }
                 }
@@ -511,6 +549,7 @@ impl Orchestrator {
             info!(run = %self.run.run_id, job = %spec.job_id, attempt, hotkey = %worker.hotkey, worker = worker.worker, "assigned");
             self.schedule
                 .assign(&spec.job_id, attempt, worker, deadline);
+            self.counters.published.inc();
             progressed = true;
         }
         Ok(progressed)

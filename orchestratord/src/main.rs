@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use locus_daemon::{Shutdown, logging, stats};
+use locus_daemon::{Shutdown, logging, stats, telemetry};
 use locus_protocol::paths::validate_id;
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use orchestratord::driver::{Orchestrator, Settings};
@@ -70,6 +70,9 @@ struct Args {
     /// Keep running after the run completes (default: exit 0).
     #[arg(long)]
     keep_running: bool,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9101).
+    #[arg(long, env = "LOCUS_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Write bucket request totals to this JSON file at exit.
     #[arg(long)]
     stats_file: Option<PathBuf>,
@@ -116,7 +119,10 @@ async fn main() -> anyhow::Result<()> {
         max_workers_per_miner: args.max_workers_per_miner,
     };
     let shutdown = Shutdown::install()?;
+    let metrics = locus_observe::Metrics::new();
+    telemetry::serve(args.metrics_addr, &metrics, &bucket, &shutdown).await?;
     let mut orchestrator = Orchestrator::start(bucket.clone(), owner, settings).await?;
+    orchestrator.set_metrics(&metrics);
     let result = orchestrator.run(&shutdown).await;
     if let Some(path) = &args.stats_file {
         stats::write(path, &bucket, orchestrator.jobs_accepted)?;

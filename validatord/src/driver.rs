@@ -44,6 +44,42 @@ pub struct Validator {
     runs: BTreeMap<String, RunTrack>,
     last_discovery: Option<Instant>,
     pub receipts_judged: u64,
+    counters: Counters,
+}
+
+/// What the validator reports on `/metrics`.
+struct Counters {
+    verdicts: locus_observe::Metrics,
+    rejected: locus_observe::Counter,
+    replay: locus_observe::DurationMetric,
+}
+
+impl Counters {
+    fn new(metrics: &locus_observe::Metrics) -> Self {
+        Counters {
+            verdicts: metrics.clone(),
+            rejected: metrics.counter(
+                "receipts_rejected_total",
+                "Receipts not attributable to the assigned hotkey",
+            ),
+            replay: metrics.duration(
+                "replay_seconds",
+                "Time spent judging receipts, replays included",
+            ),
+        }
+    }
+
+    fn verdict(&self, outcome: VerdictOutcome) {
+        let name = match outcome {
+            VerdictOutcome::Verified => "jobs_verified_total",
+            VerdictOutcome::Failed => "jobs_failed_total",
+            VerdictOutcome::Unsampled => "jobs_unsampled_total",
+            VerdictOutcome::Late | VerdictOutcome::Unspecified => "jobs_late_total",
+        };
+        self.verdicts
+            .counter(name, "Verdicts written, by outcome")
+            .inc();
+    }
 }
 
 impl Validator {
@@ -56,7 +92,13 @@ impl Validator {
             runs: BTreeMap::new(),
             last_discovery: None,
             receipts_judged: 0,
+            counters: Counters::new(&locus_observe::Metrics::new()),
         }
+    }
+
+    /// Reports this validator's counters in `metrics`.
+    pub fn set_metrics(&mut self, metrics: &locus_observe::Metrics) {
+        self.counters = Counters::new(metrics);
     }
 
     pub async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
@@ -286,10 +328,15 @@ impl Validator {
                 }
                 track.verdicts.push(judged_from(&verdict, hotkey));
                 self.receipts_judged += 1;
+                self.counters.verdict(outcome);
+                self.counters
+                    .replay
+                    .observe(std::time::Duration::from_millis(verdict.replay_ms));
                 true
             }
             Err(JudgeError::Rejected(rejection)) => {
                 warn!(run = %run_id, %rejection, "receipt rejected; it earns nothing");
+                self.counters.rejected.inc();
                 track.rejected.insert(key.to_string());
                 true
             }

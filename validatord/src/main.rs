@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use locus_daemon::{Shutdown, logging, stats};
+use locus_daemon::{Shutdown, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use locus_workloads::Device;
 use validatord::driver::{Settings, Validator};
@@ -40,6 +40,9 @@ struct Args {
     /// Exit once this run is complete and its scores are final.
     #[arg(long, value_name = "RUN_ID")]
     exit_after_run: Option<String>,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9101).
+    #[arg(long, env = "LOCUS_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Write bucket request totals to this JSON file at exit.
     #[arg(long)]
     stats_file: Option<PathBuf>,
@@ -73,7 +76,10 @@ async fn main() -> anyhow::Result<()> {
         exit_after_run: args.exit_after_run,
     };
     let shutdown = Shutdown::install()?;
+    let metrics = locus_observe::Metrics::new();
+    telemetry::serve(args.metrics_addr, &metrics, &bucket, &shutdown).await?;
     let mut validator = Validator::new(bucket.clone(), args.owner, key, settings);
+    validator.set_metrics(&metrics);
     let result = validator.run(&shutdown).await;
     if let Some(path) = &args.stats_file {
         stats::write(path, &bucket, validator.receipts_judged)?;
