@@ -87,7 +87,10 @@ async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {
     })
     .await?;
     let url = format!("http://{bound}/");
-    println!("discovery UI on {url} (bucket {}, netuid {}); SIGTERM or Ctrl-C stops it", args.bucket, args.netuid);
+    println!(
+        "discovery UI on {url} (bucket {}, netuid {}); SIGTERM or Ctrl-C stops it",
+        args.bucket, args.netuid
+    );
     if args.open_browser
         && let Err(e) = locus_observe::ui::open_in_browser(&url)
     {
