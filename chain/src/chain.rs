@@ -176,13 +176,6 @@ pub struct DecodedSetWeights {
     pub version_key: u64,
 }
 
-fn rpc_err(context: &str) -> impl FnOnce(subxt::Error) -> ChainError + '_ {
-    move |e| ChainError::Rpc {
-        context: context.to_string(),
-        reason: e.to_string(),
-    }
-}
-
 fn rpc<E: std::fmt::Display>(context: &str, e: E) -> ChainError {
     ChainError::Rpc {
         context: context.to_string(),

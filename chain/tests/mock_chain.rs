@@ -178,7 +178,7 @@ fn events_for(inclusion: Inclusion) -> Vec<u8> {
                 .index;
             rt::frame_system::pallet::Event::ExtrinsicFailed {
                 dispatch_error: rt::sp_runtime::DispatchError::Module(rt::sp_runtime::ModuleError {
-                    index: pallet.index(),
+                    index: pallet.error_index(),
                     error: [index, 0, 0, 0],
                 }),
                 dispatch_info: info,
@@ -190,7 +190,21 @@ fn events_for(inclusion: Inclusion) -> Vec<u8> {
         event: rt::node_subtensor_runtime::RuntimeEvent::System(event),
         topics: Vec::<subxt::utils::H256>::new(),
     }];
-    records.encode()
+    let at = offline();
+    let entry = at
+        .storage()
+        .entry(subtensor::storage().system().events())
+        .expect("System.Events");
+    let type_id = entry.default_value().expect("Events has a default").type_id();
+    let mut out = Vec::new();
+    subxt::ext::scale_encode::EncodeAsType::encode_as_type_to(
+        &records,
+        type_id,
+        at.metadata_ref().types(),
+        &mut out,
+    )
+    .expect("encode events");
+    out
 }
 
 /// Answers one JSON-RPC request; `Err` carries a JSON-RPC error message.
