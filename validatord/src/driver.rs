@@ -21,6 +21,8 @@ pub struct Settings {
     pub device: Device,
     /// Exit once this run is complete and fully scored.
     pub exit_after_run: Option<String>,
+    /// Set weights on chain when a window completes (none: bucket only).
+    pub chain: Option<crate::weights::ChainTarget>,
 }
 
 /// What the validator knows about one run.
@@ -365,6 +367,13 @@ impl Validator {
             info!(run = %run_id, receipts = window.receipts, rejected = track.rejected.len(), "final scores written");
             for s in &window.scores {
                 info!(hotkey = %s.ss58, score = s.score, weight = s.weight, "{}", s.reason);
+            }
+            if let Some(target) = &self.settings.chain {
+                // A chain outage must not stop judging: log and go on.
+                if let Err(e) = crate::weights::push(target, &window, &self.bucket, &self.key).await
+                {
+                    warn!(run = %run_id, error = %e, "setting weights failed");
+                }
             }
         }
         Ok(())

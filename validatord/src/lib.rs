@@ -9,3 +9,4 @@ pub mod driver;
 pub mod replay;
 pub mod sampling;
 pub mod scoring;
+pub mod weights;

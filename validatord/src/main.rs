@@ -37,6 +37,24 @@ struct Args {
     /// Fastest bucket poll in milliseconds (backs off to 2 s when idle).
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
+    /// Subtensor node to set weights on when a window completes: `finney`,
+    /// `test`, `local` or a ws:// / wss:// URL. Without it, weights are only
+    /// written to the bucket (the score window).
+    #[arg(long, env = "LOCUS_SUBTENSOR")]
+    subtensor: Option<String>,
+    /// Actually submit `set_weights` (default: dry run — build and sign the
+    /// exact extrinsic, record it in the bucket, submit nothing).
+    #[arg(long, env = "LOCUS_SET_WEIGHTS")]
+    set_weights: bool,
+    /// Bittensor wallet name holding the validator hotkey that signs weights.
+    #[arg(long, env = "LOCUS_WALLET_NAME", default_value = "default")]
+    wallet_name: String,
+    /// Hotkey name inside the wallet (sr25519 or ed25519).
+    #[arg(long, env = "LOCUS_WALLET_HOTKEY", default_value = "default")]
+    wallet_hotkey: String,
+    /// Wallets directory (default ~/.bittensor/wallets).
+    #[arg(long, env = "LOCUS_WALLET_PATH")]
+    wallet_path: Option<PathBuf>,
     /// Exit once this run is complete and its scores are final.
     #[arg(long, value_name = "RUN_ID")]
     exit_after_run: Option<String>,
@@ -74,6 +92,27 @@ async fn main() -> anyhow::Result<()> {
         poll_max: Duration::from_secs(2),
         device: args.device,
         exit_after_run: args.exit_after_run,
+        chain: match &args.subtensor {
+            None => None,
+            Some(endpoint) => {
+                let signer = locus_chain::ValidatorSigner::from_wallet(
+                    args.wallet_path.clone(),
+                    &args.wallet_name,
+                    &args.wallet_hotkey,
+                )?;
+                tracing::info!(subtensor = %endpoint, signer = %signer.ss58(), dry_run = !args.set_weights, "weights go to chain");
+                Some(validatord::weights::ChainTarget {
+                    endpoint: endpoint.clone(),
+                    netuid: args.netuid,
+                    signer,
+                    mode: if args.set_weights {
+                        locus_chain::Mode::Submit
+                    } else {
+                        locus_chain::Mode::DryRun
+                    },
+                })
+            }
+        },
     };
     let shutdown = Shutdown::install()?;
     let metrics = locus_observe::Metrics::new();
