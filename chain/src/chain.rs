@@ -176,6 +176,20 @@ pub struct DecodedSetWeights {
     pub version_key: u64,
 }
 
+impl std::fmt::Display for DecodedSetWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let signer = self
+            .signer
+            .map(|account| locus_protocol::keys::ss58_encode(&account))
+            .unwrap_or_else(|| "<unsigned>".into());
+        write!(
+            f,
+            "{}::{}(netuid: {}, dests: {:?}, weights: {:?}, version_key: {}) signed by {}",
+            self.pallet, self.call, self.netuid, self.dests, self.weights, self.version_key, signer
+        )
+    }
+}
+
 fn rpc<E: std::fmt::Display>(context: &str, e: E) -> ChainError {
     ChainError::Rpc {
         context: context.to_string(),
@@ -207,7 +221,8 @@ pub fn decode_set_weights(extrinsic: &[u8]) -> Result<DecodedSetWeights, ChainEr
     let at = client
         .at_block(0u64)
         .map_err(|e| ChainError::Decode(e.to_string()))?;
-    let extrinsics = futures::executor::block_on(at.extrinsics().from_bytes(vec![extrinsic.to_vec()]));
+    let extrinsics =
+        futures::executor::block_on(at.extrinsics().from_bytes(vec![extrinsic.to_vec()]));
     let ext = extrinsics
         .iter()
         .next()
@@ -228,7 +243,9 @@ pub fn decode_set_weights(extrinsic: &[u8]) -> Result<DecodedSetWeights, ChainEr
     let args = ext
         .decode_call_data_fields_as::<subtensor::subtensor_module::calls::SetWeights>()
         .ok_or_else(|| {
-            ChainError::Decode(format!("{pallet}::{call} is not SubtensorModule::set_weights"))
+            ChainError::Decode(format!(
+                "{pallet}::{call} is not SubtensorModule::set_weights"
+            ))
         })?
         .map_err(|e| ChainError::Decode(format!("set_weights arguments: {e}")))?;
     Ok(DecodedSetWeights {
@@ -302,7 +319,14 @@ impl Chain {
         let api = subtensor::storage().subtensor_module();
         let storage = at.storage();
 
-        if !fetch_or_default(&storage, api.networks_added(), (netuid,), "reading NetworksAdded").await? {
+        if !fetch_or_default(
+            &storage,
+            api.networks_added(),
+            (netuid,),
+            "reading NetworksAdded",
+        )
+        .await?
+        {
             return Err(ChainError::SubnetNotFound(netuid));
         }
         let commit_reveal = fetch_or_default(
@@ -315,7 +339,13 @@ impl Chain {
         if commit_reveal {
             return Err(ChainError::CommitRevealUnavailable { netuid });
         }
-        let n = fetch_or_default(&storage, api.subnetwork_n(), (netuid,), "reading SubnetworkN").await?;
+        let n = fetch_or_default(
+            &storage,
+            api.subnetwork_n(),
+            (netuid,),
+            "reading SubnetworkN",
+        )
+        .await?;
         if let Some(&uid) = uids.iter().find(|&&uid| uid >= n) {
             return Err(ChainError::UnknownUid { netuid, uid, n });
         }
@@ -369,19 +399,20 @@ impl Chain {
                     "reading WeightsSetRateLimit",
                 )
                 .await?;
-                let last_update: Vec<u64> = fetch_or_default(
-                    &storage,
-                    api.last_update(),
-                    (netuid,),
-                    "reading LastUpdate",
-                )
-                .await?;
+                let last_update: Vec<u64> =
+                    fetch_or_default(&storage, api.last_update(), (netuid,), "reading LastUpdate")
+                        .await?;
                 let last = last_update.get(usize::from(uid)).copied().unwrap_or(0);
                 rate_limited = rate_limited_until(last, rate_limit, block);
             }
         }
         if let Some(next_block) = rate_limited {
-            tracing::info!(netuid, next_block, current_block = block, "rate limited: weights not set");
+            tracing::info!(
+                netuid,
+                next_block,
+                current_block = block,
+                "rate limited: weights not set"
+            );
             report.outcome = Outcome::RateLimited {
                 next_block,
                 current_block: block,
@@ -471,9 +502,12 @@ fn dispatch_error_name(error: &DispatchError) -> String {
     }
 }
 
-
 async fn fetch_or_default<Addr>(
-    storage: &subxt::storage::StorageClient<'_, PolkadotConfig, subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>>,
+    storage: &subxt::storage::StorageClient<
+        '_,
+        PolkadotConfig,
+        subxt::client::OnlineClientAtBlockImpl<PolkadotConfig>,
+    >,
     addr: Addr,
     keys: Addr::KeyParts,
     context: &str,
@@ -495,10 +529,23 @@ async fn read_metagraph(
 ) -> Result<Metagraph, ChainError> {
     let api = subtensor::storage().subtensor_module();
     let storage = at.storage();
-    if !fetch_or_default(&storage, api.networks_added(), (netuid,), "reading NetworksAdded").await? {
+    if !fetch_or_default(
+        &storage,
+        api.networks_added(),
+        (netuid,),
+        "reading NetworksAdded",
+    )
+    .await?
+    {
         return Err(ChainError::SubnetNotFound(netuid));
     }
-    let n = fetch_or_default(&storage, api.subnetwork_n(), (netuid,), "reading SubnetworkN").await?;
+    let n = fetch_or_default(
+        &storage,
+        api.subnetwork_n(),
+        (netuid,),
+        "reading SubnetworkN",
+    )
+    .await?;
     let validator_permit = fetch_or_default(
         &storage,
         api.validator_permit(),
@@ -547,7 +594,10 @@ mod tests {
             Network::parse("test").expect("test").url(),
             "wss://test.finney.opentensor.ai:443"
         );
-        assert_eq!(Network::parse("local").expect("local").url(), "ws://127.0.0.1:9944");
+        assert_eq!(
+            Network::parse("local").expect("local").url(),
+            "ws://127.0.0.1:9944"
+        );
         assert_eq!(
             Network::parse("ws://10.0.0.5:9944").expect("url").url(),
             "ws://10.0.0.5:9944"
@@ -562,6 +612,9 @@ mod tests {
 
     #[test]
     fn decode_rejects_garbage() {
-        assert!(matches!(decode_set_weights(&[1, 2, 3]), Err(ChainError::Decode(_))));
+        assert!(matches!(
+            decode_set_weights(&[1, 2, 3]),
+            Err(ChainError::Decode(_))
+        ));
     }
 }

@@ -12,7 +12,8 @@ mod signer;
 mod weights;
 
 pub use chain::{
-    Chain, DecodedSetWeights, Metagraph, Mode, Network, Outcome, WeightsReport, bundled_offline_client, decode_set_weights,
+    Chain, DecodedSetWeights, Metagraph, Mode, Network, Outcome, WeightsReport,
+    bundled_offline_client, decode_set_weights,
 };
 pub use signer::{CryptoType, ValidatorSigner, default_wallet_root};
 pub use weights::{U16_MAX_WEIGHT, normalize_max_u16, rate_limited_until};
@@ -27,9 +28,7 @@ pub const METADATA: &[u8] = include_bytes!("../metadata/subtensor-metadata.scale
 /// Everything that can go wrong talking to the chain or preparing weights.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    #[error(
-        "invalid chain endpoint {0:?}: expected finney, test, local, or a ws:// / wss:// URL"
-    )]
+    #[error("invalid chain endpoint {0:?}: expected finney, test, local, or a ws:// / wss:// URL")]
     InvalidEndpoint(String),
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },

@@ -58,9 +58,12 @@ fn parse_hex32(path: &Path, field: &str, value: &str) -> Result<[u8; 32], ChainE
     let digits = value.strip_prefix("0x").unwrap_or(value);
     let bytes = hex::decode(digits)
         .map_err(|e| wallet_error(path, format!("field {field} is not hex: {e}")))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| wallet_error(path, format!("field {field} has {} bytes, expected 32", b.len())))
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        wallet_error(
+            path,
+            format!("field {field} has {} bytes, expected 32", b.len()),
+        )
+    })
 }
 
 impl ValidatorSigner {
@@ -100,7 +103,10 @@ impl ValidatorSigner {
         let text = std::fs::read_to_string(path)
             .map_err(|e| wallet_error(path, format!("cannot read: {e}")))?;
         let trimmed = text.trim_start();
-        if trimmed.starts_with("$NACL") || trimmed.starts_with("$BTWALLET") || trimmed.starts_with("$ANSIBLE") {
+        if trimmed.starts_with("$NACL")
+            || trimmed.starts_with("$BTWALLET")
+            || trimmed.starts_with("$ANSIBLE")
+        {
             return Err(wallet_error(
                 path,
                 "the keyfile is encrypted; a validator hotkey must be stored unencrypted",
@@ -108,14 +114,14 @@ impl ValidatorSigner {
         }
         let file: Keyfile = serde_json::from_str(trimmed)
             .map_err(|e| wallet_error(path, format!("not a Bittensor keyfile (JSON): {e}")))?;
-        let seed_hex = file
-            .secret_seed
-            .as_deref()
-            .ok_or_else(|| wallet_error(path, "no secretSeed field (is this a public-only keyfile?)"))?;
+        let seed_hex = file.secret_seed.as_deref().ok_or_else(|| {
+            wallet_error(path, "no secretSeed field (is this a public-only keyfile?)")
+        })?;
         let seed = parse_hex32(path, "secretSeed", seed_hex)?;
         let signer = match file.crypto_type {
-            None | Some(1) => Self::sr25519_from_seed(seed)
-                .map_err(|e| wallet_error(path, e.to_string()))?,
+            None | Some(1) => {
+                Self::sr25519_from_seed(seed).map_err(|e| wallet_error(path, e.to_string()))?
+            }
             Some(0) => Self::ed25519_from_seed(seed),
             Some(other) => {
                 return Err(wallet_error(
@@ -124,7 +130,10 @@ impl ValidatorSigner {
                 ));
             }
         };
-        for (field, value) in [("publicKey", &file.public_key), ("accountId", &file.account_id)] {
+        for (field, value) in [
+            ("publicKey", &file.public_key),
+            ("accountId", &file.account_id),
+        ] {
             if let Some(value) = value {
                 let expected = parse_hex32(path, field, value)?;
                 if expected != signer.account {
@@ -144,7 +153,10 @@ impl ValidatorSigner {
         {
             return Err(wallet_error(
                 path,
-                format!("ss58Address {address} does not match the derived key {}", signer.ss58()),
+                format!(
+                    "ss58Address {address} does not match the derived key {}",
+                    signer.ss58()
+                ),
             ));
         }
         Ok(signer)
@@ -231,8 +243,9 @@ mod tests {
                 r#"{{"accountId":"0x{ALICE_PUBLIC}","publicKey":"0x{ALICE_PUBLIC}","privateKey":"0x00","secretPhrase":"","secretSeed":"0x{ALICE_SEED}","ss58Address":"{ALICE_SS58}","cryptoType":1}}"#
             ),
         );
-        let signer = ValidatorSigner::from_wallet(Some(dir.path().to_path_buf()), "validator", "default")
-            .expect("keyfile loads");
+        let signer =
+            ValidatorSigner::from_wallet(Some(dir.path().to_path_buf()), "validator", "default")
+                .expect("keyfile loads");
         assert_eq!(signer.ss58(), ALICE_SS58);
         assert_eq!(signer.crypto_type(), CryptoType::Sr25519);
     }
@@ -243,7 +256,10 @@ mod tests {
         let path = write(
             dir.path(),
             "hk",
-            &format!(r#"{{"publicKey":"0x{}","secretSeed":"0x{ALICE_SEED}"}}"#, "11".repeat(32)),
+            &format!(
+                r#"{{"publicKey":"0x{}","secretSeed":"0x{ALICE_SEED}"}}"#,
+                "11".repeat(32)
+            ),
         );
         let err = ValidatorSigner::from_wallet_file(&path).expect_err("mismatch");
         assert!(err.to_string().contains("does not match"), "{err}");
@@ -252,7 +268,9 @@ mod tests {
     #[test]
     fn ed25519_keyfile_loads() {
         let seed = [7u8; 32];
-        let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write(
             dir.path(),
@@ -272,9 +290,19 @@ mod tests {
     fn encrypted_and_garbage_keyfiles_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let enc = write(dir.path(), "enc", "$NACLabcdef");
-        assert!(ValidatorSigner::from_wallet_file(&enc).expect_err("enc").to_string().contains("encrypted"));
+        assert!(
+            ValidatorSigner::from_wallet_file(&enc)
+                .expect_err("enc")
+                .to_string()
+                .contains("encrypted")
+        );
         let bad = write(dir.path(), "bad", r#"{"secretSeed":"0x1234"}"#);
-        assert!(ValidatorSigner::from_wallet_file(&bad).expect_err("short").to_string().contains("expected 32"));
+        assert!(
+            ValidatorSigner::from_wallet_file(&bad)
+                .expect_err("short")
+                .to_string()
+                .contains("expected 32")
+        );
         let missing = dir.path().join("nope");
         assert!(ValidatorSigner::from_wallet_file(&missing).is_err());
     }

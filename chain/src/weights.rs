@@ -30,7 +30,10 @@ pub fn normalize_max_u16(scores: &[(u16, f64)]) -> Result<(Vec<u16>, Vec<u16>), 
     if let Some(pair) = sorted.windows(2).find(|pair| pair[0].0 == pair[1].0) {
         return Err(ChainError::DuplicateUid(pair[0].0));
     }
-    let max = sorted.iter().map(|&(_, score)| score).fold(0.0_f64, f64::max);
+    let max = sorted
+        .iter()
+        .map(|&(_, score)| score)
+        .fold(0.0_f64, f64::max);
     if max <= 0.0 {
         return Err(ChainError::AllScoresZero);
     }
@@ -59,7 +62,11 @@ pub fn rate_limited_until(last_update: u64, rate_limit: u64, current_block: u64)
         return None;
     }
     let next = last_update.saturating_add(rate_limit);
-    if current_block >= next { None } else { Some(next) }
+    if current_block >= next {
+        None
+    } else {
+        Some(next)
+    }
 }
 
 #[cfg(test)]

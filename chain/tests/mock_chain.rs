@@ -101,14 +101,14 @@ fn chain_state(subnet: &Subnet, inclusion: Inclusion) -> State {
         subnet.commit_reveal.encode(),
     );
     storage.insert(
-        key(
-            api.last_update(),
-            (NETUID,),
-        ),
+        key(api.last_update(), (NETUID,)),
         subnet.last_update.encode(),
     );
     let permits: Vec<bool> = (0..subnet.hotkeys.len()).map(|i| i == 0).collect();
-    storage.insert(key(api.validator_permit(), (netuid(NETUID),)), permits.encode());
+    storage.insert(
+        key(api.validator_permit(), (netuid(NETUID),)),
+        permits.encode(),
+    );
     for (uid, hotkey) in subnet.hotkeys.iter().enumerate() {
         let uid = uid as u16;
         storage.insert(key(api.keys(), (netuid(NETUID), uid)), hotkey.encode());
@@ -165,7 +165,9 @@ fn events_for(inclusion: Inclusion) -> Vec<u8> {
         pays_fee: Pays::Yes,
     };
     let event = match inclusion {
-        Inclusion::Success => rt::frame_system::pallet::Event::ExtrinsicSuccess { dispatch_info: info },
+        Inclusion::Success => rt::frame_system::pallet::Event::ExtrinsicSuccess {
+            dispatch_info: info,
+        },
         Inclusion::Fails(name) => {
             let metadata = subxt::Metadata::decode_from(locus_chain::METADATA).expect("metadata");
             let pallet = metadata.pallet_by_name("SubtensorModule").expect("pallet");
@@ -177,10 +179,12 @@ fn events_for(inclusion: Inclusion) -> Vec<u8> {
                 .expect("error variant")
                 .index;
             rt::frame_system::pallet::Event::ExtrinsicFailed {
-                dispatch_error: rt::sp_runtime::DispatchError::Module(rt::sp_runtime::ModuleError {
-                    index: pallet.error_index(),
-                    error: [index, 0, 0, 0],
-                }),
+                dispatch_error: rt::sp_runtime::DispatchError::Module(
+                    rt::sp_runtime::ModuleError {
+                        index: pallet.error_index(),
+                        error: [index, 0, 0, 0],
+                    },
+                ),
                 dispatch_info: info,
             }
         }
@@ -195,7 +199,10 @@ fn events_for(inclusion: Inclusion) -> Vec<u8> {
         .storage()
         .entry(subtensor::storage().system().events())
         .expect("System.Events");
-    let type_id = entry.default_value().expect("Events has a default").type_id();
+    let type_id = entry
+        .default_value()
+        .expect("Events has a default")
+        .type_id();
     let mut out = Vec::new();
     subxt::ext::scale_encode::EncodeAsType::encode_as_type_to(
         &records,
@@ -226,9 +233,11 @@ fn answer(state: &Shared, method: &str, params: &Value) -> Result<Value, String>
         "chain_getHeader" => {
             let at = param(0);
             let n = match at.as_str() {
-                Some(h) => u64::from_str_radix(h.trim_start_matches("0x"), 16)
-                    .map_err(|e| e.to_string())?
-                    - 0xb10c_0000,
+                Some(h) => {
+                    u64::from_str_radix(h.trim_start_matches("0x"), 16)
+                        .map_err(|e| e.to_string())?
+                        - 0xb10c_0000
+                }
                 None => BEST,
             };
             header(n)
@@ -327,10 +336,16 @@ async fn serve(listener: TcpListener, state: Shared) {
     while let Ok((socket, _)) = listener.accept().await {
         let state = state.clone();
         tokio::spawn(async move {
-            let mut server = soketto::handshake::Server::new(BufReader::new(BufWriter::new(socket.compat())));
-            let Ok(req) = server.receive_request().await else { return };
+            let mut server =
+                soketto::handshake::Server::new(BufReader::new(BufWriter::new(socket.compat())));
+            let Ok(req) = server.receive_request().await else {
+                return;
+            };
             let key = req.key();
-            let accept = soketto::handshake::server::Response::Accept { key, protocol: None };
+            let accept = soketto::handshake::server::Response::Accept {
+                key,
+                protocol: None,
+            };
             if server.send_response(&accept).await.is_err() {
                 return;
             }
@@ -342,9 +357,15 @@ async fn serve(listener: TcpListener, state: Shared) {
                 if rx.receive_data(&mut buf).await.is_err() {
                     return;
                 }
-                let Ok(req) = serde_json::from_slice::<Value>(&buf) else { continue };
+                let Ok(req) = serde_json::from_slice::<Value>(&buf) else {
+                    continue;
+                };
                 let id = req.get("id").cloned().unwrap_or(Value::Null);
-                let method = req.get("method").and_then(Value::as_str).unwrap_or_default().to_string();
+                let method = req
+                    .get("method")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let params = req.get("params").cloned().unwrap_or(Value::Null);
                 let mut replies = Vec::new();
                 if method == "author_submitAndWatchExtrinsic" {
@@ -370,7 +391,9 @@ async fn serve(listener: TcpListener, state: Shared) {
                     replies.push(json!({"jsonrpc": "2.0", "id": id, "result": true}));
                 } else {
                     match answer(&state, &method, &params) {
-                        Ok(result) => replies.push(json!({"jsonrpc": "2.0", "id": id, "result": result})),
+                        Ok(result) => {
+                            replies.push(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+                        }
                         Err(message) => replies.push(json!({
                             "jsonrpc": "2.0", "id": id,
                             "error": {"code": -32601, "message": message},
@@ -388,7 +411,9 @@ async fn serve(listener: TcpListener, state: Shared) {
 }
 
 async fn start(state: State) -> (String, Shared) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("addr");
     let shared = Arc::new(Mutex::new(state));
     tokio::spawn(serve(listener, shared.clone()));
@@ -443,7 +468,10 @@ async fn metagraph_reads_hotkey_uid_map() {
     let (by_uid, unregistered) = mg.scores_by_uid(&[([4u8; 32], 1.0), ([42u8; 32], 5.0)]);
     assert_eq!(by_uid, vec![(4, 1.0)]);
     assert_eq!(unregistered, vec![[42u8; 32]]);
-    assert!(matches!(chain.metagraph(77).await, Err(ChainError::SubnetNotFound(77))));
+    assert!(matches!(
+        chain.metagraph(77).await,
+        Err(ChainError::SubnetNotFound(77))
+    ));
     assert_no_unknown(&state);
 }
 
@@ -462,8 +490,12 @@ async fn dry_run_signs_exact_extrinsic_and_submits_nothing() {
     assert_eq!(report.version_key, 2_013);
     let decoded = decode_set_weights(&report.extrinsic).expect("decodes");
     println!("uid/weight table:\n{}", report.table());
-    println!("extrinsic ({} bytes): 0x{}", report.extrinsic.len(), hex::encode(&report.extrinsic));
-    println!("decoded: {decoded:#?}");
+    println!(
+        "extrinsic ({} bytes): 0x{}",
+        report.extrinsic.len(),
+        hex::encode(&report.extrinsic)
+    );
+    println!("decoded: {decoded}");
     assert_eq!(decoded.pallet, "SubtensorModule");
     assert_eq!(decoded.call, "set_weights");
     assert_eq!(decoded.signer, Some(validator().account_id()));
@@ -489,12 +521,18 @@ async fn submit_is_included_and_carries_the_weights() {
         .await
         .expect("submit");
     assert_eq!(report.outcome, Outcome::Included { finalized: false });
-    assert_eq!(report.block_hash.as_deref(), Some(hash_of(BEST + 1).as_str()));
+    assert_eq!(
+        report.block_hash.as_deref(),
+        Some(hash_of(BEST + 1).as_str())
+    );
     let submitted = state.lock().expect("state lock").submitted.clone();
     assert_eq!(submitted.len(), 1);
     assert_eq!(submitted[0], report.extrinsic);
     let decoded = decode_set_weights(&submitted[0]).expect("decodes");
-    assert_eq!((decoded.pallet.as_str(), decoded.call.as_str()), ("SubtensorModule", "set_weights"));
+    assert_eq!(
+        (decoded.pallet.as_str(), decoded.call.as_str()),
+        ("SubtensorModule", "set_weights")
+    );
     assert_eq!(decoded.netuid, NETUID);
     assert_eq!(decoded.dests, vec![1, 2, 3, 4]);
     assert_eq!(decoded.weights, vec![65535, 16384, 32768, 8192]);
@@ -516,7 +554,9 @@ async fn dispatch_error_is_reported_by_name() {
         .expect("submit");
     assert_eq!(
         report.outcome,
-        Outcome::ChainError { name: "SettingWeightsTooFast".into() }
+        Outcome::ChainError {
+            name: "SettingWeightsTooFast".into()
+        }
     );
 }
 
@@ -531,7 +571,10 @@ async fn rate_limit_is_respected() {
         .expect("rate limited is an outcome, not an error");
     assert_eq!(
         report.outcome,
-        Outcome::RateLimited { next_block: 1_050, current_block: BEST }
+        Outcome::RateLimited {
+            next_block: 1_050,
+            current_block: BEST
+        }
     );
     assert!(report.extrinsic.is_empty());
     assert!(state.lock().expect("state lock").submitted.is_empty());
@@ -540,7 +583,13 @@ async fn rate_limit_is_respected() {
         .set_weights(&validator(), NETUID, &SCORES, Mode::DryRun)
         .await
         .expect("dry run");
-    assert!(matches!(dry.outcome, Outcome::RateLimited { next_block: 1_050, .. }));
+    assert!(matches!(
+        dry.outcome,
+        Outcome::RateLimited {
+            next_block: 1_050,
+            ..
+        }
+    ));
     assert!(!dry.extrinsic.is_empty());
     // 900 + 100 = 1000 <= current block: allowed.
     let (url, _state) = start(chain_state(&subnet(100, 900, false), Inclusion::Success)).await;
@@ -560,10 +609,14 @@ async fn commit_reveal_subnet_fails_clearly() {
         .set_weights(&validator(), NETUID, &SCORES, Mode::Submit)
         .await
         .expect_err("commit-reveal refused");
-    assert!(matches!(err, ChainError::CommitRevealUnavailable { netuid: NETUID }));
+    assert!(matches!(
+        err,
+        ChainError::CommitRevealUnavailable { netuid: NETUID }
+    ));
     assert!(
-        err.to_string()
-            .contains("subnet 3 requires commit-reveal; timelock encryption is not available in this build"),
+        err.to_string().contains(
+            "subnet 3 requires commit-reveal; timelock encryption is not available in this build"
+        ),
         "{err}"
     );
     assert!(state.lock().expect("state lock").submitted.is_empty());
@@ -578,16 +631,25 @@ async fn unregistered_validator_and_unknown_uid_are_refused() {
         .set_weights(&stranger, NETUID, &SCORES, Mode::Submit)
         .await
         .expect_err("not registered");
-    assert!(matches!(err, ChainError::NotRegistered { netuid: NETUID, .. }), "{err}");
+    assert!(
+        matches!(err, ChainError::NotRegistered { netuid: NETUID, .. }),
+        "{err}"
+    );
     // A dry run with an unregistered ed25519 key still signs (and warns).
     let dry = chain
         .set_weights(&stranger, NETUID, &SCORES, Mode::DryRun)
         .await
         .expect("dry run");
-    assert_eq!(decode_set_weights(&dry.extrinsic).expect("decodes").signer, Some(stranger.account_id()));
+    assert_eq!(
+        decode_set_weights(&dry.extrinsic).expect("decodes").signer,
+        Some(stranger.account_id())
+    );
     let err = chain
         .set_weights(&validator(), NETUID, &[(1, 1.0), (9, 1.0)], Mode::DryRun)
         .await
         .expect_err("uid 9 is out of range");
-    assert!(matches!(err, ChainError::UnknownUid { uid: 9, n: 5, .. }), "{err}");
+    assert!(
+        matches!(err, ChainError::UnknownUid { uid: 9, n: 5, .. }),
+        "{err}"
+    );
 }
