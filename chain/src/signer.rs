@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::Signer as _;
 use serde::Deserialize;
-use subxt::PolkadotConfig;
 use subxt::utils::{AccountId32, MultiSignature};
 
 use crate::ChainError;
@@ -203,7 +202,10 @@ pub fn default_wallet_root() -> Result<PathBuf, ChainError> {
     Ok(PathBuf::from(home).join(".bittensor").join("wallets"))
 }
 
-impl subxt::tx::Signer<PolkadotConfig> for ValidatorSigner {
+impl<T> subxt::tx::Signer<T> for ValidatorSigner
+where
+    T: subxt::Config<AccountId = AccountId32, Signature = MultiSignature>,
+{
     fn account_id(&self) -> AccountId32 {
         AccountId32(self.account)
     }

@@ -411,6 +411,13 @@ async fn serve(listener: TcpListener, state: Shared) {
 }
 
 async fn start(state: State) -> (String, Shared) {
+    // Watchdog: a hang (e.g. the client waiting for a notification the mock never sends)
+    // fails the run instead of blocking CI. The whole file normally finishes in < 1 s.
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        eprintln!("mock_chain: a test is still running after 60 s; aborting");
+        std::process::exit(1);
+    });
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
