@@ -9,6 +9,7 @@
 use locus_protocol::envelope::{self, Sealed};
 use locus_protocol::grant::{self, GrantError};
 use locus_protocol::{Bucket, BucketError, Expect, Keypair, Record, Verified, pb};
+use prost::Message as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -76,13 +77,35 @@ impl Access {
         record: &T,
         signer: &Keypair,
     ) -> Result<locus_protocol::Digest, AccessError> {
-        match self {
-            Access::Direct => Ok(bucket.create(key, record, signer).await?),
-            Access::Granted(grant) => {
-                let Sealed { bytes, digest } = envelope::seal(record, key, signer);
-                put_url(http, grant.url("PUT", key)?, key, bytes).await?;
-                Ok(digest)
+        let Sealed { bytes, digest } = envelope::seal(record, key, signer);
+        let written = match self {
+            Access::Direct => bucket
+                .put_bytes(key, bytes, object_store::PutMode::Create)
+                .await
+                .map_err(AccessError::from),
+            Access::Granted(grant) => put_url(http, grant.url("PUT", key)?, key, bytes).await,
+        };
+        if let Err(e) = written {
+            // Signatures and workloads are deterministic, so a worker that
+            // died after writing finds byte-identical content on its retry.
+            if !self.already_written(bucket, key, &digest).await {
+                return Err(e);
             }
+            tracing::info!(key, "already written by an earlier run of this job");
+        }
+        Ok(digest)
+    }
+
+    async fn already_written(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        digest: &locus_protocol::Digest,
+    ) -> bool {
+        match bucket.get_bytes(key).await {
+            Ok(existing) => locus_protocol::pb::Envelope::decode(existing.as_ref())
+                .is_ok_and(|env| locus_protocol::Digest::of(&env.payload) == *digest),
+            Err(_) => false,
         }
     }
 }

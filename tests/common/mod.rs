@@ -141,3 +141,157 @@ impl Drop for Proc {
         }
     }
 }
+
+/// A whole local system for one test: a bucket directory, keys, and the
+/// daemons started as separate processes against it.
+pub struct System {
+    pub work: tempfile::TempDir,
+    pub bucket: locus_protocol::Bucket,
+    pub rt: tokio::runtime::Runtime,
+    pub owner: (String, locus_protocol::Keypair),
+    pub validator: (String, locus_protocol::Keypair),
+    pub miners: Vec<(String, locus_protocol::Keypair)>,
+    pub logs: PathBuf,
+    bucket_arg: String,
+}
+
+impl System {
+    pub fn new(miners: usize) -> System {
+        let work = tempfile::tempdir().expect("tempdir");
+        let logs = work.path().join("logs");
+        std::fs::create_dir_all(&logs).expect("logs dir");
+        let bucket_arg = work.path().join("bucket").display().to_string();
+        let key = |name: &str| {
+            let path = work.path().join(format!("{name}.json"));
+            let k = locus_protocol::Keypair::generate();
+            k.write_key_file(&path).expect("key file");
+            (path.display().to_string(), k)
+        };
+        let owner = key("owner");
+        let validator = key("validator");
+        let miners = (0..miners).map(|i| key(&format!("miner{i}"))).collect();
+        System {
+            bucket: locus_protocol::Bucket::open(&bucket_arg, 3).expect("bucket"),
+            rt: tokio::runtime::Runtime::new().expect("runtime"),
+            work,
+            owner,
+            validator,
+            miners,
+            logs,
+            bucket_arg,
+        }
+    }
+
+    fn args(&self, extra: &[String]) -> Vec<String> {
+        let mut args = vec![format!("--bucket={}", self.bucket_arg), "--netuid=3".into()];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    pub fn owner_ss58(&self) -> String {
+        self.owner.1.hotkey().ss58()
+    }
+
+    /// `validatord` judging every receipt and exiting once `run` is scored.
+    pub fn start_validator(&self, name: &str, run: &str, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            format!("--key={}", self.validator.0),
+            format!("--owner={}", self.owner_ss58()),
+            format!("--exit-after-run={run}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proc::start("validatord", name, &self.args(&args), &self.logs)
+    }
+
+    pub fn start_miner(&self, index: usize, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            format!("--hotkey-file={}", self.miners[index].0),
+            format!("--owner={}", self.owner_ss58()),
+            "--heartbeat-secs=1".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proc::start(
+            "minerd",
+            &format!("miner{index}"),
+            &self.args(&args),
+            &self.logs,
+        )
+    }
+
+    pub fn start_orchestrator(&self, name: &str, run: &str, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            format!("--owner-key={}", self.owner.0),
+            format!("--run-id={run}"),
+            format!("--validator={}", self.validator.1.hotkey()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proc::start("orchestratord", name, &self.args(&args), &self.logs)
+    }
+
+    /// Waits until `n` worker heartbeats are in the bucket.
+    pub fn wait_heartbeats(&self, n: usize) {
+        let heartbeats = self.bucket.layout().heartbeats();
+        self.wait_until("heartbeats", 60, || {
+            self.rt
+                .block_on(self.bucket.list(&heartbeats, None))
+                .map(|k| k.len())
+                .unwrap_or(0)
+                >= n
+        });
+    }
+
+    pub fn wait_until(&self, what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The run's state as the owner last wrote it.
+    pub fn run_state(&self, run: &str) -> Option<locus_protocol::pb::RunState> {
+        let owner = self.owner.1.hotkey();
+        self.rt
+            .block_on(self.bucket.get_opt::<locus_protocol::pb::RunState>(
+                &self.bucket.layout().run_state(run),
+                locus_protocol::Expect::Signer(&owner),
+            ))
+            .ok()
+            .flatten()
+            .map(|v| v.into_inner())
+    }
+
+    /// Job id → hotkeys credited for it (verified or unsampled verdicts).
+    pub fn credited(&self, run: &str) -> std::collections::HashMap<String, Vec<Vec<u8>>> {
+        use locus_protocol::pb::{Verdict, VerdictOutcome};
+        let me = self.validator.1.hotkey();
+        let mut credited: std::collections::HashMap<String, Vec<Vec<u8>>> = Default::default();
+        let keys = self
+            .rt
+            .block_on(self.bucket.list(&self.bucket.layout().verdicts(run), None))
+            .expect("list verdicts");
+        for key in keys {
+            let v = self
+                .rt
+                .block_on(
+                    self.bucket
+                        .get::<Verdict>(&key, locus_protocol::Expect::Signer(&me)),
+                )
+                .expect("verdict");
+            let outcome = VerdictOutcome::try_from(v.outcome).expect("outcome");
+            if matches!(
+                outcome,
+                VerdictOutcome::Verified | VerdictOutcome::Unsampled
+            ) {
+                credited
+                    .entry(v.job_id.clone())
+                    .or_default()
+                    .push(v.hotkey.clone());
+            }
+        }
+        credited
+    }
+}
