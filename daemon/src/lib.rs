@@ -2,6 +2,7 @@
 //! daemon's `main` stays a thin shell.
 
 pub mod backoff;
+pub mod config;
 pub mod logging;
 pub mod shutdown;
 pub mod stats;
