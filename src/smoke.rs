@@ -41,6 +41,12 @@ pub struct SmokeArgs {
     /// Seed of the training run.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
+    /// Micro-batches per step (inner jobs = micro-batches × replicas).
+    #[arg(long, default_value_t = 2)]
+    pub micro_batches: u32,
+    /// Replicas per micro-batch.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
     /// Keep the bucket and logs in this directory instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -225,6 +231,8 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             format!("--run-id={RUN_ID}"),
             format!("--steps={}", args.steps),
             format!("--seed={}", args.seed),
+            format!("--micro-batches={}", args.micro_batches),
+            format!("--replicas={}", args.replicas),
             format!("--validator={validator}"),
             "--lease-secs=120".to_string(),
             format!(
@@ -285,6 +293,15 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         started.elapsed().as_secs_f64()
     );
     let verdict = check_outcome(&window, &miners, args.bad_miner_index);
+    let idle = miners
+        .iter()
+        .filter(|(_, h)| !window.scores.iter().any(|s| s.ss58 == h.ss58()))
+        .count();
+    if idle > 0 {
+        println!(
+            "{idle} miners got no work: a step has fewer parallel jobs than miners (raise --micro-batches / --replicas)"
+        );
+    }
     match &verdict {
         Ok(()) => println!("OK: {}", expectation(&args)),
         Err(e) => {
@@ -323,7 +340,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 fn expectation(args: &SmokeArgs) -> String {
     match args.bad_miner_index {
         Some(bad) => format!("miner {bad} scored 0, every honest miner is paid"),
-        None => "every miner has a positive weight; weights sum to 1".into(),
+        None => "every miner that worked has a positive weight; weights sum to 1".into(),
     }
 }
 
@@ -429,6 +446,9 @@ fn check_outcome(
             .find(|s| s.ss58 == hotkey.ss58())
             .map(|s| s.weight)
     };
+    if window.scores.is_empty() {
+        return Err("no miner was scored".into());
+    }
     let total: f64 = window.scores.iter().map(|s| s.weight).sum();
     if (total - 1.0).abs() > 1e-9 {
         return Err(format!("weights sum to {total}, not 1"));
@@ -441,8 +461,8 @@ fn check_outcome(
                     "misbehaving miner {i} got weight {w} (it escaped sampling or was not caught)"
                 ));
             }
-        } else if w <= 0.0 {
-            return Err(format!("honest miner {i} got no weight"));
+        } else if w <= 0.0 && weight(hotkey).is_some() {
+            return Err(format!("honest miner {i} worked but got no weight"));
         }
     }
     Ok(())

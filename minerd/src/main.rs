@@ -21,11 +21,11 @@ struct Cli {
     #[command(flatten)]
     common: Common,
     /// CPU workers to run when no device list is given and no GPU is found.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "LOCUS_WORKERS", default_value_t = 1)]
     workers: u32,
     /// Devices, one worker each (e.g. `cuda:0,cuda:1` or `cpu,cpu`). Default:
     /// every visible GPU in a CUDA build, else `--workers` CPU workers.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "LOCUS_DEVICES", value_delimiter = ',')]
     devices: Vec<Device>,
     /// Serve Prometheus `/metrics` and `/healthz` on this address; worker
     /// `i` serves its own on the port after it plus `i`.
@@ -65,20 +65,20 @@ struct Common {
     #[arg(long, env = "LOCUS_OWNER")]
     owner: Hotkey,
     /// Fastest assignment poll in milliseconds (backs off to 1 s when idle).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "LOCUS_POLL_MS", default_value_t = 100)]
     poll_ms: u64,
     /// Seconds between heartbeats.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "LOCUS_HEARTBEAT_SECS", default_value_t = 5)]
     heartbeat_secs: u64,
     /// Write bucket request totals to this JSON file at exit (workers add `.wN`).
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_STATS_FILE")]
     stats_file: Option<PathBuf>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "LOCUS_JSON_LOGS")]
     json_logs: bool,
     /// Test-only: misbehave on purpose (partial_corrupt, wrong_output, skip_compute).
     #[cfg(feature = "fault-injection")]
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_FAULT_MODE")]
     fault_mode: Option<FaultMode>,
 }
 
@@ -115,7 +115,7 @@ impl Common {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = locus_daemon::config::parse();
     logging::init(cli.common.json_logs);
     let key = Keypair::load(&cli.common.hotkey_file).context("loading the hotkey")?;
     Bucket::open(&cli.common.bucket, cli.common.netuid)?
@@ -174,6 +174,7 @@ async fn run_worker(
     metrics_addr: Option<std::net::SocketAddr>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
+    stop_with_supervisor();
     let bucket = Bucket::open(&common.bucket, common.netuid)?;
     let metrics = locus_observe::Metrics::new();
     telemetry::serve(metrics_addr, &metrics, &bucket, shutdown).await?;
@@ -194,4 +195,18 @@ async fn run_worker(
         stats::write(&path, &bucket, worker.jobs_done())?;
     }
     result
+}
+
+/// A worker must not outlive its supervisor (killed with `kill -9`, say):
+/// ask the kernel for SIGTERM when the parent dies, and stop at once if it
+/// already has.
+fn stop_with_supervisor() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal number for this
+    // process; getppid has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        if libc::getppid() == 1 {
+            libc::raise(libc::SIGTERM);
+        }
+    }
 }
