@@ -237,19 +237,23 @@ fn file_args(cmd: &Command, path: &Path, args: &[OsString]) -> Result<Vec<OsStri
     let keyed = keyed_args(cmd);
     let given = flags_given(cmd, args);
     let table: BTreeMap<_, _> = table.into_iter().collect();
+    if let Some(key) = table
+        .keys()
+        .find(|k| !keyed.contains_key(&k.replace('-', "_")))
+    {
+        let valid: Vec<&str> = keyed
+            .iter()
+            .filter(|(k, a)| a.get_long().map(|l| l.replace('-', "_")).as_deref() == Some(k))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        return Err(format!(
+            "unknown key `{key}` in {shown}; valid keys: {}",
+            valid.join(", ")
+        ));
+    }
     let mut out = Vec::new();
     for (key, value) in table {
-        let Some(arg) = keyed.get(&key.replace('-', "_")).copied() else {
-            let valid: Vec<&str> = keyed
-                .iter()
-                .filter(|(k, a)| a.get_long().map(|l| l.replace('-', "_")).as_deref() == Some(k))
-                .map(|(k, _)| k.as_str())
-                .collect();
-            return Err(format!(
-                "unknown key `{key}` in {shown}; valid keys: {}",
-                valid.join(", ")
-            ));
-        };
+        let arg = keyed[&key.replace('-', "_")];
         let long = arg.get_long().unwrap_or_default();
         let env_set = arg
             .get_env()
@@ -535,6 +539,8 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("sample_rate, validator\n"), "{e}");
+        let (e, _) = err("netuid = 'x'\nzzz = 1");
+        assert!(e.contains("unknown key `zzz`"), "{e}");
         let (e, _) = err("config = '/x.toml'");
         assert!(e.contains("unknown key `config`"), "{e}");
     }

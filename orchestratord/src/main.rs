@@ -29,19 +29,24 @@ struct Args {
     #[arg(long, env = "LOCUS_RUN_ID")]
     run_id: String,
     /// Training steps (rounds of forward → inner → reduce → outer → eval).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "LOCUS_STEPS", default_value_t = 5)]
     steps: u32,
     /// Seed for data, teacher and initial weights.
-    #[arg(long, default_value_t = 1234)]
+    #[arg(long, env = "LOCUS_SEED", default_value_t = 1234)]
     seed: u64,
     /// Micro-batches per step.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "LOCUS_MICRO_BATCHES", default_value_t = 2)]
     micro_batches: u32,
     /// Replicas per micro-batch (each an independent inner job).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "LOCUS_REPLICAS", default_value_t = 2)]
     replicas: u32,
     /// Validator hotkeys (SS58) whose verdicts count for this run. Repeatable.
-    #[arg(long = "validator", value_name = "SS58")]
+    #[arg(
+        long = "validator",
+        env = "LOCUS_VALIDATORS",
+        value_name = "SS58",
+        value_delimiter = ','
+    )]
     validators: Vec<Hotkey>,
     /// Registered miner hotkeys (SS58) that get standing heartbeat grants on
     /// an S3 bucket. Repeatable.
@@ -53,28 +58,28 @@ struct Args {
     )]
     miners: Vec<Hotkey>,
     /// Heartbeat URLs granted per miner (its worker indices 0..N).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, env = "LOCUS_MAX_WORKERS_PER_MINER", default_value_t = 16)]
     max_workers_per_miner: u32,
     /// Seconds a miner has to finish an assigned job before it is reassigned.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "LOCUS_LEASE_SECS", default_value_t = 60)]
     lease_secs: u64,
     /// A worker whose last heartbeat is older than this is not given work.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, env = "LOCUS_HEARTBEAT_TTL_SECS", default_value_t = 15)]
     heartbeat_ttl_secs: u64,
     /// Most jobs queued on one worker at a time.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, env = "LOCUS_MAX_INFLIGHT_PER_WORKER", default_value_t = 2)]
     max_inflight_per_worker: usize,
     /// Fastest bucket poll, in milliseconds (backs off to 2 s when idle).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "LOCUS_POLL_MS", default_value_t = 100)]
     poll_ms: u64,
     /// Keep running after the run completes (default: exit 0).
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_KEEP_RUNNING")]
     keep_running: bool,
     /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9101).
     #[arg(long, env = "LOCUS_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     /// Write bucket request totals to this JSON file at exit.
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_STATS_FILE")]
     stats_file: Option<PathBuf>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "LOCUS_JSON_LOGS")]
@@ -83,7 +88,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = locus_daemon::config::parse();
     logging::init(args.json_logs);
     validate_id("run id", &args.run_id).map_err(anyhow::Error::msg)?;
     let owner = Keypair::load(&args.owner_key).context("loading the owner key")?;

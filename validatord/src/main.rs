@@ -29,13 +29,13 @@ struct Args {
     #[arg(long, env = "LOCUS_OWNER")]
     owner: Hotkey,
     /// Fraction of receipts replayed, in [0, 1].
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, env = "LOCUS_SAMPLE_RATE", default_value_t = 0.25)]
     sample_rate: f64,
     /// Replay device (`cpu`, or `cuda:N` in a CUDA build).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, env = "LOCUS_DEVICE", default_value = "cpu")]
     device: Device,
     /// Fastest bucket poll in milliseconds (backs off to 2 s when idle).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, env = "LOCUS_POLL_MS", default_value_t = 100)]
     poll_ms: u64,
     /// Subtensor node to set weights on when a window completes: `finney`,
     /// `test`, `local` or a ws:// / wss:// URL. Without it, weights are only
@@ -56,13 +56,13 @@ struct Args {
     #[arg(long, env = "LOCUS_WALLET_PATH")]
     wallet_path: Option<PathBuf>,
     /// Exit once this run is complete and its scores are final.
-    #[arg(long, value_name = "RUN_ID")]
+    #[arg(long, env = "LOCUS_EXIT_AFTER_RUN", value_name = "RUN_ID")]
     exit_after_run: Option<String>,
     /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9101).
     #[arg(long, env = "LOCUS_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     /// Write bucket request totals to this JSON file at exit.
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_STATS_FILE")]
     stats_file: Option<PathBuf>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "LOCUS_JSON_LOGS")]
@@ -71,7 +71,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = locus_daemon::config::parse();
     logging::init(args.json_logs);
     if !(0.0..=1.0).contains(&args.sample_rate) {
         bail!(
