@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use locus_protocol::bucket::S3Options;
 use locus_protocol::{Bucket, Expect, Hotkey, Keypair, pb};
 use tokio::process::{Child, Command};
 
@@ -50,6 +51,14 @@ pub struct SmokeArgs {
     /// Keep the bucket and logs in this directory instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// Where the bucket lives: `local` (a directory), `s3-local` (an S3
+    /// server started on loopback, with SigV4 and read-only miner
+    /// credentials), or `s3://NAME` (any S3 endpoint: owner and validator use
+    /// S3_ENDPOINT / AWS_* from the environment; miners use
+    /// LOCUS_MINER_AWS_ACCESS_KEY_ID / LOCUS_MINER_AWS_SECRET_ACCESS_KEY, or
+    /// anonymous reads when unset).
+    #[arg(long, default_value = "local")]
+    pub bucket: String,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout_secs: u64,
@@ -60,17 +69,21 @@ struct Daemon {
     child: Child,
 }
 
+type Env = Vec<(String, String)>;
+
 impl Daemon {
     fn spawn(
         bin_dir: &Path,
         bin: &str,
         name: &str,
         args: &[String],
+        env: &Env,
         logs: &Path,
     ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
         let child = Command::new(bin_dir.join(bin))
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -153,7 +166,8 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     let miners: Vec<(PathBuf, Hotkey)> = (0..args.miners)
         .map(|i| new_key(&format!("miner{i}")))
         .collect::<anyhow::Result<_>>()?;
-    let bucket_arg = bucket_dir.display().to_string();
+    let storage = Storage::prepare(&args.bucket, &bucket_dir, &bins, &logs).await?;
+    let bucket_arg = storage.url.clone();
     println!(
         "local smoke: {} steps, {} miners x {} workers, sample rate {}, bucket {}",
         args.steps, args.miners, args.workers_per_miner, args.sample_rate, bucket_arg
@@ -181,6 +195,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             format!("--exit-after-run={RUN_ID}"),
             format!("--stats-file={}", stats.join("validatord.json").display()),
         ]),
+        &storage.owner_env,
         &logs,
     )?;
     for (i, (file, _)) in miners.iter().enumerate() {
@@ -204,24 +219,19 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             "minerd",
             &format!("miner{i}"),
             &common(&extra),
+            &storage.miner_env,
             &logs,
         )?);
     }
-    let bucket = Bucket::open(&bucket_arg, NETUID)?;
-    // Like an owner going live on a subnet with miners already waiting:
-    // start handing out work once every worker has sent a heartbeat.
+    let bucket = storage.open_as_owner()?;
+    // Like an owner going live on a subnet with miners already waiting: the
+    // first job goes out once every worker has sent a heartbeat.
     let expected = args.miners * args.workers_per_miner as usize;
-    let heartbeats = bucket.layout().heartbeats();
-    let waiting_since = Instant::now();
-    while bucket.list(&heartbeats, None).await?.len() < expected {
-        if waiting_since.elapsed() > Duration::from_secs(60) {
-            bail!(
-                "miners did not send heartbeats within 60 s; see {}",
-                logs.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let miner_list = miners
+        .iter()
+        .map(|(_, h)| h.ss58())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut orchestrator = Daemon::spawn(
         &bins,
         "orchestratord",
@@ -235,11 +245,14 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             format!("--replicas={}", args.replicas),
             format!("--validator={validator}"),
             "--lease-secs=120".to_string(),
+            format!("--min-workers={expected}"),
+            format!("--miner={miner_list}"),
             format!(
                 "--stats-file={}",
                 stats.join("orchestratord.json").display()
             ),
         ]),
+        &storage.owner_env,
         &logs,
     )?;
     let mut validator_daemon = validator_daemon;
@@ -480,4 +493,119 @@ fn request_totals(dir: &Path) -> anyhow::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// The bucket a smoke runs on, and the credentials each role gets.
+struct Storage {
+    url: String,
+    owner_env: Env,
+    miner_env: Env,
+    /// The loopback S3 server of `s3-local`, stopped when the smoke ends.
+    _server: Option<Child>,
+}
+
+impl Storage {
+    async fn prepare(kind: &str, dir: &Path, bins: &Path, logs: &Path) -> anyhow::Result<Storage> {
+        match kind {
+            "local" => Ok(Storage {
+                url: dir.display().to_string(),
+                owner_env: Vec::new(),
+                miner_env: Vec::new(),
+                _server: None,
+            }),
+            "s3-local" => Self::loopback_s3(dir, bins, logs).await,
+            url if url.starts_with("s3://") => {
+                let miner_env = match (
+                    std::env::var("LOCUS_MINER_AWS_ACCESS_KEY_ID"),
+                    std::env::var("LOCUS_MINER_AWS_SECRET_ACCESS_KEY"),
+                ) {
+                    (Ok(id), Ok(secret)) => vec![
+                        ("AWS_ACCESS_KEY_ID".into(), id),
+                        ("AWS_SECRET_ACCESS_KEY".into(), secret),
+                    ],
+                    _ => vec![
+                        ("S3_ANONYMOUS".into(), "1".into()),
+                        ("AWS_ACCESS_KEY_ID".into(), String::new()),
+                        ("AWS_SECRET_ACCESS_KEY".into(), String::new()),
+                    ],
+                };
+                Ok(Storage {
+                    url: url.to_string(),
+                    owner_env: Vec::new(),
+                    miner_env,
+                    _server: None,
+                })
+            }
+            other => bail!("--bucket {other:?}: use local, s3-local or s3://NAME"),
+        }
+    }
+
+    /// Starts `locus-s3-server` on loopback: the owner and validator get its
+    /// read-write credentials, miners its read-only ones.
+    async fn loopback_s3(dir: &Path, bins: &Path, logs: &Path) -> anyhow::Result<Storage> {
+        use tokio::io::AsyncBufReadExt as _;
+        let log = std::fs::File::create(logs.join("s3-server.log"))?;
+        let mut server = Command::new(bins.join("locus-s3-server"))
+            .args(["--root", &dir.display().to_string(), "--bucket", "locus"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting locus-s3-server from {}", bins.display()))?;
+        let stdout = server.stdout.take().context("s3 server stdout")?;
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .context("the S3 server did not start in 30 s")??;
+        let info: serde_json::Value =
+            serde_json::from_str(&line).context("reading the S3 server's address")?;
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let base: Env = vec![
+            ("S3_ENDPOINT".into(), text(&info["endpoint"])),
+            ("S3_REGION".into(), "us-east-1".into()),
+            ("S3_PATH_STYLE".into(), "1".into()),
+        ];
+        let with = |who: &str| -> Env {
+            let mut env = base.clone();
+            env.push((
+                "AWS_ACCESS_KEY_ID".into(),
+                text(&info[who]["access_key_id"]),
+            ));
+            env.push((
+                "AWS_SECRET_ACCESS_KEY".into(),
+                text(&info[who]["secret_access_key"]),
+            ));
+            env
+        };
+        println!(
+            "loopback S3 server at {} (SigV4; miners hold read-only keys)",
+            text(&info["endpoint"])
+        );
+        Ok(Storage {
+            url: format!("s3://{}", text(&info["bucket"])),
+            owner_env: with("writer"),
+            miner_env: with("reader"),
+            _server: Some(server),
+        })
+    }
+
+    /// A handle with the owner's credentials, for following the run.
+    fn open_as_owner(&self) -> anyhow::Result<Bucket> {
+        let mut options = S3Options::from_env();
+        for (key, value) in &self.owner_env {
+            match key.as_str() {
+                "S3_ENDPOINT" => options.endpoint = Some(value.clone()),
+                "S3_REGION" => options.region = Some(value.clone()),
+                "S3_PATH_STYLE" => options.path_style = true,
+                "AWS_ACCESS_KEY_ID" => options.access_key_id = Some(value.clone()),
+                "AWS_SECRET_ACCESS_KEY" => options.secret_access_key = Some(value.clone()),
+                _ => {}
+            }
+        }
+        Ok(Bucket::open_with(&self.url, NETUID, &options)?)
+    }
 }

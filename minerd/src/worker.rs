@@ -418,6 +418,7 @@ async fn send_granted_heartbeat(
         .map_err(|e| e.to_string())?
         .to_string();
     let sealed = locus_protocol::envelope::seal(heartbeat, hb_key, key);
+    crate::access::count(&bucket.counts().puts);
     // Heartbeats are overwritten, so no create-only header here.
     let result = http
         .put(&url)

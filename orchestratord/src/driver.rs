@@ -32,6 +32,9 @@ pub struct Settings {
     pub miners: Vec<Hotkey>,
     /// Heartbeat URLs per miner (worker indices 0..N).
     pub max_workers_per_miner: u32,
+    /// Live workers to wait for before the first assignment, so the first
+    /// jobs spread over the fleet instead of going to the first miner up.
+    pub min_workers: usize,
 }
 
 /// Heartbeat grants last this long and are renewed when this much is left.
@@ -507,8 +510,10 @@ impl Orchestrator {
     async fn publish_ready(&mut self) -> anyhow::Result<bool> {
         let ready: Vec<_> = self.schedule.ready().into_iter().cloned().collect();
         let mut progressed = false;
+        let (_, assigned, done) = self.schedule.counts();
+        let warming_up = assigned == 0 && done == 0 && self.live.len() < self.settings.min_workers;
         for spec in ready {
-            if self.live.is_empty() {
+            if self.live.is_empty() || warming_up {
                 break;
             }
             let manifest_digest = self.publish_manifest(&spec).await?;

@@ -60,6 +60,9 @@ struct Args {
     /// Heartbeat URLs granted per miner (its worker indices 0..N).
     #[arg(long, env = "LOCUS_MAX_WORKERS_PER_MINER", default_value_t = 16)]
     max_workers_per_miner: u32,
+    /// Live workers to wait for before handing out the first job.
+    #[arg(long, env = "LOCUS_MIN_WORKERS", default_value_t = 1)]
+    min_workers: usize,
     /// Seconds a miner has to finish an assigned job before it is reassigned.
     #[arg(long, env = "LOCUS_LEASE_SECS", default_value_t = 60)]
     lease_secs: u64,
@@ -122,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         exit_when_done: !args.keep_running,
         miners: args.miners,
         max_workers_per_miner: args.max_workers_per_miner,
+        min_workers: args.min_workers,
     };
     let shutdown = Shutdown::install()?;
     let metrics = locus_observe::Metrics::new();
