@@ -129,9 +129,6 @@ fn load_secret_files_for(names: &[&str]) -> Result<(), String> {
         let Some(path) = std::env::var_os(&file_var).filter(|v| !v.is_empty()) else {
             continue;
         };
-        if std::env::var_os(name).is_some_and(|v| !v.is_empty()) {
-            return Err(format!("both {name} and {file_var} are set; set only one"));
-        }
         let value = std::fs::read_to_string(&path).map_err(|e| {
             format!(
                 "{file_var}: cannot read {}: {e}",
@@ -144,6 +141,14 @@ fn load_secret_files_for(names: &[&str]) -> Result<(), String> {
                 "{file_var}: {} is empty",
                 Path::new(&path).display()
             ));
+        }
+        // A child process (minerd's workers) inherits both; that is fine.
+        match std::env::var(name) {
+            Ok(set) if set == value => continue,
+            Ok(set) if !set.is_empty() => {
+                return Err(format!("both {name} and {file_var} are set; set only one"));
+            }
+            _ => {}
         }
         // SAFETY: called at the top of `main`, before the daemon starts any
         // work; no other thread reads or writes the environment meanwhile.
@@ -636,6 +641,9 @@ mod tests {
         }
         load_secret_files_for(&["LOCUS_CFGTEST_SECRET"]).unwrap();
         assert_eq!(std::env::var("LOCUS_CFGTEST_SECRET").unwrap(), "s3cr3t");
+        // A child process inherits both: the same value is accepted.
+        load_secret_files_for(&["LOCUS_CFGTEST_SECRET"]).unwrap();
+        unsafe { std::env::set_var("LOCUS_CFGTEST_SECRET", "other") };
         let e = load_secret_files_for(&["LOCUS_CFGTEST_SECRET"]).unwrap_err();
         assert!(
             e.contains("both LOCUS_CFGTEST_SECRET and LOCUS_CFGTEST_SECRET_FILE"),
