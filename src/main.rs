@@ -45,10 +45,10 @@ struct DiscoveryUiArgs {
     #[arg(long, env = "LOCUS_OWNER")]
     owner: locus_protocol::Hotkey,
     /// Port to listen on.
-    #[arg(long, default_value_t = 8765)]
+    #[arg(long, env = "LOCUS_UI_PORT", default_value_t = 8765)]
     port: u16,
     /// Address to bind (keep loopback and tunnel in, or put a proxy in front).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "LOCUS_UI_BIND", default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
     /// Open the UI in the default browser.
     #[arg(long)]
@@ -56,7 +56,7 @@ struct DiscoveryUiArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = locus_daemon::config::parse();
     match cli.command {
         Command::Keygen { out } => {
             let key = Keypair::generate();

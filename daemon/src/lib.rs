@@ -1,6 +1,7 @@
 //! Plumbing shared by the three daemons, kept out of their logic so each
 //! daemon's `main` stays a thin shell.
 
+pub mod args;
 pub mod backoff;
 pub mod config;
 pub mod logging;

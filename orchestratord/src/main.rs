@@ -78,21 +78,14 @@ struct Args {
     /// Keep running after the run completes (default: exit 0).
     #[arg(long, env = "LOCUS_KEEP_RUNNING")]
     keep_running: bool,
-    /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9101).
-    #[arg(long, env = "LOCUS_METRICS_ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
-    /// Write bucket request totals to this JSON file at exit.
-    #[arg(long, env = "LOCUS_STATS_FILE")]
-    stats_file: Option<PathBuf>,
-    /// Log JSON lines instead of text.
-    #[arg(long, env = "LOCUS_JSON_LOGS")]
-    json_logs: bool,
+    #[command(flatten)]
+    ops: locus_daemon::args::OpsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = locus_daemon::config::parse();
-    logging::init(args.json_logs);
+    logging::init(args.ops.json_logs);
     validate_id("run id", &args.run_id).map_err(anyhow::Error::msg)?;
     let owner = Keypair::load(&args.owner_key).context("loading the owner key")?;
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
@@ -129,11 +122,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = Shutdown::install()?;
     let metrics = locus_observe::Metrics::new();
-    telemetry::serve(args.metrics_addr, &metrics, &bucket, &shutdown).await?;
+    telemetry::serve(args.ops.metrics_addr, &metrics, &bucket, &shutdown).await?;
     let mut orchestrator = Orchestrator::start(bucket.clone(), owner, settings).await?;
     orchestrator.set_metrics(&metrics);
     let result = orchestrator.run(&shutdown).await;
-    if let Some(path) = &args.stats_file {
+    if let Some(path) = &args.ops.stats_file {
         stats::write(path, &bucket, orchestrator.jobs_accepted)?;
     }
     result

@@ -58,21 +58,14 @@ struct Args {
     /// Exit once this run is complete and its scores are final.
     #[arg(long, env = "LOCUS_EXIT_AFTER_RUN", value_name = "RUN_ID")]
     exit_after_run: Option<String>,
-    /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9101).
-    #[arg(long, env = "LOCUS_METRICS_ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
-    /// Write bucket request totals to this JSON file at exit.
-    #[arg(long, env = "LOCUS_STATS_FILE")]
-    stats_file: Option<PathBuf>,
-    /// Log JSON lines instead of text.
-    #[arg(long, env = "LOCUS_JSON_LOGS")]
-    json_logs: bool,
+    #[command(flatten)]
+    ops: locus_daemon::args::OpsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Args = locus_daemon::config::parse();
-    logging::init(args.json_logs);
+    logging::init(args.ops.json_logs);
     if !(0.0..=1.0).contains(&args.sample_rate) {
         bail!(
             "--sample-rate must be between 0 and 1, got {}",
@@ -116,11 +109,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = Shutdown::install()?;
     let metrics = locus_observe::Metrics::new();
-    telemetry::serve(args.metrics_addr, &metrics, &bucket, &shutdown).await?;
+    telemetry::serve(args.ops.metrics_addr, &metrics, &bucket, &shutdown).await?;
     let mut validator = Validator::new(bucket.clone(), args.owner, key, settings);
     validator.set_metrics(&metrics);
     let result = validator.run(&shutdown).await;
-    if let Some(path) = &args.stats_file {
+    if let Some(path) = &args.ops.stats_file {
         stats::write(path, &bucket, validator.receipts_judged)?;
     }
     result
