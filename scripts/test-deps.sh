@@ -6,3 +6,7 @@ cd "$(dirname "$0")/.."
 for script in observe/tests/install-chromium.sh; do
   if [ -x "$script" ]; then "$script"; fi
 done
+# The wallet test loads a hotkey made by Bittensor's own wallet package.
+if ! python3 -c "import bittensor_wallet" >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check bittensor-wallet==4.1.1
+fi
