@@ -292,7 +292,15 @@ impl Orchestrator {
         let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
         let mut last_wait_log = std::time::Instant::now() - Duration::from_secs(60);
         loop {
-            let progressed = self.tick().await?;
+            // Storage errors are transient as far as the loop is concerned:
+            // everything is re-read from the bucket on the next pass.
+            let progressed = match self.tick().await {
+                Ok(progressed) => progressed,
+                Err(e) => {
+                    warn!(run = %self.run.run_id, error = %e, "pass failed; retrying");
+                    false
+                }
+            };
             if self.state.done && self.settings.exit_when_done {
                 info!(run = %self.run.run_id, eval_loss = ?self.state.eval_loss, "run complete");
                 return Ok(());
@@ -414,7 +422,12 @@ impl Orchestrator {
                             progressed = true;
                         }
                     }
-                    Err(reason) => {
+                    Err(Refusal::Retry(e)) => {
+                        // Storage trouble, not the miner's fault: read it again next pass.
+                        warn!(run = %run_id, job = %job, attempt, error = %e, "cannot read result yet");
+                        self.seen_receipts.remove(&key);
+                    }
+                    Err(Refusal::Refused(reason)) => {
                         warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
                         self.schedule.expire_now(&job);
                         self.counters.refused.inc();
@@ -433,14 +446,13 @@ impl Orchestrator {
         attempt: u32,
         to: WorkerId,
         key: &str,
-    ) -> Result<Output, String> {
+    ) -> Result<Output, Refusal> {
         let layout = self.bucket.layout().clone();
         let run_id = &self.run.run_id;
         let receipt = self
             .bucket
             .get::<pb::Receipt>(key, Expect::Signer(&to.hotkey))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let expected_artifact = layout.artifact(run_id, job, attempt);
         let output = receipt.output.clone().unwrap_or_default();
         if receipt.run_id != *run_id
@@ -448,21 +460,23 @@ impl Orchestrator {
             || receipt.attempt != attempt
             || output.key != expected_artifact
         {
-            return Err(format!(
+            return Err(Refusal::Refused(format!(
                 "receipt {key} does not match its job, attempt or artifact key"
-            ));
+            )));
         }
         let artifact = self
             .bucket
             .get::<pb::TensorArtifact>(&expected_artifact, Expect::Signer(&to.hotkey))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if artifact.digest().as_bytes().as_slice() != output.digest.as_slice() {
-            return Err(format!(
+            return Err(Refusal::Refused(format!(
                 "artifact {expected_artifact} does not match the receipt's digest"
-            ));
+            )));
         }
-        let spec = self.schedule.spec(job).ok_or("unknown job")?;
+        let spec = self
+            .schedule
+            .spec(job)
+            .ok_or_else(|| Refusal::Refused("unknown job".into()))?;
         let shapes: Vec<(String, Vec<usize>)> = artifact
             .tensors
             .iter()
@@ -474,9 +488,9 @@ impl Orchestrator {
             })
             .collect();
         if shapes != mlp::output_spec(self.mlp(), spec.kind) {
-            return Err(format!(
+            return Err(Refusal::Refused(format!(
                 "artifact {expected_artifact} has the wrong tensors"
-            ));
+            )));
         }
         let scalar = |name: &str| {
             artifact
@@ -734,6 +748,23 @@ impl Orchestrator {
         info!(run = %self.run.run_id, completed_steps = completed, of = self.settings.steps, waiting, assigned, done, "progress");
         self.plan_ahead();
         Ok(true)
+    }
+}
+
+/// Why a result was not accepted.
+enum Refusal {
+    /// The result is wrong or missing: take the job back.
+    Refused(String),
+    /// The bucket could not be read: try again.
+    Retry(BucketError),
+}
+
+impl From<BucketError> for Refusal {
+    fn from(e: BucketError) -> Self {
+        match e {
+            BucketError::Storage { .. } | BucketError::Open { .. } => Refusal::Retry(e),
+            other => Refusal::Refused(other.to_string()),
+        }
     }
 }
 
