@@ -1,0 +1,116 @@
+//! The discovery UI over a real local smoke: `locus discovery-ui` serves the
+//! smoke's bucket and headless Chromium renders every miner, the receipts
+//! and the score table, with no script errors. Saves a screenshot.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+
+fn chromium() -> Option<std::path::PathBuf> {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists())
+}
+
+fn headless(bin: &std::path::Path, profile: &std::path::Path, args: &[String]) -> String {
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=6000",
+            "--window-size=1400,1000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("running chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn ui_renders_a_real_smoke_run_in_chromium() {
+    let Some(browser) = chromium() else {
+        panic!("no Chromium found: run scripts/test-deps.sh (observe/tests/install-chromium.sh)");
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = common::locus()
+        .args(["local-smoke", "--steps", "2", "--miners", "3", "--workdir"])
+        .arg(work.path())
+        .output()
+        .expect("smoke");
+    assert!(
+        out.status.success(),
+        "smoke failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let key_of = |name: &str| -> String {
+        let file: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(work.path().join(format!("keys/{name}.json"))).expect("key"),
+        )
+        .expect("json");
+        file["ss58Address"].as_str().expect("ss58").to_string()
+    };
+    let mut ui = common::locus()
+        .args(["discovery-ui", "--port", "0", "--netuid", "3", "--bucket"])
+        .arg(work.path().join("bucket"))
+        .arg(format!("--owner={}", key_of("owner")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("discovery-ui");
+    let mut line = String::new();
+    BufReader::new(ui.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    // Let the first indexing pass finish.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let profile = work.path().join("chromium-profile");
+    let dom = headless(&browser, &profile, &["--dump-dom".into(), url.clone()]);
+    let artifacts = std::env::var("LOCUS_TEST_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir().join("locus-test-artifacts"));
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let shot = artifacts.join("discovery-ui-smoke.png");
+    headless(
+        &browser,
+        &profile,
+        &[format!("--screenshot={}", shot.display()), url],
+    );
+    let _ = ui.kill();
+    let _ = ui.wait();
+    for i in 0..3 {
+        let miner = key_of(&format!("miner{i}"));
+        assert!(dom.contains(&miner), "miner {i} ({miner}) not rendered");
+    }
+    assert!(dom.contains("score-table"), "no score table rendered");
+    assert!(dom.contains("s00001-eval"), "receipts not rendered");
+    assert!(
+        dom.contains(r#"<div id="console-errors"></div>"#),
+        "page reported script errors"
+    );
+    assert!(shot.exists(), "screenshot missing");
+    println!("screenshot: {}", shot.display());
+}
