@@ -283,16 +283,20 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         keep_workdir(&args, &work);
         return Ok(1);
     }
-    let window = bucket
-        .get::<pb::ScoreWindow>(
-            &bucket.layout().score_window(RUN_ID),
-            Expect::Signer(&validator),
-        )
-        .await
-        .context("reading the validator's score window")?;
-    let state = bucket
-        .get::<pb::RunState>(&bucket.layout().run_state(RUN_ID), Expect::Signer(&owner))
-        .await?;
+    let window: pb::ScoreWindow = read_with_retry(
+        &bucket,
+        &bucket.layout().score_window(RUN_ID),
+        Expect::Signer(&validator),
+    )
+    .await
+    .context("reading the validator's score window")?;
+    let state: pb::RunState = read_with_retry(
+        &bucket,
+        &bucket.layout().run_state(RUN_ID),
+        Expect::Signer(&owner),
+    )
+    .await
+    .context("reading the run state")?;
     print_table(&window, &miners, args.bad_miner_index);
     let losses: Vec<String> = state.eval_loss.iter().map(|l| format!("{l:.5}")).collect();
     println!("eval loss by step: [{}]", losses.join(", "));
@@ -607,5 +611,25 @@ impl Storage {
             }
         }
         Ok(Bucket::open_with(&self.url, NETUID, &options)?)
+    }
+}
+
+/// Reads a record, retrying storage errors a few times (the smoke also runs
+/// under injected storage faults).
+async fn read_with_retry<T: locus_protocol::Record>(
+    bucket: &Bucket,
+    key: &str,
+    expect: Expect<'_>,
+) -> anyhow::Result<T> {
+    let mut tries = 0;
+    loop {
+        match bucket.get::<T>(key, expect).await {
+            Ok(record) => return Ok(record.into_inner()),
+            Err(locus_protocol::BucketError::Storage { .. }) if tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }

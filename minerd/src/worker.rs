@@ -44,6 +44,18 @@ pub enum Skip {
     Compute(String),
 }
 
+impl Skip {
+    /// Failures of the storage rather than of the assignment.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Skip::Bucket(BucketError::Storage { .. })
+                | Skip::Access(AccessError::Bucket(BucketError::Storage { .. }))
+                | Skip::Access(AccessError::Http { .. })
+        )
+    }
+}
+
 #[derive(Default)]
 struct Status {
     current_job: String,
@@ -141,6 +153,12 @@ impl Worker {
                         self.refused.inc();
                         refused.insert(key);
                         continue;
+                    }
+                    Err(reason) if reason.is_transient() => {
+                        // Storage trouble: keep the cursor here and try this
+                        // assignment again on the next poll.
+                        warn!(assignment = %key, %reason, "assignment deferred");
+                        break;
                     }
                     Err(reason) => {
                         self.refused.inc();

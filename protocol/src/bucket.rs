@@ -185,6 +185,12 @@ impl Bucket {
     }
 
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, netuid: u16) -> Self {
+        #[cfg(feature = "fault-injection")]
+        let store: Arc<dyn ObjectStore> = match crate::faults::FaultyStore::from_env(store.clone())
+        {
+            Some(faulty) => Arc::new(faulty),
+            None => store,
+        };
         Bucket {
             store,
             signer: None,
@@ -235,15 +241,31 @@ impl Bucket {
     /// One cheap request that fails clearly when the bucket is unreachable or
     /// the credentials are missing or wrong. Daemons call it at start-up.
     pub async fn check_access(&self) -> Result<(), BucketError> {
-        match self.list_dirs(self.layout.root()).await {
-            Ok(_) => Ok(()),
-            Err(BucketError::Storage { source, .. }) => Err(BucketError::Open {
-                url: self.url.clone(),
-                reason: format!(
-                    "the bucket refused a listing (check the endpoint, bucket name and credentials): {source}"
-                ),
-            }),
-            Err(e) => Err(e),
+        // A refusal (bad credentials) fails at once; other errors may be a
+        // passing network fault and get two more tries.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.list_dirs(self.layout.root()).await {
+                Ok(_) => return Ok(()),
+                Err(BucketError::Storage { source, .. }) => {
+                    let refused = matches!(
+                        source,
+                        object_store::Error::PermissionDenied { .. }
+                            | object_store::Error::Unauthenticated { .. }
+                    );
+                    if refused || tries >= 3 {
+                        return Err(BucketError::Open {
+                            url: self.url.clone(),
+                            reason: format!(
+                                "the bucket refused a listing (check the endpoint, bucket name and credentials): {source}"
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

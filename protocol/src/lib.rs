@@ -10,6 +10,8 @@
 pub mod bucket;
 pub mod digest;
 pub mod envelope;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod grant;
 pub mod keys;
 pub mod paths;

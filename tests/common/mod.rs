@@ -16,16 +16,8 @@ pub fn bin_dir() -> &'static Path {
         let dir = locus.parent().expect("bin dir").to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--bins",
-            "-p",
-            "orchestratord",
-            "-p",
-            "minerd",
-            "-p",
-            "validatord",
-        ]);
+        // The same command as scripts/test.sh, so there it is a no-op.
+        build.args(["build", "--workspace", "--bins"]);
         if dir.ends_with("release") {
             build.arg("--release");
         }
