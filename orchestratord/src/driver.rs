@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::schedule::{JobState, Output, Schedule, WorkerId};
 
 /// Everything the loop needs to know about the run and its pacing.
+#[derive(Clone)]
 pub struct Settings {
     pub netuid: u16,
     pub run_id: String,

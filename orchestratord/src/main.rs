@@ -123,11 +123,36 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::install()?;
     let metrics = locus_observe::Metrics::new();
     telemetry::serve(args.ops.metrics_addr, &metrics, &bucket, &shutdown).await?;
-    let mut orchestrator = Orchestrator::start(bucket.clone(), owner, settings).await?;
+    // Start-up reads the run back from the bucket; a passing storage error
+    // there is retried rather than fatal.
+    let mut owner = Some(owner);
+    let mut tries = 0;
+    let mut orchestrator = loop {
+        let key = match owner.take() {
+            Some(key) => key,
+            None => Keypair::load(&args.owner_key).context("loading the owner key")?,
+        };
+        match Orchestrator::start(bucket.clone(), key, settings.clone()).await {
+            Ok(orchestrator) => break orchestrator,
+            Err(e) if tries < 5 && is_storage_error(&e) => {
+                tries += 1;
+                tracing::warn!(error = %e, "start-up read failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     orchestrator.set_metrics(&metrics);
     let result = orchestrator.run(&shutdown).await;
     if let Some(path) = &args.ops.stats_file {
         stats::write(path, &bucket, orchestrator.jobs_accepted)?;
     }
     result
+}
+
+fn is_storage_error(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<locus_protocol::BucketError>(),
+        Some(locus_protocol::BucketError::Storage { .. })
+    )
 }
