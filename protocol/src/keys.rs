@@ -193,12 +193,19 @@ impl Keypair {
             path: shown.clone(),
             source,
         })?;
+        Self::parse_key_file(&text, &shown)
+    }
+
+    /// Parses the text of a key file (see [`Keypair::load`]); `origin` names
+    /// where it came from in errors. Separate from the file read so the
+    /// parser can be fuzzed on bytes alone.
+    pub fn parse_key_file(text: &str, origin: &str) -> Result<Self, KeyError> {
         let format = |reason: String| KeyError::Format {
-            path: shown.clone(),
+            path: origin.to_string(),
             reason,
         };
         let file: KeyFile =
-            serde_json::from_str(&text).map_err(|e| format(format!("not a key file: {e}")))?;
+            serde_json::from_str(text).map_err(|e| format(format!("not a key file: {e}")))?;
         if let Some(crypto) = file.crypto_type
             && crypto != 0
         {
@@ -319,6 +326,24 @@ mod tests {
         let loaded = Keypair::load(&path).unwrap();
         assert_eq!(loaded.hotkey(), key.hotkey());
         assert!(key.write_key_file(&path).is_err(), "must not overwrite");
+    }
+
+    #[test]
+    fn key_file_errors_name_their_origin() {
+        for text in [
+            "",
+            "{}",
+            r#"{"secretSeed": "0x00"}"#,
+            r#"{"secretSeed": 1}"#,
+        ] {
+            let err = Keypair::parse_key_file(text, "wallet/hotkey")
+                .err()
+                .unwrap();
+            assert!(
+                err.to_string().starts_with("key file wallet/hotkey: "),
+                "{err}"
+            );
+        }
     }
 
     #[test]

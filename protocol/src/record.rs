@@ -14,6 +14,10 @@ macro_rules! records {
         $(impl Record for pb::$ty {
             const TYPE: &'static str = concat!("locus.v1.", stringify!($ty));
         })*
+
+        /// The [`Record::TYPE`] of every record type, so that code covering
+        /// all of them (the fuzz targets) can check it misses none.
+        pub const TYPES: &[&str] = &[$(concat!("locus.v1.", stringify!($ty))),*];
     };
 }
 
