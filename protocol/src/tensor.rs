@@ -53,10 +53,15 @@ impl F32Tensor {
         if tensor.shape.len() > 8 {
             return Err(invalid(format!("{} dimensions", tensor.shape.len())));
         }
+        // Every dimension is bounded, not only their product: with a zero
+        // among them, the others could otherwise claim up to 2^64 rows each
+        // and reach code that sizes buffers from one dimension.
         let elements = tensor
             .shape
             .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .try_fold(1u64, |acc, &d| {
+                acc.checked_mul(d).filter(|_| d <= MAX_ELEMENTS)
+            })
             .filter(|&n| n <= MAX_ELEMENTS)
             .ok_or_else(|| invalid(format!("shape {:?} is too large", tensor.shape)))?;
         if tensor.data.len() as u64 != elements * 4 {
@@ -113,5 +118,24 @@ mod tests {
                 .to_string()
                 .contains("too large")
         );
+    }
+
+    /// Found by the `tensor` fuzz target: a zero dimension made the element
+    /// count 0, so any other dimension passed, however large.
+    #[test]
+    fn empty_tensor_cannot_claim_huge_dimensions() {
+        let mut empty = F32Tensor::new(vec![0, 4], vec![]).to_pb("e");
+        assert_eq!(F32Tensor::from_pb(&empty).unwrap().shape, vec![0, 4]);
+        for shape in [
+            vec![0, MAX_ELEMENTS + 1],
+            vec![0, 0, 2_676_586_235_471_855_616, 790_704_862_796_260_645],
+            vec![u64::MAX, 0],
+        ] {
+            empty.shape = shape;
+            let err = F32Tensor::from_pb(&empty).unwrap_err().to_string();
+            assert!(err.contains("too large"), "{err}");
+        }
+        empty.shape = vec![MAX_ELEMENTS, 0];
+        assert!(F32Tensor::from_pb(&empty).is_ok());
     }
 }
