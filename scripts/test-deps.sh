@@ -10,3 +10,5 @@ done
 if ! python3 -c "import bittensor_wallet" >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check bittensor-wallet==4.1.1
 fi
+# Fuzzing needs the nightly toolchain and cargo-fuzz (version pinned there).
+./scripts/fuzz.sh --install

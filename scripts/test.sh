@@ -7,3 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/test-deps.sh
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast "$@"
+
+# Fuzzing: every decoder of bucket data for a bounded time after the tests
+# (docs/fuzzing.md; `scripts/fuzz.sh --seconds 3600` for a longer run).
+./scripts/fuzz.sh --seconds 30
