@@ -287,3 +287,17 @@ impl System {
         credited
     }
 }
+
+impl System {
+    /// `minerd` for miner `index` with its own log name, e.g. for a
+    /// supervisor started again after a crash.
+    pub fn start_miner_named(&self, index: usize, name: &str, extra: &[&str]) -> Proc {
+        let mut args = vec![
+            format!("--hotkey-file={}", self.miners[index].0),
+            format!("--owner={}", self.owner_ss58()),
+            "--heartbeat-secs=1".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Proc::start("minerd", name, &self.args(&args), &self.logs)
+    }
+}
