@@ -261,6 +261,15 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
         .collect();
     assert_eq!(hotkeys.len(), 2, "{:?}", window.scores);
     assert!(!hotkeys.contains(&attacker.hotkey()));
+    // Miner B signed the stolen receipt: the table shows the rejection, and
+    // its own honest work is still paid.
+    let b = window
+        .scores
+        .iter()
+        .find(|s| s.hotkey == miner_b.hotkey().to_bytes())
+        .expect("miner B scored");
+    assert_eq!(b.rejected, 1, "{b:?}");
+    assert!(b.reason.contains("1 rejected"), "{}", b.reason);
     assert!(
         window
             .scores

@@ -56,6 +56,12 @@ pub struct Orchestrator {
     /// concurrently and can appear out of key order, so steps in flight are
     /// listed whole (a bounded number of keys) rather than after a cursor.
     seen_receipts: std::collections::HashSet<String>,
+    /// Verdict keys already handled.
+    seen_verdicts: std::collections::HashSet<String>,
+    /// Receipt key of each result held for judgement.
+    judging: HashMap<String, String>,
+    /// Bucket key of each job's current assignment: a receipt must name it.
+    assignment_keys: HashMap<String, String>,
     live: Vec<WorkerId>,
     last_worker_refresh: Option<std::time::Instant>,
     state: pb::RunState,
@@ -152,6 +158,9 @@ impl Orchestrator {
             schedule: Schedule::default(),
             next_seq: 0,
             seen_receipts: Default::default(),
+            seen_verdicts: Default::default(),
+            judging: Default::default(),
+            assignment_keys: Default::default(),
             live: Vec::new(),
             last_worker_refresh: None,
             published: Default::default(),
@@ -215,7 +224,7 @@ impl Orchestrator {
         }
         let assignments_prefix = format!("{}/assignments/", layout.root());
         let owner = self.owner.hotkey();
-        let mut latest: HashMap<String, Verified<pb::Assignment>> = HashMap::new();
+        let mut latest: HashMap<String, (String, Verified<pb::Assignment>)> = HashMap::new();
         for key in self.bucket.list(&assignments_prefix, None).await? {
             let seq = key
                 .rsplit('/')
@@ -239,22 +248,23 @@ impl Orchestrator {
             };
             let newer = latest
                 .get(&assignment.job_id)
-                .is_none_or(|a| a.attempt < assignment.attempt);
+                .is_none_or(|(_, a)| a.attempt < assignment.attempt);
             if newer {
-                latest.insert(assignment.job_id.clone(), assignment);
+                latest.insert(assignment.job_id.clone(), (key, assignment));
             }
         }
         // Make sure every step with a recovered assignment is planned.
-        if let Some(max_step) = latest.values().map(|a| a.step).max() {
+        if let Some(max_step) = latest.values().map(|(_, a)| a.step).max() {
             for step in 0..=max_step.min(self.settings.steps.saturating_sub(1)) {
                 self.schedule.add_jobs(plan::step_jobs(self.mlp(), step));
             }
         }
         let recovered = latest.len();
-        for (job, a) in latest {
+        for (job, (key, a)) in latest {
             let Ok(hotkey) = Hotkey::from_bytes(&a.hotkey) else {
                 continue;
             };
+            self.assignment_keys.insert(job.clone(), key);
             self.schedule.assign(
                 &job,
                 a.attempt,
@@ -267,6 +277,30 @@ impl Orchestrator {
         }
         if recovered > 0 {
             info!(run = %run_id, assignments = recovered, published = self.published.len(), "recovered state from the bucket");
+        }
+        self.recover_bans().await
+    }
+
+    /// Hotkeys the validators failed in this run stay banned across restarts.
+    async fn recover_bans(&mut self) -> anyhow::Result<()> {
+        if !self.judged_before_use() {
+            return Ok(());
+        }
+        let run_id = self.run.run_id.clone();
+        let prefix = self.bucket.layout().verdicts(&run_id);
+        for key in self.bucket.list(&prefix, None).await? {
+            let Ok(verdict) = self
+                .bucket
+                .get::<pb::Verdict>(&key, Expect::OneOf(&self.settings.validators))
+                .await
+            else {
+                continue;
+            };
+            if verdict.outcome == pb::VerdictOutcome::Failed as i32
+                && let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey)
+            {
+                self.ban(hotkey);
+            }
         }
         Ok(())
     }
@@ -329,6 +363,7 @@ impl Orchestrator {
         self.renew_heartbeat_grants().await?;
         self.refresh_workers().await;
         let mut progressed = self.collect_results().await?;
+        progressed |= self.collect_verdicts().await?;
         // A short grace past the deadline: a receipt written just in time is
         // still accepted (the validator credits by the storage's write time).
         let now = unix_ms().saturating_sub(LEASE_GRACE.as_millis() as u64);
@@ -416,6 +451,12 @@ impl Orchestrator {
                     continue;
                 }
                 match self.accept(&job, attempt, to, &key).await {
+                    Ok(output) if self.judged_before_use() => {
+                        if self.schedule.hold(&job, output) {
+                            self.judging.insert(job.clone(), key.clone());
+                            progressed = true;
+                        }
+                    }
                     Ok(output) => {
                         if self.schedule.complete(&job, output) {
                             self.jobs_accepted += 1;
@@ -440,6 +481,94 @@ impl Orchestrator {
         Ok(progressed)
     }
 
+    /// Whether results wait for a validator's verdict before downstream
+    /// jobs read them. A run names its validators in its manifest; without
+    /// any, results are used as soon as they are well-formed.
+    fn judged_before_use(&self) -> bool {
+        !self.settings.validators.is_empty()
+    }
+
+    /// Reads the run validators' verdicts on held results: a passed result
+    /// becomes an input downstream, anything else sends the job back out,
+    /// and a failed replay bans the hotkey from the run.
+    async fn collect_verdicts(&mut self) -> anyhow::Result<bool> {
+        let layout = self.bucket.layout().clone();
+        let run_id = self.run.run_id.clone();
+        let mut progressed = false;
+        for step in self.schedule.steps_judging() {
+            let prefix = layout.verdicts_of_step(&run_id, step);
+            for key in self.bucket.list(&prefix, None).await? {
+                if self.seen_verdicts.contains(&key) {
+                    continue;
+                }
+                let Some((_, job, attempt)) = layout.parse_verdict(&run_id, &key) else {
+                    self.seen_verdicts.insert(key);
+                    continue;
+                };
+                let Some(held) = self.schedule.judging(&job).cloned() else {
+                    continue;
+                };
+                if held.attempt != attempt {
+                    continue;
+                }
+                let verdict = match self
+                    .bucket
+                    .get::<pb::Verdict>(&key, Expect::OneOf(&self.settings.validators))
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(e @ (BucketError::Storage { .. } | BucketError::Open { .. })) => {
+                        warn!(run = %run_id, verdict = %key, error = %e, "cannot read verdict yet");
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(run = %run_id, verdict = %key, error = %e, "rejected verdict");
+                        self.seen_verdicts.insert(key);
+                        continue;
+                    }
+                };
+                self.seen_verdicts.insert(key.clone());
+                let receipt_key = self.judging.get(&job).cloned().unwrap_or_default();
+                if verdict.receipt_key != receipt_key || verdict.hotkey != held.by.hotkey.to_bytes()
+                {
+                    warn!(run = %run_id, verdict = %key, "verdict names another receipt; ignoring");
+                    continue;
+                }
+                progressed = true;
+                self.judging.remove(&job);
+                let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
+                match outcome {
+                    pb::VerdictOutcome::Verified | pb::VerdictOutcome::Unsampled => {
+                        if self.schedule.confirm(&job, attempt) {
+                            self.jobs_accepted += 1;
+                            self.counters.accepted.inc();
+                        }
+                    }
+                    pb::VerdictOutcome::Failed => {
+                        warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
+                        self.schedule.discard(&job, attempt);
+                        self.ban(held.by.hotkey);
+                        self.counters.refused.inc();
+                    }
+                    other => {
+                        warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, outcome = ?other, reason = %verdict.reason, "validator gave the result no credit; reassigning");
+                        self.schedule.discard(&job, attempt);
+                        self.counters.refused.inc();
+                    }
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    fn ban(&mut self, hotkey: Hotkey) {
+        if self.schedule.is_banned(&hotkey) {
+            return;
+        }
+        let taken = self.schedule.ban(hotkey);
+        warn!(run = %self.run.run_id, hotkey = %hotkey, reassigned = taken.len(), "hotkey banned from the run: it gets no more work");
+    }
+
     /// Checks a receipt and its artifact before downstream jobs may read it.
     async fn accept(
         &mut self,
@@ -456,13 +585,20 @@ impl Orchestrator {
             .await?;
         let expected_artifact = layout.artifact(run_id, job, attempt);
         let output = receipt.output.clone().unwrap_or_default();
+        // The same attribution the validator applies: a receipt it would
+        // reject never gets a verdict, so it must not be held for one.
+        let assignment_key = self.assignment_keys.get(job).map(String::as_str);
+        let spec_step = self.schedule.spec(job).map(|s| s.step);
         if receipt.run_id != *run_id
             || receipt.job_id != job
             || receipt.attempt != attempt
+            || Some(receipt.step) != spec_step
+            || receipt.hotkey != to.hotkey.to_bytes()
+            || Some(receipt.assignment_key.as_str()) != assignment_key
             || output.key != expected_artifact
         {
             return Err(Refusal::Refused(format!(
-                "receipt {key} does not match its job, attempt or artifact key"
+                "receipt {key} does not match its assignment (job, attempt, hotkey or artifact key)"
             )));
         }
         let artifact = self
@@ -478,19 +614,9 @@ impl Orchestrator {
             .schedule
             .spec(job)
             .ok_or_else(|| Refusal::Refused("unknown job".into()))?;
-        let shapes: Vec<(String, Vec<usize>)> = artifact
-            .tensors
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    t.shape.iter().map(|&d| d as usize).collect(),
-                )
-            })
-            .collect();
-        if shapes != mlp::output_spec(self.mlp(), spec.kind) {
+        if let Err(e) = mlp::check_output_shapes(self.mlp(), spec.kind, &artifact.tensors) {
             return Err(Refusal::Refused(format!(
-                "artifact {expected_artifact} has the wrong tensors"
+                "artifact {expected_artifact}: {e}"
             )));
         }
         let scalar = |name: &str| {
@@ -567,6 +693,7 @@ impl Orchestrator {
                 Err(e) => return Err(e.into()),
             }
             info!(run = %self.run.run_id, job = %spec.job_id, attempt, hotkey = %worker.hotkey, worker = worker.worker, "assigned");
+            self.assignment_keys.insert(spec.job_id.clone(), key);
             self.schedule
                 .assign(&spec.job_id, attempt, worker, deadline);
             self.counters.published.inc();
@@ -742,6 +869,12 @@ impl Orchestrator {
         }
         self.state.completed_steps = completed;
         self.state.done = completed >= self.settings.steps;
+        let outer = plan::job_id(completed - 1, JobKind::Outer, 0, 0);
+        self.state.params = self.schedule.output(&outer).map(|out| pb::InputRef {
+            key: out.key.clone(),
+            digest: out.digest.to_vec(),
+            writer: out.by.hotkey.to_bytes().to_vec(),
+        });
         self.state.unix_ms = unix_ms();
         let key = self.bucket.layout().run_state(&self.run.run_id);
         self.bucket.put(&key, &self.state, &self.owner).await?;

@@ -36,6 +36,10 @@ pub enum JobState {
         to: WorkerId,
         deadline_ms: u64,
     },
+    /// The result is in and well-formed; downstream jobs wait for the
+    /// validator's verdict on it. The worker is free again and the lease no
+    /// longer runs.
+    Judging(Output),
     Done(Output),
 }
 
@@ -45,6 +49,11 @@ pub struct Schedule {
     specs: BTreeMap<String, JobSpec>,
     states: HashMap<String, JobState>,
     rotation: usize,
+    /// Hotkeys caught cheating in this run: they get no more work.
+    banned: std::collections::BTreeSet<Hotkey>,
+    /// Leases a hotkey let lapse or results refused since its last accepted
+    /// one: such a hotkey gets work only when nobody better is free.
+    strikes: HashMap<Hotkey, u32>,
 }
 
 impl Schedule {
@@ -100,7 +109,7 @@ impl Schedule {
         match self.states.get(job) {
             Some(JobState::Waiting { last_attempt, .. }) => last_attempt + 1,
             Some(JobState::Assigned { attempt, .. }) => attempt + 1,
-            Some(JobState::Done(out)) => out.attempt + 1,
+            Some(JobState::Judging(out) | JobState::Done(out)) => out.attempt + 1,
             None => 1,
         }
     }
@@ -121,6 +130,7 @@ impl Schedule {
         let load = self.load();
         let candidates: Vec<&WorkerId> = live
             .iter()
+            .filter(|w| !self.banned.contains(&w.hotkey))
             .filter(|w| load.get(w).copied().unwrap_or(0) < max_inflight)
             .collect();
         let preferred: Vec<&WorkerId> = candidates
@@ -133,14 +143,14 @@ impl Schedule {
         } else {
             preferred
         };
-        let least = pool
-            .iter()
-            .map(|w| load.get(*w).copied().unwrap_or(0))
-            .min()?;
-        let tied: Vec<&WorkerId> = pool
-            .into_iter()
-            .filter(|w| load.get(*w).copied().unwrap_or(0) == least)
-            .collect();
+        let rank = |w: &WorkerId| {
+            (
+                self.strikes.get(&w.hotkey).copied().unwrap_or(0).min(1),
+                load.get(w).copied().unwrap_or(0),
+            )
+        };
+        let best = pool.iter().map(|w| rank(w)).min()?;
+        let tied: Vec<&WorkerId> = pool.into_iter().filter(|w| rank(w) == best).collect();
         let chosen = *tied[self.rotation % tied.len()];
         self.rotation = self.rotation.wrapping_add(1);
         Some(chosen)
@@ -171,15 +181,99 @@ impl Schedule {
     /// Accepts a result if it is for the attempt currently assigned. A late
     /// result of an earlier attempt is refused (and earns nothing).
     pub fn complete(&mut self, job: &str, output: Output) -> bool {
+        self.receive(job, output, false)
+    }
+
+    /// Holds a result for judgement (see [`JobState::Judging`]), if it is
+    /// for the attempt currently assigned.
+    pub fn hold(&mut self, job: &str, output: Output) -> bool {
+        self.receive(job, output, true)
+    }
+
+    fn receive(&mut self, job: &str, output: Output, judged: bool) -> bool {
         match self.states.get(job) {
             Some(JobState::Assigned { attempt, to, .. })
                 if *attempt == output.attempt && *to == output.by =>
             {
-                self.states.insert(job.to_string(), JobState::Done(output));
+                let state = if judged {
+                    JobState::Judging(output)
+                } else {
+                    self.strikes.remove(&output.by.hotkey);
+                    JobState::Done(output)
+                };
+                self.states.insert(job.to_string(), state);
                 true
             }
             _ => false,
         }
+    }
+
+    /// The result held for judgement, if any.
+    pub fn judging(&self, job: &str) -> Option<&Output> {
+        match self.states.get(job) {
+            Some(JobState::Judging(out)) => Some(out),
+            _ => None,
+        }
+    }
+
+    /// The validator passed the held result: downstream jobs may read it.
+    pub fn confirm(&mut self, job: &str, attempt: u32) -> bool {
+        match self.states.get(job) {
+            Some(JobState::Judging(out)) if out.attempt == attempt => {
+                let out = out.clone();
+                self.strikes.remove(&out.by.hotkey);
+                self.states.insert(job.to_string(), JobState::Done(out));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The validator refused the held result: the job goes back to
+    /// `Waiting`, away from the hotkey that produced it.
+    pub fn discard(&mut self, job: &str, attempt: u32) -> bool {
+        match self.states.get(job) {
+            Some(JobState::Judging(out)) if out.attempt == attempt => {
+                let hotkey = out.by.hotkey;
+                *self.strikes.entry(hotkey).or_default() += 1;
+                self.states.insert(
+                    job.to_string(),
+                    JobState::Waiting {
+                        last_attempt: attempt,
+                        avoid: Some(hotkey),
+                    },
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives a cheater no more work; its open assignments are taken back.
+    /// Returns the jobs taken back.
+    pub fn ban(&mut self, hotkey: Hotkey) -> Vec<String> {
+        if !self.banned.insert(hotkey) {
+            return Vec::new();
+        }
+        let held: Vec<String> = self
+            .states
+            .iter()
+            .filter(|(_, s)| matches!(s, JobState::Assigned { to, .. } if to.hotkey == hotkey))
+            .map(|(job, _)| job.clone())
+            .collect();
+        for job in &held {
+            self.expire_now(job);
+        }
+        held
+    }
+
+    pub fn is_banned(&self, hotkey: &Hotkey) -> bool {
+        self.banned.contains(hotkey)
+    }
+
+    /// Steps (ascending) with a result waiting for its verdict.
+    pub fn steps_judging(&self) -> Vec<u32> {
+        self.steps_where(|s| matches!(s, JobState::Judging(_)))
     }
 
     /// Returns expired assignments to `Waiting` and lists them.
@@ -197,6 +291,7 @@ impl Schedule {
                     last_attempt: attempt,
                     avoid: Some(to.hotkey),
                 };
+                *self.strikes.entry(to.hotkey).or_default() += 1;
                 expired.push((job.clone(), attempt, to));
             }
         }
@@ -207,6 +302,7 @@ impl Schedule {
     /// Takes a job back from its worker at once (its result was refused).
     pub fn expire_now(&mut self, job: &str) {
         if let Some(JobState::Assigned { attempt, to, .. }) = self.states.get(job).cloned() {
+            *self.strikes.entry(to.hotkey).or_default() += 1;
             self.states.insert(
                 job.to_string(),
                 JobState::Waiting {
@@ -219,10 +315,14 @@ impl Schedule {
 
     /// Steps (ascending) that have at least one assigned job.
     pub fn steps_in_flight(&self) -> Vec<u32> {
+        self.steps_where(|s| matches!(s, JobState::Assigned { .. }))
+    }
+
+    fn steps_where(&self, wanted: fn(&JobState) -> bool) -> Vec<u32> {
         let mut steps: Vec<u32> = self
             .states
             .iter()
-            .filter(|(_, s)| matches!(s, JobState::Assigned { .. }))
+            .filter(|(_, s)| wanted(s))
             .filter_map(|(job, _)| self.specs.get(job).map(|s| s.step))
             .collect();
         steps.sort_unstable();
@@ -243,7 +343,7 @@ impl Schedule {
         for state in self.states.values() {
             match state {
                 JobState::Waiting { .. } => counts.0 += 1,
-                JobState::Assigned { .. } => counts.1 += 1,
+                JobState::Assigned { .. } | JobState::Judging(_) => counts.1 += 1,
                 JobState::Done(_) => counts.2 += 1,
             }
         }
@@ -322,6 +422,66 @@ mod tests {
         assert!(!s.complete(&fwd, output(1, first)), "late result refused");
         assert!(s.complete(&fwd, output(2, second)));
         assert!(!s.complete(&fwd, output(2, second)), "never credited twice");
+    }
+
+    #[test]
+    fn held_results_wait_for_the_verdict_and_cheaters_are_banned() {
+        let cfg = mlp::default_config(1);
+        let mut s = Schedule::default();
+        s.add_jobs(plan::step_jobs(&cfg, 0));
+        let live = workers(2);
+        let fwd = s.ready()[0].job_id.clone();
+        let cheat = s.pick_worker(&fwd, &live, 2).unwrap();
+        s.assign(&fwd, 1, cheat, 1000);
+        assert!(s.hold(&fwd, output(1, cheat)));
+        assert!(
+            s.ready().is_empty(),
+            "nothing reads a result under judgement"
+        );
+        assert!(s.expire(5000).is_empty(), "no lease runs while judging");
+        assert_eq!(s.steps_judging(), vec![0]);
+        assert!(s.discard(&fwd, 1));
+        s.ban(cheat.hotkey);
+        for _ in 0..4 {
+            let w = s.pick_worker(&fwd, &live, 2).unwrap();
+            assert_ne!(w.hotkey, cheat.hotkey, "a banned hotkey gets no work");
+        }
+        let honest = s.pick_worker(&fwd, &live, 2).unwrap();
+        s.assign(&fwd, 2, honest, 1000);
+        assert!(s.hold(&fwd, output(2, honest)));
+        assert!(!s.confirm(&fwd, 1), "only the held attempt");
+        assert!(s.confirm(&fwd, 2));
+        assert_eq!(s.ready().len(), 4, "inner jobs read the confirmed result");
+        let only_cheater = vec![cheat];
+        assert!(s.pick_worker("x", &only_cheater, 2).is_none());
+    }
+
+    #[test]
+    fn a_hotkey_that_lets_leases_lapse_gets_work_last() {
+        let cfg = mlp::default_config(1);
+        let mut s = Schedule::default();
+        s.add_jobs(plan::step_jobs(&cfg, 0));
+        let live = workers(2);
+        let fwd = s.ready()[0].job_id.clone();
+        let slow = s.pick_worker(&fwd, &live, 4).unwrap();
+        s.assign(&fwd, 1, slow, 100);
+        s.expire(100);
+        let fast = s.pick_worker(&fwd, &live, 4).unwrap();
+        s.assign(&fwd, 2, fast, 1000);
+        assert!(s.complete(&fwd, output(2, fast)));
+        let inner: Vec<String> = s.ready().iter().map(|j| j.job_id.clone()).collect();
+        let mut got = Vec::new();
+        for job in &inner {
+            let w = s.pick_worker(job, &live, 4).unwrap();
+            s.assign(job, 1, w, 1000);
+            got.push(w);
+        }
+        assert!(
+            got.iter().all(|w| *w == fast),
+            "the fast worker has room for all 4: the lapsed one waits"
+        );
+        let more = s.pick_worker("x", &live, 4).unwrap();
+        assert_eq!(more, slow, "once the others are full, it gets work again");
     }
 
     #[test]

@@ -90,11 +90,12 @@ impl Layout {
         format!("{}/runs/{run}/verdicts/", self.root)
     }
 
+    pub fn verdicts_of_step(&self, run: &str, step: u32) -> String {
+        format!("{}s{step:06}/", self.verdicts(run))
+    }
+
     pub fn verdict(&self, run: &str, step: u32, job: &str, attempt: u32) -> String {
-        format!(
-            "{}/runs/{run}/verdicts/s{step:06}/{job}/a{attempt:03}.pb",
-            self.root
-        )
+        format!("{}{job}/a{attempt:03}.pb", self.verdicts_of_step(run, step))
     }
 
     /// Where the owner puts work for one worker of one hotkey.
@@ -141,20 +142,12 @@ impl Layout {
 
     /// Parses `.../receipts/s{step}/{job}/a{attempt}.pb` into (step, job, attempt).
     pub fn parse_receipt(&self, run: &str, key: &str) -> Option<(u32, String, u32)> {
-        let rest = key.strip_prefix(&self.receipts(run))?;
-        let mut parts = rest.split('/');
-        let step = parts.next()?.strip_prefix('s')?.parse().ok()?;
-        let job = parts.next()?.to_string();
-        let attempt = parts
-            .next()?
-            .strip_prefix('a')?
-            .strip_suffix(".pb")?
-            .parse()
-            .ok()?;
-        if parts.next().is_some() || validate_id("job", &job).is_err() {
-            return None;
-        }
-        Some((step, job, attempt))
+        parse_step_object(key.strip_prefix(&self.receipts(run))?)
+    }
+
+    /// Parses `.../verdicts/s{step}/{job}/a{attempt}.pb` into (step, job, attempt).
+    pub fn parse_verdict(&self, run: &str, key: &str) -> Option<(u32, String, u32)> {
+        parse_step_object(key.strip_prefix(&self.verdicts(run))?)
     }
 
     /// Parses `.../runs/{run}/run.pb` into the run id.
@@ -163,6 +156,23 @@ impl Layout {
         validate_id("run", run).ok()?;
         Some(run.to_string())
     }
+}
+
+/// `s{step}/{job}/a{attempt}.pb` → (step, job, attempt).
+fn parse_step_object(rest: &str) -> Option<(u32, String, u32)> {
+    let mut parts = rest.split('/');
+    let step = parts.next()?.strip_prefix('s')?.parse().ok()?;
+    let job = parts.next()?.to_string();
+    let attempt = parts
+        .next()?
+        .strip_prefix('a')?
+        .strip_suffix(".pb")?
+        .parse()
+        .ok()?;
+    if parts.next().is_some() || validate_id("job", &job).is_err() {
+        return None;
+    }
+    Some((step, job, attempt))
 }
 
 #[cfg(test)]
@@ -178,6 +188,13 @@ mod tests {
             layout.parse_receipt("run1", &key),
             Some((7, "s00007-inner-m00-r01".to_string(), 2))
         );
+        let verdict = layout.verdict("run1", 7, "s00007-reduce", 1);
+        assert!(verdict.starts_with(&layout.verdicts_of_step("run1", 7)));
+        assert_eq!(
+            layout.parse_verdict("run1", &verdict),
+            Some((7, "s00007-reduce".to_string(), 1))
+        );
+        assert_eq!(layout.parse_verdict("run1", &key), None);
         let hotkey = Keypair::generate().hotkey();
         let hb = layout.heartbeat(&hotkey, 4);
         assert_eq!(layout.parse_heartbeat(&hb), Some((hotkey, 4)));

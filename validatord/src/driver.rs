@@ -14,8 +14,17 @@ use tracing::{info, warn};
 use crate::replay::{Judge, JudgeError};
 use crate::scoring::{self, Judged};
 
+/// How often the bucket is listed for new runs: one LIST, and the owner
+/// waits for this validator's first verdicts of a new run.
+const RUN_DISCOVERY_EVERY: Duration = Duration::from_secs(1);
+
+/// Signers of rejected receipts listed per run, at most.
+const MAX_REJECTED_SIGNERS: usize = 256;
+
 pub struct Settings {
     pub sample_rate: f64,
+    /// Replays a hotkey must pass in a run before sampling applies to it.
+    pub probation_replays: u32,
     pub poll_min: Duration,
     pub poll_max: Duration,
     pub device: Device,
@@ -33,6 +42,10 @@ struct RunTrack {
     verdicts: Vec<Judged>,
     /// The attempt each job was credited to: a job earns once.
     credited: std::collections::HashMap<String, u32>,
+    /// Signers of rejected receipts shown in the score table.
+    rejected_signers: HashSet<Hotkey>,
+    /// Replays passed per hotkey, for probation.
+    replays_passed: std::collections::HashMap<Hotkey, u32>,
     /// Steps below this are closed: no new receipts are expected there.
     open_from: u32,
     complete: bool,
@@ -142,7 +155,7 @@ impl Validator {
     async fn discover_runs(&mut self) -> anyhow::Result<()> {
         if self
             .last_discovery
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+            .is_some_and(|t| t.elapsed() < RUN_DISCOVERY_EVERY)
         {
             return Ok(());
         }
@@ -181,6 +194,8 @@ impl Validator {
                 rejected: HashSet::new(),
                 verdicts: Vec::new(),
                 credited: Default::default(),
+                replays_passed: Default::default(),
+                rejected_signers: HashSet::new(),
                 open_from: 0,
                 complete: false,
             };
@@ -214,6 +229,9 @@ impl Validator {
                         ) {
                             track.credited.insert(v.job_id.clone(), v.attempt);
                         }
+                        if outcome == VerdictOutcome::Verified {
+                            *track.replays_passed.entry(hotkey).or_default() += 1;
+                        }
                         track.verdicts.push(judged_from(&v, hotkey));
                     }
                 }
@@ -242,10 +260,12 @@ impl Validator {
                 pb::RunState::default()
             }
         };
+        // The owner plans one step ahead and waits for verdicts before it
+        // uses a result, so the next step's receipts are judged right away.
         let last_step = if state.done {
             state.completed_steps.saturating_sub(1)
         } else {
-            state.completed_steps
+            (state.completed_steps + 1).min(track.manifest.steps.saturating_sub(1))
         };
         let mut progressed = false;
         let mut all_settled = true;
@@ -273,7 +293,13 @@ impl Validator {
         let now_complete = state.done && all_settled;
         if progressed || now_complete {
             track.complete = now_complete;
-            self.write_scores(run_id).await?;
+            if let Err(e) = self.write_scores(run_id).await {
+                // Not complete until the complete window is in the bucket.
+                if let Some(track) = self.runs.get_mut(run_id) {
+                    track.complete = false;
+                }
+                return Err(e);
+            }
         }
         Ok(progressed)
     }
@@ -287,6 +313,8 @@ impl Validator {
             .layout()
             .parse_receipt(run_id, key)
             .and_then(|(_, job, _)| track.credited.get(&job).copied());
+        let needed = self.settings.probation_replays;
+        let on_probation = |h: &Hotkey| track.replays_passed.get(h).copied().unwrap_or(0) < needed;
         let judge = Judge {
             bucket: &self.bucket,
             owner: &self.owner,
@@ -294,6 +322,7 @@ impl Validator {
             run: &track.manifest,
             sample_rate: self.settings.sample_rate,
             device: &self.settings.device,
+            on_probation: &on_probation,
         };
         let result = judge.judge(key, written_ms, credited).await;
         let track = self.runs.get_mut(run_id).expect("run tracked");
@@ -328,6 +357,9 @@ impl Validator {
                         .credited
                         .insert(verdict.job_id.clone(), verdict.attempt);
                 }
+                if outcome == VerdictOutcome::Verified {
+                    *track.replays_passed.entry(hotkey).or_default() += 1;
+                }
                 track.verdicts.push(judged_from(&verdict, hotkey));
                 self.receipts_judged += 1;
                 self.counters.verdict(outcome);
@@ -340,6 +372,21 @@ impl Validator {
                 warn!(run = %run_id, %rejection, "receipt rejected; it earns nothing");
                 self.counters.rejected.inc();
                 track.rejected.insert(key.to_string());
+                // Whoever signed it sees the rejection in the score table
+                // (a bounded number of signers: keys cost nothing to make).
+                if let Ok(receipt) = self.bucket.get::<pb::Receipt>(key, Expect::AnySigner).await {
+                    let signer = *receipt.signer();
+                    let room = track.rejected_signers.len() < MAX_REJECTED_SIGNERS;
+                    if room || track.rejected_signers.contains(&signer) {
+                        track.rejected_signers.insert(signer);
+                        track.verdicts.push(Judged {
+                            hotkey: signer,
+                            outcome: VerdictOutcome::Unspecified,
+                            compute_units: 0,
+                            reason: rejection.to_string(),
+                        });
+                    }
+                }
                 true
             }
             Err(e) => {
@@ -359,7 +406,11 @@ impl Validator {
             unix_ms: unix_ms(),
             scores: scoring::score(&track.verdicts),
             complete: track.complete,
-            receipts: track.verdicts.len() as u64,
+            receipts: track
+                .verdicts
+                .iter()
+                .filter(|v| v.outcome != VerdictOutcome::Unspecified)
+                .count() as u64,
         };
         let key = self.bucket.layout().score_window(run_id);
         self.bucket.put(&key, &window, &self.key).await?;

@@ -31,6 +31,10 @@ struct Args {
     /// Fraction of receipts replayed, in [0, 1].
     #[arg(long, env = "LOCUS_SAMPLE_RATE", default_value_t = 0.25)]
     sample_rate: f64,
+    /// Replays a hotkey must pass in a run before it is only sampled: until
+    /// then every receipt it writes is replayed (0 turns probation off).
+    #[arg(long, env = "LOCUS_PROBATION_REPLAYS", default_value_t = 3)]
+    probation_replays: u32,
     /// Replay device (`cpu`, or `cuda:N` in a CUDA build).
     #[arg(long, env = "LOCUS_DEVICE", default_value = "cpu")]
     device: Device,
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let settings = Settings {
         sample_rate: args.sample_rate,
+        probation_replays: args.probation_replays,
         poll_min: Duration::from_millis(args.poll_ms),
         poll_max: Duration::from_secs(2),
         device: args.device,

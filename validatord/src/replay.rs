@@ -27,6 +27,10 @@ pub struct Judge<'a> {
     pub run: &'a pb::RunManifest,
     pub sample_rate: f64,
     pub device: &'a Device,
+    /// Whether a hotkey has yet to pass enough replays in this run: every
+    /// one of its receipts is replayed until it has (see
+    /// [`sampling::must_replay`]).
+    pub on_probation: &'a dyn Fn(&Hotkey) -> bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +111,19 @@ impl Judge<'_> {
                 "receipt names an assignment for another job".into(),
             ));
         }
-        if *receipt.signer() != assigned || receipt.hotkey != assigned.to_bytes() {
+        if receipt.hotkey != assigned.to_bytes() {
+            let claimed = Hotkey::from_bytes(&receipt.hotkey)
+                .map(|h| h.ss58())
+                .unwrap_or_else(|_| "an invalid key".into());
+            return Err(inconsistent(
+                key,
+                format!(
+                    "receipt claims hotkey {claimed}, but the job was assigned to {}",
+                    assigned.ss58()
+                ),
+            ));
+        }
+        if *receipt.signer() != assigned {
             return Err(JudgeError::Rejected(Rejection {
                 key: key.to_string(),
                 reason: RejectReason::UnexpectedSigner {
@@ -125,7 +141,16 @@ impl Judge<'_> {
             .await?;
         let units = cost::compute_units(&manifest.cost.unwrap_or_default());
         let proof = sampling::proof(self.validator, key, &receipt.digest());
-        let sampled = sampling::is_sampled(&proof, self.sample_rate);
+        let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
+        let forced = sampling::must_replay(kind, (self.on_probation)(&assigned));
+        // A forced replay is published as a draw at rate 1, so anyone's
+        // check of the decision (`sampling::verify`) still holds.
+        let rate = if forced.is_some() {
+            1.0
+        } else {
+            self.sample_rate
+        };
+        let sampled = sampling::is_sampled(&proof, rate);
         let mut verdict = pb::Verdict {
             run_id: run_id.clone(),
             job_id: job.clone(),
@@ -136,7 +161,7 @@ impl Judge<'_> {
             outcome: VerdictOutcome::Unsampled as i32,
             reason: String::new(),
             sample_proof: proof.to_vec(),
-            sample_rate: self.sample_rate,
+            sample_rate: rate,
             compute_units: units,
             unix_ms: 0,
             replay_ms: 0,
@@ -165,7 +190,10 @@ impl Judge<'_> {
         verdict.replay_ms = started.elapsed().as_millis() as u64;
         verdict.unix_ms = unix_ms();
         match outcome {
-            Ok(()) if sampled => verdict.outcome = VerdictOutcome::Verified as i32,
+            Ok(()) if sampled => {
+                verdict.outcome = VerdictOutcome::Verified as i32;
+                verdict.reason = forced.unwrap_or("sampled").to_string();
+            }
             Ok(()) => {}
             Err(reason) => {
                 verdict.outcome = VerdictOutcome::Failed as i32;
@@ -217,6 +245,13 @@ impl Judge<'_> {
             return Ok(Err(format!(
                 "artifact {expected_key} does not match the committed digest"
             )));
+        }
+        // Structure is checked on every receipt, sampled or not: the owner
+        // refuses a result of the wrong shape, so it must never be paid.
+        let cfg = self.run.mlp.unwrap_or_default();
+        let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
+        if let Err(e) = locus_workloads::mlp::check_output_shapes(&cfg, kind, &artifact.tensors) {
+            return Ok(Err(format!("artifact {expected_key}: {e}")));
         }
         if !sampled {
             return Ok(Ok(()));

@@ -8,6 +8,7 @@
 //! published in the verdict, so anyone can check afterwards that the draw was
 //! honest (VRF-like).
 
+use locus_protocol::pb;
 use locus_protocol::{Digest, Hotkey, Keypair};
 
 const DOMAIN: &[u8] = b"locus/v1/sample\0";
@@ -32,6 +33,21 @@ pub fn draw(proof: &[u8]) -> f64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
     (u64::from_le_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Receipts replayed whatever the draw says, and why.
+///
+/// Reduce and outer jobs are where every other job's output meets: the next
+/// step trains on what they produce, so the owner only lets the run consume
+/// them once replayed. A hotkey on probation (too few replays passed in this
+/// run) has every receipt replayed, so a miner that cheats from its first
+/// job is caught before anything it wrote is used.
+pub fn must_replay(kind: pb::JobKind, probation: bool) -> Option<&'static str> {
+    match kind {
+        pb::JobKind::Reduce | pb::JobKind::Outer => Some("replayed: critical job"),
+        _ if probation => Some("replayed: hotkey on probation"),
+        _ => None,
+    }
 }
 
 pub fn is_sampled(proof: &[u8], rate: f64) -> bool {
@@ -72,6 +88,18 @@ mod tests {
         }
         let frac = sampled as f64 / n as f64;
         assert!((frac - 0.25).abs() < 0.03, "{frac}");
+    }
+
+    #[test]
+    fn critical_jobs_and_hotkeys_on_probation_are_always_replayed() {
+        use pb::JobKind::*;
+        for kind in [Reduce, Outer] {
+            assert!(must_replay(kind, false).is_some());
+        }
+        for kind in [Forward, Inner, Eval] {
+            assert_eq!(must_replay(kind, false), None);
+            assert!(must_replay(kind, true).is_some());
+        }
     }
 
     #[test]

@@ -147,6 +147,7 @@ impl Fixture {
             run: &self.run,
             sample_rate: rate,
             device: &Device::Cpu,
+            on_probation: &|_| false,
         };
         judge.judge(&self.receipt_key, 0, credited).await
     }
@@ -205,6 +206,12 @@ async fn receipt_signed_by_another_hotkey_is_rejected() {
     let mut stolen = f.receipt.clone();
     stolen.hotkey = thief.hotkey().to_bytes().to_vec();
     f.plant_receipt(&stolen, &thief).await;
+    match f.judge_at(1.0).await {
+        Err(JudgeError::Rejected(r)) => assert!(r.to_string().contains("assigned to"), "{r}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // Claiming the assigned hotkey does not help without its key.
+    f.plant_receipt(&f.receipt, &thief).await;
     match f.judge_at(1.0).await {
         Err(JudgeError::Rejected(r)) => assert!(r.to_string().contains("expected"), "{r}"),
         other => panic!("expected a rejection, got {other:?}"),

@@ -236,6 +236,41 @@ fn mse<B: Backend>(pred: Tensor<B, 2>, target: Tensor<B, 2>) -> Tensor<B, 1> {
 
 /// Names and shapes of the tensors a job of `kind` outputs. Lets readers
 /// check an artifact's structure without running the job.
+/// Checks that `tensors` have exactly the names and shapes a `kind` job
+/// outputs: the structural check every reader applies before using or
+/// crediting a result.
+pub fn check_output_shapes(
+    cfg: &MlpConfig,
+    kind: JobKind,
+    tensors: &[locus_protocol::pb::Tensor],
+) -> Result<(), String> {
+    let expected = output_spec(cfg, kind);
+    let got: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.shape.iter().map(|&d| d as usize).collect(),
+            )
+        })
+        .collect();
+    if got == expected {
+        Ok(())
+    } else {
+        let names = |v: &[(String, Vec<usize>)]| {
+            v.iter()
+                .map(|(n, s)| format!("{n}{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(format!(
+            "outputs are [{}], a {kind:?} job writes [{}]",
+            names(&got),
+            names(&expected)
+        ))
+    }
+}
+
 pub fn output_spec(cfg: &MlpConfig, kind: JobKind) -> Vec<(String, Vec<usize>)> {
     let d = dims(cfg);
     let params = |prefix: &str| -> Vec<(String, Vec<usize>)> {
