@@ -1,6 +1,7 @@
 //! `locus`: operator commands that are not daemons: key generation and the
 //! local smoke run of all three daemons.
 
+mod audit;
 mod smoke;
 
 use std::path::PathBuf;

@@ -4,7 +4,9 @@
 //! worker processes) and `validatord` as separate OS processes that share
 //! nothing but a bucket directory, waits for the run to finish and be scored,
 //! and prints the score table. Exits 0 when the outcome is the expected one:
-//! every honest miner paid, the faulty miner (if any) at zero.
+//! every honest miner paid its share of the credited compute units (within
+//! 1 %), the misbehaving miner (if any) at zero — except `inflate_cost`,
+//! whose honest work is paid at its true cost.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -36,9 +38,15 @@ pub struct SmokeArgs {
     /// Index of a miner that misbehaves (needs --fault-mode).
     #[arg(long, requires = "fault_mode")]
     pub bad_miner_index: Option<usize>,
-    /// How the bad miner misbehaves: partial_corrupt, wrong_output, skip_compute.
+    /// How the bad miner misbehaves: partial_corrupt, wrong_output,
+    /// skip_compute, stealth, copy, replay_old, foreign_receipt,
+    /// forge_manifest, inflate_cost, late, leaked_grant (see docs/security.md).
     #[arg(long, requires = "bad_miner_index")]
     pub fault_mode: Option<String>,
+    /// Lease of each assignment, in seconds: a job not done by then goes to
+    /// another miner.
+    #[arg(long, default_value_t = 120)]
+    pub lease_secs: u64,
     /// Seed of the training run.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
@@ -244,7 +252,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             format!("--micro-batches={}", args.micro_batches),
             format!("--replicas={}", args.replicas),
             format!("--validator={validator}"),
-            "--lease-secs=120".to_string(),
+            format!("--lease-secs={}", args.lease_secs),
             format!("--min-workers={expected}"),
             format!("--miner={miner_list}"),
             format!(
@@ -300,6 +308,11 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     print_table(&window, &miners, args.bad_miner_index);
     let losses: Vec<String> = state.eval_loss.iter().map(|l| format!("{l:.5}")).collect();
     println!("eval loss by step: [{}]", losses.join(", "));
+    println!(
+        "final parameters: {}",
+        crate::audit::params_fingerprint(&bucket, &state).await?
+    );
+    let shares = crate::audit::cu_shares(&bucket, RUN_ID, &owner, &validator).await?;
     let requests = request_totals(&stats)?;
     let jobs = window.receipts.max(1);
     println!(
@@ -309,7 +322,9 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         window.receipts,
         started.elapsed().as_secs_f64()
     );
-    let verdict = check_outcome(&window, &miners, args.bad_miner_index);
+    let paid_attacker = args.fault_mode.as_deref() == Some("inflate_cost");
+    let verdict = check_outcome(&window, &miners, args.bad_miner_index, paid_attacker)
+        .and_then(|()| check_shares(&window, &shares));
     let idle = miners
         .iter()
         .filter(|(_, h)| !window.scores.iter().any(|s| s.ss58 == h.ss58()))
@@ -355,10 +370,46 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 fn expectation(args: &SmokeArgs) -> String {
-    match args.bad_miner_index {
-        Some(bad) => format!("miner {bad} scored 0, every honest miner is paid"),
-        None => "every miner that worked has a positive weight; weights sum to 1".into(),
+    let shares = "each weight is its miner's share of the credited CU within 1 %";
+    match (args.bad_miner_index, args.fault_mode.as_deref()) {
+        (Some(bad), Some("inflate_cost")) => {
+            format!("miner {bad}'s cost claims were ignored; {shares}")
+        }
+        (Some(bad), _) => format!("miner {bad} scored 0, every honest miner is paid; {shares}"),
+        _ => format!("every miner that worked has a positive weight; {shares}"),
     }
+}
+
+/// Every weight must equal the hotkey's share of the credited compute units
+/// (read from verdicts and owner-signed manifests) within 1 %.
+fn check_shares(
+    window: &pb::ScoreWindow,
+    shares: &std::collections::BTreeMap<Hotkey, f64>,
+) -> Result<(), String> {
+    let mut worst: f64 = 0.0;
+    for score in &window.scores {
+        let hotkey = Hotkey::from_bytes(&score.hotkey).map_err(|e| e.to_string())?;
+        let share = shares.get(&hotkey).copied().unwrap_or(0.0);
+        let off = if share > 0.0 {
+            (score.weight - share).abs() / share
+        } else if score.weight == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+        if off > 0.01 {
+            return Err(format!(
+                "{} has weight {:.4} but {:.4} of the credited CU",
+                score.ss58, score.weight, share
+            ));
+        }
+        worst = worst.max(off);
+    }
+    println!(
+        "weights vs credited CU share: largest deviation {:.3} %",
+        worst * 100.0
+    );
+    Ok(())
 }
 
 /// Follows the run's progress until the orchestrator and the validator exit.
@@ -441,8 +492,13 @@ fn print_table(window: &pb::ScoreWindow, miners: &[(PathBuf, Hotkey)], bad: Opti
             s.score,
             s.weight
         );
-        if s.failed > 0 {
-            println!("       why 0: {}", s.reason);
+        if s.weight == 0.0 {
+            let why = if s.receipts == 0 {
+                "no receipts".to_string()
+            } else {
+                s.reason.clone()
+            };
+            println!("       why 0: {why}");
         }
     }
     println!();
@@ -452,6 +508,7 @@ fn check_outcome(
     window: &pb::ScoreWindow,
     miners: &[(PathBuf, Hotkey)],
     bad: Option<usize>,
+    paid_attacker: bool,
 ) -> Result<(), String> {
     if !window.complete {
         return Err("the score window is not complete".into());
@@ -472,7 +529,7 @@ fn check_outcome(
     }
     for (i, (_, hotkey)) in miners.iter().enumerate() {
         let w = weight(hotkey).unwrap_or(0.0);
-        if bad == Some(i) {
+        if bad == Some(i) && !paid_attacker {
             if w != 0.0 {
                 return Err(format!(
                     "misbehaving miner {i} got weight {w} (it escaped sampling or was not caught)"
@@ -621,15 +678,7 @@ async fn read_with_retry<T: locus_protocol::Record>(
     key: &str,
     expect: Expect<'_>,
 ) -> anyhow::Result<T> {
-    let mut tries = 0;
-    loop {
-        match bucket.get::<T>(key, expect).await {
-            Ok(record) => return Ok(record.into_inner()),
-            Err(locus_protocol::BucketError::Storage { .. }) if tries < 5 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(crate::audit::retry(|| bucket.get::<T>(key, expect))
+        .await?
+        .into_inner())
 }

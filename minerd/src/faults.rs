@@ -1,6 +1,7 @@
-//! Deliberate misbehaviour for adversarial tests of the validator.
+//! Deliberate misbehaviour: the attack matrix the validator and the owner
+//! are tested against (`docs/security.md` lists each attack and its defence).
 //!
-//! Only compiled with the `fault-injection` feature (on for development
+//! Selectable only with the `fault-injection` feature (on for development
 //! builds, off in release images), so a production miner cannot be switched
 //! into a cheating mode by a flag.
 
@@ -18,13 +19,40 @@ pub enum FaultMode {
     WrongOutput,
     /// Do not compute; return zeros of the right shapes.
     SkipCompute,
+    /// Corrupt only receipts it guesses will not be sampled, guessing from
+    /// public data (the receipt key), as a predictable sampler would allow.
+    Stealth,
+    /// Never compute: wait for another attempt's output of the same job and
+    /// submit a copy of it.
+    Copy,
+    /// Submit the output of an earlier job of the same kind for a new job.
+    ReplayOld,
+    /// Compute honestly, but write receipts claiming another miner's hotkey.
+    ForeignReceipt,
+    /// Ignore real work; forge owner manifests and assignments (for itself
+    /// and planted for other miners) and submit receipts for them.
+    ForgeManifest,
+    /// Compute honestly, but report a huge cost in the receipt.
+    InflateCost,
+    /// Compute honestly, but write the result after the lease expired.
+    Late,
+    /// Ignore real work; try to write through grants sealed to other miners.
+    LeakedGrant,
 }
 
 impl FaultMode {
-    pub const ALL: [FaultMode; 3] = [
+    pub const ALL: [FaultMode; 11] = [
         FaultMode::PartialCorrupt,
         FaultMode::WrongOutput,
         FaultMode::SkipCompute,
+        FaultMode::Stealth,
+        FaultMode::Copy,
+        FaultMode::ReplayOld,
+        FaultMode::ForeignReceipt,
+        FaultMode::ForgeManifest,
+        FaultMode::InflateCost,
+        FaultMode::Late,
+        FaultMode::LeakedGrant,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -32,14 +60,31 @@ impl FaultMode {
             FaultMode::PartialCorrupt => "partial_corrupt",
             FaultMode::WrongOutput => "wrong_output",
             FaultMode::SkipCompute => "skip_compute",
+            FaultMode::Stealth => "stealth",
+            FaultMode::Copy => "copy",
+            FaultMode::ReplayOld => "replay_old",
+            FaultMode::ForeignReceipt => "foreign_receipt",
+            FaultMode::ForgeManifest => "forge_manifest",
+            FaultMode::InflateCost => "inflate_cost",
+            FaultMode::Late => "late",
+            FaultMode::LeakedGrant => "leaked_grant",
         }
+    }
+
+    /// What the stealth attacker believes: a receipt is checked when a
+    /// public hash of its key falls under the default rate (how a sampler
+    /// keyed on public data decides). The validator's draw is keyed on its
+    /// own secret signature instead, so this guess is worth nothing.
+    pub fn guess_sampled(receipt_key: &str) -> bool {
+        let hash = blake3::hash(receipt_key.as_bytes());
+        hash.as_bytes()[0] < 64
     }
 
     /// Applies the fault to honestly computed outputs (not used for
     /// `SkipCompute`, which never computes).
     pub fn corrupt(&self, tensors: &mut [pb::Tensor], salt: u64) {
         match self {
-            FaultMode::PartialCorrupt => {
+            FaultMode::PartialCorrupt | FaultMode::Stealth => {
                 if let Some(first) = tensors.first_mut()
                     && let Ok(mut t) = F32Tensor::from_pb(first)
                     && let Some(v) = t.values.first_mut()
@@ -62,7 +107,7 @@ impl FaultMode {
                     }
                 }
             }
-            FaultMode::SkipCompute => {}
+            _ => {}
         }
     }
 
@@ -89,9 +134,8 @@ impl FromStr for FaultMode {
             .into_iter()
             .find(|m| m.name() == s)
             .ok_or_else(|| {
-                format!(
-                    "unknown fault mode {s:?}; one of partial_corrupt, wrong_output, skip_compute"
-                )
+                let names: Vec<&str> = FaultMode::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown fault mode {s:?}; one of {}", names.join(", "))
             })
     }
 }

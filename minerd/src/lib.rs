@@ -7,6 +7,7 @@
 //! its output artifact and a signed receipt.
 
 pub mod access;
+pub mod attacks;
 pub mod faults;
 pub mod supervisor;
 pub mod worker;

@@ -15,6 +15,7 @@ use locus_workloads::{Device, mlp};
 use tracing::{info, warn};
 
 use crate::access::{Access, AccessError};
+use crate::attacks;
 use crate::faults::FaultMode;
 
 pub struct WorkerConfig {
@@ -42,6 +43,9 @@ pub enum Skip {
     AlreadyDone,
     #[error("compute failed: {0}")]
     Compute(String),
+    /// A deliberate misbehaviour (test-only fault modes).
+    #[error("{0}")]
+    Attack(String),
 }
 
 impl Skip {
@@ -72,6 +76,8 @@ pub struct Worker {
     http: reqwest::Client,
     executed: locus_observe::Counter,
     refused: locus_observe::Counter,
+    /// `replay_old`: the first output of each job kind, resubmitted later.
+    replay_store: HashMap<i32, Vec<pb::Tensor>>,
 }
 
 impl Worker {
@@ -86,6 +92,7 @@ impl Worker {
             http: reqwest::Client::new(),
             executed: Default::default(),
             refused: Default::default(),
+            replay_store: HashMap::new(),
         }
     }
 
@@ -210,6 +217,16 @@ impl Worker {
         if assignment.deadline_unix_ms <= unix_ms() {
             return Err(Skip::Expired);
         }
+        if attacks::abandons_assignments(self.cfg.fault) {
+            let tried = match self.cfg.fault {
+                Some(FaultMode::ForgeManifest) => {
+                    attacks::forge_manifest(&self.bucket, &self.key, self.cfg.index, &assignment)
+                        .await
+                }
+                _ => attacks::leaked_grant(&self.bucket, &self.key, &self.http, &assignment).await,
+            };
+            return Err(Skip::Attack(tried));
+        }
         let started = unix_ms();
         let manifest: Verified<pb::JobManifest> = self
             .bucket
@@ -252,9 +269,36 @@ impl Worker {
             inputs.push(artifact.into_inner());
         }
         self.set_current(&job_id);
-        let tensors = self.compute(&run, manifest.into_inner(), inputs).await;
+        let kind = manifest.kind;
+        let tensors = if self.cfg.fault == Some(FaultMode::Copy) {
+            attacks::copy_other_attempt(
+                &self.bucket,
+                &run_id,
+                &job_id,
+                attempt,
+                assignment.deadline_unix_ms,
+            )
+            .await
+            .ok_or_else(|| Skip::Attack("copy: nothing to copy".into()))
+        } else {
+            let corrupt = self.cfg.fault != Some(FaultMode::Stealth)
+                || !FaultMode::guess_sampled(&receipt_key);
+            self.compute(&run, manifest.into_inner(), inputs, corrupt)
+                .await
+        };
         self.set_current("");
-        let tensors = tensors?;
+        let mut tensors = tensors?;
+        if self.cfg.fault == Some(FaultMode::ReplayOld) {
+            match self.replay_store.get(&kind) {
+                Some(old) => tensors = old.clone(),
+                None => {
+                    self.replay_store.insert(kind, tensors.clone());
+                }
+            }
+        }
+        if self.cfg.fault == Some(FaultMode::Late) {
+            attacks::wait_past(assignment.deadline_unix_ms).await;
+        }
         let artifact = pb::TensorArtifact {
             run_id: run_id.clone(),
             job_id: job_id.clone(),
@@ -272,11 +316,15 @@ impl Worker {
             )
             .await?;
         let size = prost::Message::encoded_len(&artifact) as u64;
+        let claimed = match self.cfg.fault {
+            Some(FaultMode::ForeignReceipt) => attacks::someone_else(&self.bucket, &hotkey).await,
+            _ => hotkey,
+        };
         let receipt = pb::Receipt {
             run_id: run_id.clone(),
             job_id: job_id.clone(),
             attempt,
-            hotkey: hotkey.to_bytes().to_vec(),
+            hotkey: claimed.to_bytes().to_vec(),
             worker: self.cfg.index,
             assignment_key: key.to_string(),
             manifest_digest: assignment.manifest_digest.clone(),
@@ -290,7 +338,8 @@ impl Worker {
             cpu_features: self.cpu_features.clone(),
             started_unix_ms: started,
             finished_unix_ms: unix_ms(),
-            claimed_cost: None,
+            claimed_cost: (self.cfg.fault == Some(FaultMode::InflateCost))
+                .then(attacks::inflated_cost),
             step,
         };
         access
@@ -307,6 +356,7 @@ impl Worker {
         run: &pb::RunManifest,
         manifest: pb::JobManifest,
         inputs: Vec<pb::TensorArtifact>,
+        corrupt: bool,
     ) -> Result<Vec<pb::Tensor>, Skip> {
         if self.cfg.fault == Some(FaultMode::SkipCompute) {
             let cfg = run.mlp.unwrap_or_default();
@@ -322,7 +372,9 @@ impl Worker {
         .await
         .map_err(|e| Skip::Compute(e.to_string()))?
         .map_err(|e| Skip::Compute(e.to_string()))?;
-        if let Some(fault) = self.cfg.fault {
+        if let Some(fault) = self.cfg.fault
+            && corrupt
+        {
             fault.corrupt(&mut tensors, salt);
         }
         Ok(tensors)

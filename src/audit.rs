@@ -1,0 +1,105 @@
+//! Checks of a finished run that read only signed objects from the bucket,
+//! independently of the validator's own arithmetic: what each hotkey's
+//! weight should be, and which parameters the run produced.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::{Bucket, BucketError, Expect, Hotkey};
+use locus_workloads::cost;
+
+/// Each paid hotkey's share of the credited compute units: the CU of every
+/// job it was credited for (verified or unsampled), priced from the
+/// owner-signed manifest, never from anything a miner wrote. A hotkey with a
+/// failed verdict is owed nothing.
+pub async fn cu_shares(
+    bucket: &Bucket,
+    run: &str,
+    owner: &Hotkey,
+    validator: &Hotkey,
+) -> anyhow::Result<BTreeMap<Hotkey, f64>> {
+    let layout = bucket.layout();
+    let mut units: BTreeMap<Hotkey, u64> = BTreeMap::new();
+    let mut failed = BTreeSet::new();
+    let prefix = layout.verdicts(run);
+    for key in retry(|| bucket.list(&prefix, None)).await? {
+        let verdict = retry(|| bucket.get::<pb::Verdict>(&key, Expect::Signer(validator))).await?;
+        let hotkey = Hotkey::from_bytes(&verdict.hotkey)?;
+        match VerdictOutcome::try_from(verdict.outcome).unwrap_or_default() {
+            VerdictOutcome::Verified | VerdictOutcome::Unsampled => {
+                let key = layout.job_manifest(run, &verdict.job_id);
+                let manifest =
+                    retry(|| bucket.get::<pb::JobManifest>(&key, Expect::Signer(owner))).await?;
+                let cu = cost::compute_units(&manifest.cost.unwrap_or_default());
+                *units.entry(hotkey).or_default() += cu;
+            }
+            VerdictOutcome::Failed => {
+                failed.insert(hotkey);
+            }
+            _ => {}
+        }
+    }
+    for hotkey in &failed {
+        units.remove(hotkey);
+    }
+    let total: u64 = units.values().sum();
+    Ok(units
+        .into_iter()
+        .map(|(h, cu)| {
+            (
+                h,
+                if total > 0 {
+                    cu as f64 / total as f64
+                } else {
+                    0.0
+                },
+            )
+        })
+        .collect())
+}
+
+/// A short fingerprint of the run's final parameters (the tensors of the
+/// artifact the run state names), equal across runs that trained the same
+/// model whoever computed it.
+pub async fn params_fingerprint(bucket: &Bucket, state: &pb::RunState) -> anyhow::Result<String> {
+    let params = state
+        .params
+        .as_ref()
+        .context("the run state names no parameters")?;
+    let writer = Hotkey::from_bytes(&params.writer)?;
+    let artifact =
+        retry(|| bucket.get::<pb::TensorArtifact>(&params.key, Expect::Signer(&writer))).await?;
+    anyhow::ensure!(
+        artifact.digest().as_bytes().as_slice() == params.digest.as_slice(),
+        "artifact {} does not match the run state's digest",
+        params.key
+    );
+    let mut hasher = blake3::Hasher::new();
+    for tensor in &artifact.tensors {
+        hasher.update(&prost::Message::encode_to_vec(tensor));
+    }
+    Ok(hasher.finalize().to_hex()[..16].to_string())
+}
+
+/// Retries a bucket call through passing storage errors (a flaky network,
+/// or the fault injection of the storage-fault tests).
+pub async fn retry<T, F, Fut>(mut call: F) -> Result<T, BucketError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BucketError>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(BucketError::Storage { .. }) if tries < 8 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The attack matrix of docs/security.md: for each attack a multi-step local
+//! run at the default sample rate with three honest miners and one attacker
+//! (miner 0). In every case `locus local-smoke` itself checks that the
+//! attacker's weight is 0 (or, for inflated cost claims, its true CU share)
+//! and that every weight equals the hotkey's share of the credited compute
+//! units within 1 %; here we also check that the training result is the one
+//! an all-honest run produces, bit for bit, and that the score table or the
+//! logs say what happened.
+
+mod common;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use common::{smoke, table_row, weight};
+
+const RUN: [&str; 12] = [
+    "--steps",
+    "3",
+    "--miners",
+    "4",
+    "--micro-batches",
+    "3",
+    "--replicas",
+    "2",
+    "--lease-secs",
+    "4",
+    "--sample-rate",
+    "0.25",
+];
+
+fn fingerprint(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("final parameters: "))
+        .unwrap_or_else(|| panic!("no final parameters in:\n{stdout}"))
+        .to_string()
+}
+
+/// The parameters an all-honest run with the same seed ends with.
+fn reference() -> &'static str {
+    static REFERENCE: OnceLock<String> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let out = smoke(&RUN);
+        assert!(out.status.success(), "honest reference run failed");
+        fingerprint(&String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+struct Attacked {
+    stdout: String,
+    work: tempfile::TempDir,
+}
+
+impl Attacked {
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.work.path().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// The score table's "why 0" line under the attacker's row.
+    fn why(&self) -> String {
+        let mut lines = self.stdout.lines();
+        lines.find(|l| l.starts_with("0*")).expect("attacker row");
+        lines
+            .next()
+            .and_then(|l| l.trim().strip_prefix("why 0: "))
+            .unwrap_or_else(|| panic!("no reason under the attacker's row:\n{}", self.stdout))
+            .to_string()
+    }
+}
+
+fn attack(mode: &str, bucket: &str) -> Attacked {
+    let expected = reference().to_string();
+    let work = tempfile::tempdir().expect("workdir");
+    let workdir = work.path().display().to_string();
+    let mut args = RUN.to_vec();
+    args.extend([
+        "--bad-miner-index",
+        "0",
+        "--fault-mode",
+        mode,
+        "--bucket",
+        bucket,
+        "--workdir",
+        &workdir,
+    ]);
+    let out = smoke(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{mode}: the run did not end as expected (attacker paid, or weights off their CU share)"
+    );
+    assert_eq!(
+        fingerprint(&stdout),
+        expected,
+        "{mode}: the training result differs from an all-honest run"
+    );
+    for i in 1..4 {
+        assert!(weight(&stdout, i) > 0.0, "{mode}: honest miner {i} unpaid");
+    }
+    Attacked { stdout, work }
+}
+
+fn caught(mode: &str, why: &str) -> Attacked {
+    let run = attack(mode, "local");
+    assert_eq!(weight(&run.stdout, 0), 0.0, "{mode}: the attacker was paid");
+    let reason = run.why();
+    assert!(
+        reason.contains(why),
+        "{mode}: reason {reason:?} lacks {why:?}"
+    );
+    run
+}
+
+#[test]
+fn partial_corrupt_earns_nothing() {
+    caught("partial_corrupt", "failed verdict: replay mismatch");
+}
+
+#[test]
+fn wrong_output_earns_nothing() {
+    caught("wrong_output", "failed verdict: replay mismatch");
+}
+
+#[test]
+fn skip_compute_earns_nothing() {
+    caught("skip_compute", "failed verdict: replay mismatch");
+}
+
+#[test]
+fn stealth_corruption_earns_nothing() {
+    caught("stealth", "failed verdict: replay mismatch");
+}
+
+#[test]
+fn replaying_old_outputs_earns_nothing() {
+    caught("replay_old", "failed verdict");
+}
+
+#[test]
+fn copied_outputs_earn_nothing() {
+    let run = caught("copy", "late, no credit");
+    assert!(
+        run.log("miner0")
+            .contains("attack copy: submitting another attempt's output"),
+        "the attacker must have copied something"
+    );
+}
+
+#[test]
+fn late_results_earn_nothing() {
+    caught("late", "late, no credit (first: written");
+}
+
+#[test]
+fn receipts_claiming_another_hotkey_are_rejected() {
+    caught("foreign_receipt", "rejected, no credit");
+}
+
+#[test]
+fn forged_manifests_are_never_executed() {
+    let run = caught("forge_manifest", "rejected, no credit");
+    assert!(run.why().contains("expected"), "{}", run.why());
+    for i in 1..4 {
+        let log = run.log(&format!("miner{i}"));
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("-forged") && l.contains("job done")),
+            "miner {i} executed a forged job"
+        );
+    }
+    let refused = (1..4)
+        .map(|i| run.log(&format!("miner{i}")))
+        .filter(|log| {
+            log.lines()
+                .any(|l| l.contains("/99999900000") && l.contains("not executed"))
+        })
+        .count();
+    assert!(refused > 0, "no honest miner saw and refused a forgery");
+    assert_no_forged_work(run.work.path());
+}
+
+/// No artifact of a forged job was written by anyone but the forger.
+fn assert_no_forged_work(work: &Path) {
+    let artifacts = work.join("bucket/v1/netuid=3/runs/smoke/artifacts");
+    let forged: Vec<_> = std::fs::read_dir(&artifacts)
+        .expect("artifacts")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-forged"))
+        .collect();
+    for dir in forged {
+        let n = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert!(n <= 1, "{}: {n} artifacts", dir.path().display());
+    }
+}
+
+#[test]
+fn inflated_cost_claims_change_nothing() {
+    let run = attack("inflate_cost", "local");
+    let row = table_row(&run.stdout, 0);
+    assert!(weight(&run.stdout, 0) > 0.0, "honest work is still paid");
+    // CU column: the manifest's static cost, not the claim (u64::MAX / 4).
+    let cu: u64 = row[row.len() - 3].parse().expect("CU");
+    assert!(cu < 1_000_000, "CU {cu} follows the claim");
+}
+
+#[test]
+fn leaked_grants_are_refused() {
+    let run = attack("leaked_grant", "s3-local");
+    assert_eq!(weight(&run.stdout, 0), 0.0);
+    let log = run.log("miner0");
+    assert!(
+        log.contains("refused: "),
+        "no leaked grant was tried:\n{log}"
+    );
+    assert!(
+        log.contains("PUT through a re-pathed URL: 403"),
+        "the storage must refuse a re-pathed presigned URL:\n{log}"
+    );
+    assert!(!log.contains("must never happen"), "{log}");
+}
