@@ -134,6 +134,10 @@ impl Validator {
             }
             if progressed {
                 backoff.reset();
+            } else if self.runs.values().any(|t| !t.complete) {
+                // The owner waits for verdicts before it goes on: while a
+                // run is live, keep the delay to a new receipt short.
+                backoff.cap(self.settings.poll_min * 4);
             }
             if !shutdown.sleep(backoff.next_delay()).await {
                 return Ok(());
