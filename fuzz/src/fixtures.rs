@@ -145,7 +145,11 @@ impl Fixture for pb::RunState {
             eval_loss: vec![0.52, 0.41],
             train_loss: vec![0.61, 0.47],
             unix_ms: T0 + 5_000,
-            ..Default::default()
+            params: Some(pb::InputRef {
+                key: format!("v1/netuid=3/runs/{RUN}/artifacts/s00001-outer/a001.pb"),
+                digest: vec![7; 32],
+                writer: vec![9; 32],
+            }),
         }
     }
     fn inspect(&self) {
@@ -316,6 +320,8 @@ impl Fixture for pb::ScoreWindow {
                 unsampled_cu: 3_000,
                 score: 4_000.0,
                 weight: 1.0,
+                rejected: 1,
+                reason: "1 verified (1000 CU) + 3 unsampled (3000 CU)".into(),
                 ..Default::default()
             }],
             complete: true,

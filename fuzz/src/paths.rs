@@ -27,6 +27,13 @@ pub fn fuzz(data: &[u8]) {
             Some((step, job, attempt))
         );
     }
+    if let Some((step, job, attempt)) = layout.parse_verdict(RUN, key) {
+        let rebuilt = layout.verdict(RUN, step, &job, attempt);
+        assert_eq!(
+            layout.parse_verdict(RUN, &rebuilt),
+            Some((step, job, attempt))
+        );
+    }
     if let Some(run) = layout.parse_run_manifest(key) {
         let rebuilt = layout.run_manifest(&run);
         assert_eq!(layout.parse_run_manifest(&rebuilt), Some(run));
