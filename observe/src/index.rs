@@ -241,6 +241,83 @@ impl<T> Tracked<T> {
     }
 }
 
+/// Forgets rewritten objects no longer listed and returns the listed ones
+/// that must be read (again): new, changed, or due for a re-read.
+fn stale<'l, T>(
+    tracked: &mut BTreeMap<String, Tracked<T>>,
+    listed: &'l [Listed],
+    reread: Duration,
+    report: &mut RefreshReport,
+) -> Vec<&'l Listed> {
+    let present: BTreeSet<&str> = listed.iter().map(|l| l.key.as_str()).collect();
+    let before = tracked.len();
+    tracked.retain(|k, _| present.contains(k.as_str()));
+    report.changed |= before != tracked.len();
+    listed
+        .iter()
+        .filter(|l| {
+            !tracked
+                .get(&l.key)
+                .is_some_and(|t| t.fresh(&l.meta, reread))
+        })
+        .collect()
+}
+
+/// Stores what reading a rewritten object gave, listing it as rejected (or
+/// no longer) accordingly.
+fn settle<T>(
+    tracked: &mut BTreeMap<String, Tracked<T>>,
+    rejected: &mut BTreeMap<String, RejectedView>,
+    listed: &Listed,
+    kind: &'static str,
+    value: Result<T, String>,
+    report: &mut RefreshReport,
+) {
+    report.changed = true;
+    match &value {
+        Ok(_) => {
+            rejected.remove(&listed.key);
+        }
+        Err(reason) => {
+            report.rejected += u64::from(reject_into(rejected, &listed.key, kind, reason.clone()));
+        }
+    }
+    tracked.insert(
+        listed.key.clone(),
+        Tracked {
+            meta: listed.meta.clone(),
+            read_at: Instant::now(),
+            value,
+        },
+    );
+}
+
+/// Adds `key` to the rejected objects; returns whether it (or its reason) is new.
+fn reject_into(
+    rejected: &mut BTreeMap<String, RejectedView>,
+    key: &str,
+    kind: &'static str,
+    reason: String,
+) -> bool {
+    let fresh = match rejected.get(key) {
+        Some(r) => r.reason != reason,
+        None => true,
+    };
+    if fresh {
+        debug!(key, kind, %reason, "rejected object");
+        rejected.insert(
+            key.to_string(),
+            RejectedView {
+                key: key.to_string(),
+                kind,
+                reason,
+                seen_unix_ms: unix_ms(),
+            },
+        );
+    }
+    fresh
+}
+
 #[derive(Debug)]
 struct ReceiptEntry {
     row: ReceiptRow,
@@ -383,23 +460,7 @@ impl DiscoveryIndex {
     }
 
     fn reject(&mut self, key: &str, kind: &'static str, reason: String) -> bool {
-        let fresh = match self.rejected.get(key) {
-            Some(r) => r.reason != reason,
-            None => true,
-        };
-        if fresh {
-            debug!(key, kind, %reason, "rejected object");
-            self.rejected.insert(
-                key.to_string(),
-                RejectedView {
-                    key: key.to_string(),
-                    kind,
-                    reason,
-                    seen_unix_ms: unix_ms(),
-                },
-            );
-        }
-        fresh
+        reject_into(&mut self.rejected, key, kind, reason)
     }
 
     /// GETs `keys` concurrently; results in no particular order.
@@ -1012,18 +1073,8 @@ impl DiscoveryIndex {
     async fn refresh_heartbeats(&mut self, report: &mut RefreshReport) -> Result<(), crate::Error> {
         let layout = self.bucket.layout().clone();
         let listed = self.meta.list(&self.bucket, &layout.heartbeats()).await?;
-        let present: BTreeSet<&str> = listed.iter().map(|l| l.key.as_str()).collect();
-        let before = self.heartbeats.len();
-        self.heartbeats.retain(|k, _| present.contains(k.as_str()));
-        report.changed |= before != self.heartbeats.len();
-        for l in &listed {
-            if self
-                .heartbeats
-                .get(&l.key)
-                .is_some_and(|t| t.fresh(&l.meta, self.cfg.reread_without_meta))
-            {
-                continue;
-            }
+        let reread = self.cfg.reread_without_meta;
+        for l in stale(&mut self.heartbeats, &listed, reread, report) {
             let value = match layout.parse_heartbeat(&l.key) {
                 None => Err("key is not heartbeats/{ss58}/w{worker}.pb".to_string()),
                 Some((hotkey, worker)) => {
@@ -1052,22 +1103,13 @@ impl DiscoveryIndex {
                     }
                 }
             };
-            report.changed = true;
-            match &value {
-                Ok(_) => {
-                    self.rejected.remove(&l.key);
-                }
-                Err(reason) => {
-                    report.rejected += u64::from(self.reject(&l.key, "heartbeat", reason.clone()));
-                }
-            }
-            self.heartbeats.insert(
-                l.key.clone(),
-                Tracked {
-                    meta: l.meta.clone(),
-                    read_at: Instant::now(),
-                    value,
-                },
+            settle(
+                &mut self.heartbeats,
+                &mut self.rejected,
+                l,
+                "heartbeat",
+                value,
+                report,
             );
         }
         Ok(())
@@ -1094,18 +1136,8 @@ impl DiscoveryIndex {
         let layout = self.bucket.layout().clone();
         let prefix = layout.scores();
         let listed = self.meta.list(&self.bucket, &prefix).await?;
-        let present: BTreeSet<&str> = listed.iter().map(|l| l.key.as_str()).collect();
-        let before = self.scores.len();
-        self.scores.retain(|k, _| present.contains(k.as_str()));
-        report.changed |= before != self.scores.len();
-        for l in &listed {
-            if self
-                .scores
-                .get(&l.key)
-                .is_some_and(|t| t.fresh(&l.meta, self.cfg.reread_without_meta))
-            {
-                continue;
-            }
+        let reread = self.cfg.reread_without_meta;
+        for l in stale(&mut self.scores, &listed, reread, report) {
             report.fetched += 1;
             let window = l
                 .key
@@ -1145,23 +1177,13 @@ impl DiscoveryIndex {
                 }
                 Err(e) => Err(reason_of(&e)),
             };
-            report.changed = true;
-            match &value {
-                Ok(_) => {
-                    self.rejected.remove(&l.key);
-                }
-                Err(reason) => {
-                    report.rejected +=
-                        u64::from(self.reject(&l.key, "score window", reason.clone()));
-                }
-            }
-            self.scores.insert(
-                l.key.clone(),
-                Tracked {
-                    meta: l.meta.clone(),
-                    read_at: Instant::now(),
-                    value,
-                },
+            settle(
+                &mut self.scores,
+                &mut self.rejected,
+                l,
+                "score window",
+                value,
+                report,
             );
         }
         Ok(())
@@ -1171,18 +1193,8 @@ impl DiscoveryIndex {
         let layout = self.bucket.layout().clone();
         let prefix = format!("{}/weights/", layout.root());
         let listed = self.meta.list(&self.bucket, &prefix).await?;
-        let present: BTreeSet<&str> = listed.iter().map(|l| l.key.as_str()).collect();
-        let before = self.weights.len();
-        self.weights.retain(|k, _| present.contains(k.as_str()));
-        report.changed |= before != self.weights.len();
-        for l in &listed {
-            if self
-                .weights
-                .get(&l.key)
-                .is_some_and(|t| t.fresh(&l.meta, self.cfg.reread_without_meta))
-            {
-                continue;
-            }
+        let reread = self.cfg.reread_without_meta;
+        for l in stale(&mut self.weights, &listed, reread, report) {
             report.fetched += 1;
             let window = l
                 .key
@@ -1223,23 +1235,13 @@ impl DiscoveryIndex {
                 }
                 Err(e) => Err(reason_of(&e)),
             };
-            report.changed = true;
-            match &value {
-                Ok(_) => {
-                    self.rejected.remove(&l.key);
-                }
-                Err(reason) => {
-                    report.rejected +=
-                        u64::from(self.reject(&l.key, "chain weights", reason.clone()));
-                }
-            }
-            self.weights.insert(
-                l.key.clone(),
-                Tracked {
-                    meta: l.meta.clone(),
-                    read_at: Instant::now(),
-                    value,
-                },
+            settle(
+                &mut self.weights,
+                &mut self.rejected,
+                l,
+                "chain weights",
+                value,
+                report,
             );
         }
         Ok(())
