@@ -40,9 +40,13 @@ pub struct SmokeArgs {
     pub bad_miner_index: Option<usize>,
     /// How the bad miner misbehaves: partial_corrupt, wrong_output,
     /// skip_compute, stealth, copy, replay_old, foreign_receipt,
-    /// forge_manifest, inflate_cost, late, leaked_grant (see docs/security.md).
+    /// forge_manifest, inflate_cost, late, leaked_grant, taint (see
+    /// docs/security.md).
     #[arg(long, requires = "bad_miner_index")]
     pub fault_mode: Option<String>,
+    /// Replays a miner must pass before the validator only samples it.
+    #[arg(long, default_value_t = 3)]
+    pub probation_replays: u32,
     /// Lease of each assignment, in seconds: a job not done by then goes to
     /// another miner.
     #[arg(long, default_value_t = 120)]
@@ -200,6 +204,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             format!("--key={}", validator_file.display()),
             format!("--owner={owner}"),
             format!("--sample-rate={}", args.sample_rate),
+            format!("--probation-replays={}", args.probation_replays),
             format!("--exit-after-run={RUN_ID}"),
             format!("--stats-file={}", stats.join("validatord.json").display()),
         ]),

@@ -220,3 +220,57 @@ fn leaked_grants_are_refused() {
     );
     assert!(!log.contains("must never happen"), "{log}");
 }
+
+/// A cheater the sampler misses at first: with no sampling and no probation
+/// its corrupt inner outputs are used for two steps, until a replay of one
+/// of its reduce or outer jobs (always replayed) catches it. The run must
+/// then go back, recompute everything built on its unverified output, and
+/// end with the parameters of an all-honest run.
+#[test]
+fn a_caught_cheater_s_unverified_work_is_undone() {
+    let run = [
+        "--steps",
+        "4",
+        "--miners",
+        "2",
+        "--micro-batches",
+        "3",
+        "--replicas",
+        "2",
+        "--sample-rate",
+        "0",
+        "--probation-replays",
+        "0",
+    ];
+    let honest = smoke(&run);
+    assert!(honest.status.success(), "honest reference run failed");
+    let expected = fingerprint(&String::from_utf8_lossy(&honest.stdout));
+    let work = tempfile::tempdir().expect("workdir");
+    let workdir = work.path().display().to_string();
+    let mut args = run.to_vec();
+    args.extend([
+        "--bad-miner-index",
+        "0",
+        "--fault-mode",
+        "taint",
+        "--workdir",
+        &workdir,
+    ]);
+    let out = smoke(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "taint: the run did not end as expected"
+    );
+    assert_eq!(weight(&stdout, 0), 0.0);
+    let log = std::fs::read_to_string(work.path().join("logs/orchestratord.log")).expect("log");
+    assert!(
+        log.contains("rewinding the run"),
+        "the cheater's unverified work was never undone:\n{log}"
+    );
+    assert_eq!(
+        fingerprint(&stdout),
+        expected,
+        "the run trained on the cheater's output"
+    );
+}

@@ -150,6 +150,12 @@ impl Fixture for pb::RunState {
                 digest: vec![7; 32],
                 writer: vec![9; 32],
             }),
+            rewinds: vec![pb::Rewind {
+                from_step: 1,
+                hotkey: "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM".into(),
+                reason: "s00001-reduce attempt 1 failed: replay mismatch".into(),
+                unix_ms: T0 + 4_000,
+            }],
         }
     }
     fn inspect(&self) {

@@ -38,10 +38,15 @@ pub enum FaultMode {
     Late,
     /// Ignore real work; try to write through grants sealed to other miners.
     LeakedGrant,
+    /// Corrupt inner outputs (which the step's reduce averages) from the
+    /// start, and reduce and outer outputs from step 2 on: the run uses its
+    /// unverified inner outputs for two steps before a replay of a critical
+    /// job catches it, and must then undo them.
+    Taint,
 }
 
 impl FaultMode {
-    pub const ALL: [FaultMode; 11] = [
+    pub const ALL: [FaultMode; 12] = [
         FaultMode::PartialCorrupt,
         FaultMode::WrongOutput,
         FaultMode::SkipCompute,
@@ -53,6 +58,7 @@ impl FaultMode {
         FaultMode::InflateCost,
         FaultMode::Late,
         FaultMode::LeakedGrant,
+        FaultMode::Taint,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -68,6 +74,16 @@ impl FaultMode {
             FaultMode::InflateCost => "inflate_cost",
             FaultMode::Late => "late",
             FaultMode::LeakedGrant => "leaked_grant",
+            FaultMode::Taint => "taint",
+        }
+    }
+
+    /// Whether `taint` corrupts a job of `kind` (a `JobKind` value) in `step`.
+    pub fn taints(kind: i32, step: u32) -> bool {
+        match pb::JobKind::try_from(kind) {
+            Ok(pb::JobKind::Inner) => true,
+            Ok(pb::JobKind::Reduce | pb::JobKind::Outer) => step >= 2,
+            _ => false,
         }
     }
 
@@ -84,7 +100,7 @@ impl FaultMode {
     /// `SkipCompute`, which never computes).
     pub fn corrupt(&self, tensors: &mut [pb::Tensor], salt: u64) {
         match self {
-            FaultMode::PartialCorrupt | FaultMode::Stealth => {
+            FaultMode::PartialCorrupt | FaultMode::Stealth | FaultMode::Taint => {
                 if let Some(first) = tensors.first_mut()
                     && let Ok(mut t) = F32Tensor::from_pb(first)
                     && let Some(v) = t.values.first_mut()

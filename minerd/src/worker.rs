@@ -281,8 +281,11 @@ impl Worker {
             .await
             .ok_or_else(|| Skip::Attack("copy: nothing to copy".into()))
         } else {
-            let corrupt = self.cfg.fault != Some(FaultMode::Stealth)
-                || !FaultMode::guess_sampled(&receipt_key);
+            let corrupt = match self.cfg.fault {
+                Some(FaultMode::Stealth) => !FaultMode::guess_sampled(&receipt_key),
+                Some(FaultMode::Taint) => FaultMode::taints(kind, step),
+                _ => true,
+            };
             self.compute(&run, manifest.into_inner(), inputs, corrupt)
                 .await
         };

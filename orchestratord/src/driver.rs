@@ -62,6 +62,10 @@ pub struct Orchestrator {
     judging: HashMap<String, String>,
     /// Bucket key of each job's current assignment: a receipt must name it.
     assignment_keys: HashMap<String, String>,
+    /// Jobs whose result was used without a replay (UNSAMPLED), and who
+    /// wrote it: if that hotkey is caught cheating later, the run goes back
+    /// to recompute from the earliest of them.
+    unverified: HashMap<String, Hotkey>,
     live: Vec<WorkerId>,
     last_worker_refresh: Option<std::time::Instant>,
     state: pb::RunState,
@@ -145,9 +149,16 @@ impl Orchestrator {
             }
         };
         let initial = Self::initial_artifact(&bucket, &owner, &run).await?;
+        // Rewinds decide the ids of the jobs still to run: keep them.
+        let rewinds = bucket
+            .get_opt::<pb::RunState>(&layout.run_state(&run_id), Expect::Signer(&owner_key))
+            .await?
+            .map(|s| s.into_inner().rewinds)
+            .unwrap_or_default();
         let mut orchestrator = Orchestrator {
             state: pb::RunState {
                 run_id: run_id.clone(),
+                rewinds,
                 ..Default::default()
             },
             bucket,
@@ -161,6 +172,7 @@ impl Orchestrator {
             seen_verdicts: Default::default(),
             judging: Default::default(),
             assignment_keys: Default::default(),
+            unverified: Default::default(),
             live: Vec::new(),
             last_worker_refresh: None,
             published: Default::default(),
@@ -256,7 +268,7 @@ impl Orchestrator {
         // Make sure every step with a recovered assignment is planned.
         if let Some(max_step) = latest.values().map(|(_, a)| a.step).max() {
             for step in 0..=max_step.min(self.settings.steps.saturating_sub(1)) {
-                self.schedule.add_jobs(plan::step_jobs(self.mlp(), step));
+                self.plan_step(step);
             }
         }
         let recovered = latest.len();
@@ -264,6 +276,10 @@ impl Orchestrator {
             let Ok(hotkey) = Hotkey::from_bytes(&a.hotkey) else {
                 continue;
             };
+            if self.schedule.spec(&job).is_none() {
+                // A job of a generation a rewind threw away.
+                continue;
+            }
             self.assignment_keys.insert(job.clone(), key);
             self.schedule.assign(
                 &job,
@@ -288,6 +304,7 @@ impl Orchestrator {
         }
         let run_id = self.run.run_id.clone();
         let prefix = self.bucket.layout().verdicts(&run_id);
+        let mut unsampled = Vec::new();
         for key in self.bucket.list(&prefix, None).await? {
             let Ok(verdict) = self
                 .bucket
@@ -296,11 +313,25 @@ impl Orchestrator {
             else {
                 continue;
             };
-            if verdict.outcome == pb::VerdictOutcome::Failed as i32
-                && let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey)
-            {
+            let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey) else {
+                continue;
+            };
+            if verdict.outcome == pb::VerdictOutcome::Failed as i32 {
                 self.ban(hotkey);
+            } else if verdict.outcome == pb::VerdictOutcome::Unsampled as i32 {
+                unsampled.push((hotkey, verdict.job_id.clone()));
             }
+        }
+        // A hotkey caught before a restart may have unverified results the
+        // run has used and no rewind on record yet (the crash came between).
+        let tainted = unsampled
+            .iter()
+            .filter(|(hotkey, _)| self.schedule.is_banned(hotkey))
+            .filter_map(|(hotkey, job)| self.schedule.spec(job).map(|s| (s.step, *hotkey)))
+            .min();
+        if let Some((step, hotkey)) = tainted {
+            self.rewind(step, hotkey, "caught before a restart".into())
+                .await?;
         }
         Ok(())
     }
@@ -313,8 +344,78 @@ impl Orchestrator {
     fn plan_ahead(&mut self) {
         let horizon = (self.state.completed_steps + 2).min(self.settings.steps);
         for step in 0..horizon {
-            self.schedule.add_jobs(plan::step_jobs(self.mlp(), step));
+            self.plan_step(step);
         }
+    }
+
+    /// How many rewinds reached back to `step`: its jobs' generation.
+    fn generation(&self, step: u32) -> u32 {
+        self.state
+            .rewinds
+            .iter()
+            .filter(|r| r.from_step <= step)
+            .count() as u32
+    }
+
+    fn plan_step(&mut self, step: u32) {
+        let prev = if step == 0 {
+            0
+        } else {
+            self.generation(step - 1)
+        };
+        let jobs = plan::step_jobs_in(self.mlp(), step, self.generation(step), prev);
+        self.schedule.add_jobs(jobs);
+    }
+
+    /// Goes back to recompute the run from `step`: everything from there on
+    /// may have been built on `hotkey`'s unverified output. The rewind is
+    /// recorded in the run state before anything is planned again, so a
+    /// restart resumes with the new job ids.
+    async fn rewind(&mut self, step: u32, hotkey: Hotkey, reason: String) -> anyhow::Result<()> {
+        let run_id = self.run.run_id.clone();
+        warn!(run = %run_id, from_step = step, hotkey = %hotkey, %reason, "rewinding the run: recomputing everything built on unverified output of a banned hotkey");
+        self.state.rewinds.push(pb::Rewind {
+            from_step: step,
+            hotkey: hotkey.ss58(),
+            reason,
+            unix_ms: unix_ms(),
+        });
+        self.state.completed_steps = self.state.completed_steps.min(step);
+        self.state.done = false;
+        self.state.eval_loss.truncate(step as usize);
+        self.state.train_loss.truncate(step as usize);
+        self.state.params = self.params_after(step);
+        self.state.unix_ms = unix_ms();
+        let key = self.bucket.layout().run_state(&run_id);
+        self.bucket.put(&key, &self.state, &self.owner).await?;
+        for job in self.schedule.drop_steps_from(step) {
+            self.judging.remove(&job);
+            self.assignment_keys.remove(&job);
+            self.unverified.remove(&job);
+        }
+        self.plan_ahead();
+        Ok(())
+    }
+
+    /// The parameters after `completed` steps: the last outer output.
+    fn params_after(&self, completed: u32) -> Option<pb::InputRef> {
+        let last = completed.checked_sub(1)?;
+        let outer = plan::job_id_in(self.generation(last), last, JobKind::Outer, 0, 0);
+        self.schedule.output(&outer).map(|out| pb::InputRef {
+            key: out.key.clone(),
+            digest: out.digest.to_vec(),
+            writer: out.by.hotkey.to_bytes().to_vec(),
+        })
+    }
+
+    /// After `hotkey` is caught: the earliest step holding a result of it
+    /// that the run used without a replay, if any.
+    fn tainted_from(&self, hotkey: &Hotkey) -> Option<u32> {
+        self.unverified
+            .iter()
+            .filter(|(_, by)| *by == hotkey)
+            .filter_map(|(job, _)| self.schedule.spec(job).map(|s| s.step))
+            .min()
     }
 
     /// Reports this orchestrator's counters in `metrics`.
@@ -537,11 +638,20 @@ impl Orchestrator {
                 progressed = true;
                 self.judging.remove(&job);
                 let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
+                let banned = self.schedule.is_banned(&held.by.hotkey);
                 match outcome {
+                    pb::VerdictOutcome::Unsampled if banned => {
+                        // A cheater's output is never used unverified.
+                        self.schedule.discard(&job, attempt);
+                        self.counters.refused.inc();
+                    }
                     pb::VerdictOutcome::Verified | pb::VerdictOutcome::Unsampled => {
                         if self.schedule.confirm(&job, attempt) {
                             self.jobs_accepted += 1;
                             self.counters.accepted.inc();
+                            if outcome == pb::VerdictOutcome::Unsampled {
+                                self.unverified.insert(job.clone(), held.by.hotkey);
+                            }
                         }
                     }
                     pb::VerdictOutcome::Failed => {
@@ -549,6 +659,13 @@ impl Orchestrator {
                         self.schedule.discard(&job, attempt);
                         self.ban(held.by.hotkey);
                         self.counters.refused.inc();
+                        if let Some(step) = self.tainted_from(&held.by.hotkey) {
+                            let reason =
+                                format!("{job} attempt {attempt} failed: {}", verdict.reason);
+                            self.rewind(step, held.by.hotkey, reason).await?;
+                            // The listing being walked may name dropped jobs.
+                            return Ok(true);
+                        }
                     }
                     other => {
                         warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, outcome = ?other, reason = %verdict.reason, "validator gave the result no credit; reassigning");
@@ -869,12 +986,7 @@ impl Orchestrator {
         }
         self.state.completed_steps = completed;
         self.state.done = completed >= self.settings.steps;
-        let outer = plan::job_id(completed - 1, JobKind::Outer, 0, 0);
-        self.state.params = self.schedule.output(&outer).map(|out| pb::InputRef {
-            key: out.key.clone(),
-            digest: out.digest.to_vec(),
-            writer: out.by.hotkey.to_bytes().to_vec(),
-        });
+        self.state.params = self.params_after(completed);
         self.state.unix_ms = unix_ms();
         let key = self.bucket.layout().run_state(&self.run.run_id);
         self.bucket.put(&key, &self.state, &self.owner).await?;

@@ -267,6 +267,22 @@ impl Schedule {
         held
     }
 
+    /// Forgets every job of `step` and later (a rewind plans them again
+    /// under new ids); returns the jobs forgotten.
+    pub fn drop_steps_from(&mut self, step: u32) -> Vec<String> {
+        let dropped: Vec<String> = self
+            .specs
+            .values()
+            .filter(|s| s.step >= step)
+            .map(|s| s.job_id.clone())
+            .collect();
+        for job in &dropped {
+            self.specs.remove(job);
+            self.states.remove(job);
+        }
+        dropped
+    }
+
     pub fn is_banned(&self, hotkey: &Hotkey) -> bool {
         self.banned.contains(hotkey)
     }
@@ -482,6 +498,22 @@ mod tests {
         );
         let more = s.pick_worker("x", &live, 4).unwrap();
         assert_eq!(more, slow, "once the others are full, it gets work again");
+    }
+
+    #[test]
+    fn a_rewind_forgets_the_steps_it_replans() {
+        let cfg = mlp::default_config(1);
+        let mut s = Schedule::default();
+        for step in 0..3 {
+            s.add_jobs(plan::step_jobs(&cfg, step));
+        }
+        let dropped = s.drop_steps_from(1);
+        assert_eq!(dropped.len(), 16);
+        assert!(dropped.iter().all(|j| !j.starts_with("s00000")));
+        assert!(s.spec("s00000-forward").is_some());
+        assert!(s.spec("s00001-forward").is_none());
+        s.add_jobs(plan::step_jobs_in(&cfg, 1, 1, 0));
+        assert!(s.spec("s00001-forward-g1").is_some());
     }
 
     #[test]

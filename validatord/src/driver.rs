@@ -253,15 +253,15 @@ impl Validator {
             return Ok(false);
         }
         let layout = self.bucket.layout().clone();
-        let state = match self
+        let (state, state_read) = match self
             .bucket
             .get_opt::<pb::RunState>(&layout.run_state(run_id), Expect::Signer(&self.owner))
             .await
         {
-            Ok(s) => s.map(|s| s.into_inner()).unwrap_or_default(),
+            Ok(s) => (s.map(|s| s.into_inner()).unwrap_or_default(), true),
             Err(e) => {
                 warn!(error = %e, "rejected run state");
-                pb::RunState::default()
+                (pb::RunState::default(), false)
             }
         };
         // The owner plans one step ahead and waits for verdicts before it
@@ -293,7 +293,10 @@ impl Validator {
             }
         }
         let track = self.runs.get_mut(run_id).expect("run tracked");
-        track.open_from = track.open_from.max(state.completed_steps.saturating_sub(1));
+        if state_read {
+            // Follows the run back too: a rewind recomputes earlier steps.
+            track.open_from = state.completed_steps.saturating_sub(1);
+        }
         let now_complete = state.done && all_settled;
         if progressed || now_complete {
             track.complete = now_complete;

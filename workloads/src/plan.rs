@@ -40,17 +40,46 @@ pub fn job_id(step: u32, kind: JobKind, micro_batch: u32, replica: u32) -> Strin
 }
 
 /// Parameters (and outer momentum) in force at the start of `step`.
-pub fn params_source(step: u32) -> Source {
-    if step == 0 {
-        Source::Initial
+/// The id of a job in generation `generation` of its step: a rewound step
+/// is planned again under new ids, so nothing of the thrown-away attempt
+/// (manifests, receipts, verdicts) is mistaken for the new one.
+pub fn job_id_in(
+    generation: u32,
+    step: u32,
+    kind: JobKind,
+    micro_batch: u32,
+    replica: u32,
+) -> String {
+    let id = job_id(step, kind, micro_batch, replica);
+    if generation == 0 {
+        id
     } else {
-        Source::Job(job_id(step - 1, JobKind::Outer, 0, 0))
+        format!("{id}-g{generation}")
     }
 }
 
-fn spec(step: u32, kind: JobKind, micro_batch: u32, replica: u32, inputs: Vec<Source>) -> JobSpec {
+pub fn params_source(step: u32) -> Source {
+    params_source_in(step, 0)
+}
+
+fn params_source_in(step: u32, prev_generation: u32) -> Source {
+    if step == 0 {
+        Source::Initial
+    } else {
+        Source::Job(job_id_in(prev_generation, step - 1, JobKind::Outer, 0, 0))
+    }
+}
+
+fn spec(
+    generation: u32,
+    step: u32,
+    kind: JobKind,
+    micro_batch: u32,
+    replica: u32,
+    inputs: Vec<Source>,
+) -> JobSpec {
     JobSpec {
-        job_id: job_id(step, kind, micro_batch, replica),
+        job_id: job_id_in(generation, step, kind, micro_batch, replica),
         step,
         kind,
         micro_batch,
@@ -61,14 +90,27 @@ fn spec(step: u32, kind: JobKind, micro_batch: u32, replica: u32, inputs: Vec<So
 
 /// All jobs of `step`, in dependency order.
 pub fn step_jobs(cfg: &MlpConfig, step: u32) -> Vec<JobSpec> {
-    let params = params_source(step);
-    let forward = spec(step, JobKind::Forward, 0, 0, vec![params.clone()]);
+    step_jobs_in(cfg, step, 0, 0)
+}
+
+/// The jobs of `step` in generation `generation`, reading the parameters
+/// the previous step's generation `prev_generation` produced.
+pub fn step_jobs_in(
+    cfg: &MlpConfig,
+    step: u32,
+    generation: u32,
+    prev_generation: u32,
+) -> Vec<JobSpec> {
+    let g = generation;
+    let params = params_source_in(step, prev_generation);
+    let forward = spec(g, step, JobKind::Forward, 0, 0, vec![params.clone()]);
     let forward_out = Source::Job(forward.job_id.clone());
     let mut jobs = vec![forward];
     let mut deltas = Vec::new();
     for m in 0..cfg.micro_batches {
         for r in 0..cfg.replicas {
             let inner = spec(
+                g,
                 step,
                 JobKind::Inner,
                 m,
@@ -79,8 +121,9 @@ pub fn step_jobs(cfg: &MlpConfig, step: u32) -> Vec<JobSpec> {
             jobs.push(inner);
         }
     }
-    let reduce = spec(step, JobKind::Reduce, 0, 0, deltas);
+    let reduce = spec(g, step, JobKind::Reduce, 0, 0, deltas);
     let outer = spec(
+        g,
         step,
         JobKind::Outer,
         0,
@@ -88,6 +131,7 @@ pub fn step_jobs(cfg: &MlpConfig, step: u32) -> Vec<JobSpec> {
         vec![params, Source::Job(reduce.job_id.clone())],
     );
     let eval = spec(
+        g,
         step,
         JobKind::Eval,
         0,
@@ -126,5 +170,14 @@ mod tests {
             }
         }
         assert_eq!(step_jobs(&cfg, 0)[0].inputs, vec![Source::Initial]);
+    }
+
+    #[test]
+    fn a_rewound_step_gets_new_ids_and_reads_its_own_generation() {
+        let cfg = default_config(1);
+        let jobs = step_jobs_in(&cfg, 3, 2, 1);
+        assert!(jobs.iter().all(|j| j.job_id.ends_with("-g2")));
+        assert_eq!(jobs[0].inputs, vec![Source::Job("s00002-outer-g1".into())]);
+        assert_eq!(step_jobs_in(&cfg, 3, 0, 0), step_jobs(&cfg, 3));
     }
 }

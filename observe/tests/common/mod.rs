@@ -104,7 +104,7 @@ impl Fixture {
             eval_loss: vec![2.31, 1.62, 1.18],
             train_loss: vec![2.4, 1.7, 1.2],
             unix_ms: now_ms(),
-            params: None,
+            ..Default::default()
         };
         b.put(&layout.run_state(RUN), &state, &self.owner)
             .await
