@@ -70,11 +70,12 @@ impl Attacked {
     }
 }
 
-fn attack(mode: &str, bucket: &str) -> Attacked {
-    let expected = reference().to_string();
+/// Runs `base` with miner 0 attacking in `mode` on `bucket`; checks the run
+/// ended as `local-smoke` expects and trained to `expected` parameters.
+fn run_attack(base: &[&str], mode: &str, bucket: &str, expected: &str) -> Attacked {
     let work = tempfile::tempdir().expect("workdir");
     let workdir = work.path().display().to_string();
-    let mut args = RUN.to_vec();
+    let mut args = base.to_vec();
     args.extend([
         "--bad-miner-index",
         "0",
@@ -96,10 +97,18 @@ fn attack(mode: &str, bucket: &str) -> Attacked {
         expected,
         "{mode}: the training result differs from an all-honest run"
     );
-    for i in 1..4 {
-        assert!(weight(&stdout, i) > 0.0, "{mode}: honest miner {i} unpaid");
-    }
     Attacked { stdout, work }
+}
+
+fn attack(mode: &str, bucket: &str) -> Attacked {
+    let run = run_attack(&RUN, mode, bucket, reference());
+    for i in 1..4 {
+        assert!(
+            weight(&run.stdout, i) > 0.0,
+            "{mode}: honest miner {i} unpaid"
+        );
+    }
+    run
 }
 
 fn caught(mode: &str, why: &str) -> Attacked {
@@ -245,32 +254,11 @@ fn a_caught_cheater_s_unverified_work_is_undone() {
     let honest = smoke(&run);
     assert!(honest.status.success(), "honest reference run failed");
     let expected = fingerprint(&String::from_utf8_lossy(&honest.stdout));
-    let work = tempfile::tempdir().expect("workdir");
-    let workdir = work.path().display().to_string();
-    let mut args = run.to_vec();
-    args.extend([
-        "--bad-miner-index",
-        "0",
-        "--fault-mode",
-        "taint",
-        "--workdir",
-        &workdir,
-    ]);
-    let out = smoke(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "taint: the run did not end as expected"
-    );
-    assert_eq!(weight(&stdout, 0), 0.0);
-    let log = std::fs::read_to_string(work.path().join("logs/orchestratord.log")).expect("log");
+    let attacked = run_attack(&run, "taint", "local", &expected);
+    assert_eq!(weight(&attacked.stdout, 0), 0.0);
+    let log = attacked.log("orchestratord");
     assert!(
         log.contains("rewinding the run"),
         "the cheater's unverified work was never undone:\n{log}"
-    );
-    assert_eq!(
-        fingerprint(&stdout),
-        expected,
-        "the run trained on the cheater's output"
     );
 }
