@@ -19,7 +19,7 @@ use object_store::{
 };
 
 use crate::digest::Digest;
-use crate::envelope::{self, Expect, Rejection, Verified};
+use crate::envelope::{self, Expect, RejectReason, Rejection, Verified};
 use crate::keys::Keypair;
 use crate::paths::Layout;
 use crate::record::Record;
@@ -62,6 +62,18 @@ impl BucketError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, BucketError::NotFound { .. })
     }
+
+    /// A rejection remembered from an earlier read of the same version of
+    /// the object (not read again): worth a debug line, not another warning.
+    pub fn is_repeat_rejection(&self) -> bool {
+        matches!(self, BucketError::Rejected(r) if matches!(r.reason, RejectReason::Unchanged(_)))
+    }
+
+    /// Whether the same request may succeed later: the storage failed, not
+    /// the object. Missing, conflicting and rejected objects are answers.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BucketError::Storage { .. } | BucketError::Open { .. })
+    }
 }
 
 /// Requests made through one [`Bucket`] handle (and its clones), with their
@@ -72,6 +84,8 @@ pub struct RequestCounts {
     pub puts: AtomicU64,
     pub lists: AtomicU64,
     pub errors: AtomicU64,
+    /// Bytes of object bodies read through [`Bucket::get`] and friends.
+    pub bytes_read: AtomicU64,
     pub get_micros: AtomicU64,
     pub put_micros: AtomicU64,
     pub list_micros: AtomicU64,
@@ -143,6 +157,65 @@ pub struct Bucket {
     layout: Layout,
     url: String,
     counts: Arc<RequestCounts>,
+    rejected: Arc<RejectedObjects>,
+}
+
+/// What identifies one version of an object without reading it: its size
+/// and its entity tag (a content hash on S3), or the time the storage says
+/// it was written where the store gives no tag.
+type Version = (u64, String);
+
+fn version(size: u64, e_tag: Option<&str>, modified_ms: u64) -> Version {
+    (
+        size,
+        e_tag.map_or_else(|| format!("t{modified_ms}"), str::to_string),
+    )
+}
+
+/// Objects that failed verification for a reason that holds whoever reads
+/// them, remembered with the version they had. A hostile object is read at
+/// most once per version: until its writer changes it, a reader gets the
+/// remembered rejection without reading the body again (and without any
+/// request at all when a listing already gave the version).
+#[derive(Debug, Default)]
+struct RejectedObjects {
+    map: std::sync::Mutex<
+        std::collections::HashMap<(String, &'static str), (Version, RejectReason)>,
+    >,
+}
+
+/// Bounds the memory planted keys can make a reader spend on remembering
+/// them; past it the memory starts over (the cost of a forgotten rejection
+/// is one more bounded read).
+const MAX_REMEMBERED_REJECTIONS: usize = 4096;
+
+impl RejectedObjects {
+    fn lookup(&self, key: &str, kind: &'static str, version: &Version) -> Option<Rejection> {
+        let map = self.map.lock().ok()?;
+        let (seen, reason) = map.get(&(key.to_string(), kind))?;
+        (seen == version).then(|| Rejection {
+            key: key.to_string(),
+            reason: match reason {
+                RejectReason::Unchanged(_) => reason.clone(),
+                other => RejectReason::Unchanged(Box::new(other.clone())),
+            },
+        })
+    }
+
+    fn remember(&self, rejection: &Rejection, kind: &'static str, version: Version) {
+        if !rejection.reason.is_intrinsic() {
+            return;
+        }
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= MAX_REMEMBERED_REJECTIONS {
+                map.clear();
+            }
+            map.insert(
+                (rejection.key.clone(), kind),
+                (version, rejection.reason.clone()),
+            );
+        }
+    }
 }
 
 impl Bucket {
@@ -197,6 +270,7 @@ impl Bucket {
             layout: Layout::new(netuid),
             url: url.to_string(),
             counts: Arc::default(),
+            rejected: Arc::default(),
         }
     }
 
@@ -331,32 +405,111 @@ impl Bucket {
         Ok(())
     }
 
+    /// Removes the object at `key` (missing is fine). The daemons never
+    /// delete; operators' tools and the hostile-writer tests do.
+    pub async fn delete(&self, key: &str) -> Result<(), BucketError> {
+        let started = Instant::now();
+        let result = self.store.delete(&Path::from(key)).await;
+        let c = &self.counts;
+        c.record(&c.puts, &c.put_micros, started, &result);
+        match result {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(BucketError::storage(key, e)),
+        }
+    }
+
+    /// Reads the object at `key` whatever its type, up to the envelope cap.
     pub async fn get_bytes(&self, key: &str) -> Result<bytes::Bytes, BucketError> {
+        Ok(self.fetch(key, envelope::MAX_ENVELOPE_BYTES, None).await?.0)
+    }
+
+    /// Reads the body at `key` if the storage says it is at most `max`
+    /// bytes and it is not a version already rejected as `kind`. The size
+    /// comes with the response headers, so an oversized object is refused
+    /// before its body is read.
+    async fn fetch(
+        &self,
+        key: &str,
+        max: usize,
+        kind: Option<&'static str>,
+    ) -> Result<(bytes::Bytes, Version), BucketError> {
         let started = Instant::now();
         let result = self.store.get(&Path::from(key)).await;
         let c = &self.counts;
         c.record(&c.gets, &c.get_micros, started, &result);
         let result = result.map_err(|e| BucketError::storage(key, e))?;
-        if result.meta.size > envelope::MAX_ENVELOPE_BYTES as u64 {
-            return Err(BucketError::Rejected(Rejection {
-                key: key.to_string(),
-                reason: envelope::RejectReason::TooLarge(result.meta.size as usize),
-            }));
+        let version = version(
+            result.meta.size,
+            result.meta.e_tag.as_deref(),
+            result.meta.last_modified.timestamp_millis().max(0) as u64,
+        );
+        if let Some(known) = kind.and_then(|kind| self.rejected.lookup(key, kind, &version)) {
+            return Err(known.into());
         }
-        result
+        if result.meta.size > max as u64 {
+            let rejection = Rejection {
+                key: key.to_string(),
+                reason: RejectReason::TooLarge(result.meta.size as usize),
+            };
+            if let Some(kind) = kind {
+                self.rejected.remember(&rejection, kind, version);
+            }
+            return Err(rejection.into());
+        }
+        let body = result
             .bytes()
             .await
-            .map_err(|e| BucketError::storage(key, e))
+            .map_err(|e| BucketError::storage(key, e))?;
+        c.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok((body, version))
     }
 
-    /// Reads and verifies the record at `key`.
+    /// Reads and verifies the record at `key`. An object larger than its
+    /// record type allows is refused unread, and one rejected before is not
+    /// read again until it changes.
     pub async fn get<T: Record>(
         &self,
         key: &str,
         expect: Expect<'_>,
     ) -> Result<Verified<T>, BucketError> {
-        let bytes = self.get_bytes(key).await?;
-        Ok(envelope::open(&bytes, key, expect)?)
+        let (bytes, version) = self.fetch(key, T::MAX_BYTES, Some(T::TYPE)).await?;
+        envelope::open(&bytes, key, expect).map_err(|rejection| {
+            self.rejected.remember(&rejection, T::TYPE, version);
+            rejection.into()
+        })
+    }
+
+    /// Like [`Bucket::get`] for an object a listing returned: a version
+    /// already rejected, or one larger than its type allows, costs no
+    /// request at all.
+    pub async fn get_listed<T: Record>(
+        &self,
+        object: &Listed,
+        expect: Expect<'_>,
+    ) -> Result<Verified<T>, BucketError> {
+        let version = version(
+            object.size,
+            object.e_tag.as_deref(),
+            object.modified_unix_ms,
+        );
+        if let Some(known) = self.rejected.lookup(&object.key, T::TYPE, &version) {
+            return Err(known.into());
+        }
+        if object.size > T::MAX_BYTES as u64 {
+            let rejection = Rejection {
+                key: object.key.clone(),
+                reason: RejectReason::TooLarge(object.size as usize),
+            };
+            self.rejected.remember(&rejection, T::TYPE, version);
+            return Err(rejection.into());
+        }
+        let result = self.get(&object.key, expect).await;
+        if let Err(BucketError::Rejected(rejection)) = &result {
+            // Listings and reads may describe a version differently (write
+            // times at other precisions): remember the listing's view too.
+            self.rejected.remember(rejection, T::TYPE, version);
+        }
+        result
     }
 
     /// Like [`Bucket::get`], with a missing object as `None`.
@@ -412,6 +565,7 @@ impl Bucket {
             .map(|m| Listed {
                 key: m.location.to_string(),
                 size: m.size,
+                e_tag: m.e_tag,
                 modified_unix_ms: m.last_modified.timestamp_millis().max(0) as u64,
             })
             .filter(|o| o.key.starts_with(prefix))
@@ -426,6 +580,8 @@ impl Bucket {
 pub struct Listed {
     pub key: String,
     pub size: u64,
+    /// The storage's entity tag of this version, where it gives one.
+    pub e_tag: Option<String>,
     /// When the storage says the object was written, in Unix milliseconds.
     pub modified_unix_ms: u64,
 }
@@ -545,5 +701,78 @@ mod tests {
             bucket.list_dirs("v1/netuid=3/").await.unwrap(),
             vec!["x".to_string()]
         );
+    }
+
+    /// A hostile object costs one bounded read: an oversized one is refused
+    /// from its size alone, and a rejected one is not read again until it
+    /// changes.
+    #[tokio::test]
+    async fn rejections_cost_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
+        let miner = Keypair::generate();
+        let key = "v1/netuid=3/heartbeats/x/w000.pb";
+        let big = vec![7u8; 10 << 20];
+        bucket
+            .put_bytes(key, big.clone(), PutMode::Overwrite)
+            .await
+            .unwrap();
+        let read = || async {
+            bucket
+                .get::<pb::WorkerHeartbeat>(key, Expect::Signer(&miner.hotkey()))
+                .await
+        };
+        let err = read().await.unwrap_err();
+        assert!(
+            matches!(&err, BucketError::Rejected(r) if matches!(r.reason, RejectReason::TooLarge(n) if n == big.len())),
+            "{err}"
+        );
+        assert_eq!(bucket.counts().bytes_read.load(Ordering::Relaxed), 0);
+        let err = read().await.unwrap_err();
+        assert!(err.is_repeat_rejection(), "{err}");
+
+        // Garbage small enough to read is read once per version.
+        bucket
+            .put_bytes(key, vec![0xff; 100], PutMode::Overwrite)
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            assert!(read().await.is_err());
+        }
+        let listed = bucket
+            .list_meta("v1/netuid=3/heartbeats/", None)
+            .await
+            .unwrap();
+        let gets = bucket.counts().gets.load(Ordering::Relaxed);
+        for _ in 0..5 {
+            let err = bucket
+                .get_listed::<pb::WorkerHeartbeat>(&listed[0], Expect::Signer(&miner.hotkey()))
+                .await
+                .unwrap_err();
+            assert!(err.is_repeat_rejection(), "{err}");
+        }
+        assert_eq!(
+            bucket.counts().gets.load(Ordering::Relaxed),
+            gets,
+            "listed versions cost no request"
+        );
+        assert_eq!(bucket.counts().bytes_read.load(Ordering::Relaxed), 100);
+
+        // A new version is read: here the miner's real heartbeat.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let hb = pb::WorkerHeartbeat {
+            worker: 0,
+            ..Default::default()
+        };
+        bucket.put(key, &hb, &miner).await.unwrap();
+        assert!(read().await.is_ok());
+        // A signer one reader refuses is not remembered as a rejection.
+        let other = Keypair::generate().hotkey();
+        let refused = bucket
+            .get::<pb::WorkerHeartbeat>(key, Expect::Signer(&other))
+            .await
+            .unwrap_err();
+        assert!(!refused.is_repeat_rejection());
+        assert!(read().await.is_ok());
     }
 }

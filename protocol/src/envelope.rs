@@ -55,6 +55,29 @@ pub enum RejectReason {
     BadPayload { record: String, error: String },
     #[error("{0}")]
     Inconsistent(String),
+    /// The object has not changed since it was rejected for this reason; it
+    /// was not read again.
+    #[error("unchanged since rejected: {0}")]
+    Unchanged(Box<RejectReason>),
+}
+
+impl RejectReason {
+    /// Whether the rejection holds whoever reads the object, whatever they
+    /// expect of it: such a rejection can be remembered and reused until the
+    /// object changes. (A signer that one reader refuses may be the one
+    /// another reader wants.)
+    pub fn is_intrinsic(&self) -> bool {
+        matches!(
+            self,
+            RejectReason::TooLarge(_)
+                | RejectReason::Malformed(_)
+                | RejectReason::WrongType { .. }
+                | RejectReason::BadSignerKey
+                | RejectReason::BadSignature { .. }
+                | RejectReason::BadPayload { .. }
+                | RejectReason::Unchanged(_)
+        )
+    }
 }
 
 /// An object that failed verification, named by its bucket key.
@@ -164,7 +187,7 @@ pub fn open<T: Record>(
         key: key.to_string(),
         reason,
     };
-    if bytes.len() > MAX_ENVELOPE_BYTES {
+    if bytes.len() > MAX_ENVELOPE_BYTES.min(T::MAX_BYTES) {
         return Err(reject(RejectReason::TooLarge(bytes.len())));
     }
     let envelope =

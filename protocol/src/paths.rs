@@ -4,6 +4,7 @@
 //! v1/netuid={n}/runs/{run}/run.pb                                RunManifest     owner
 //! v1/netuid={n}/runs/{run}/state.pb                              RunState        owner
 //! v1/netuid={n}/runs/{run}/jobs/{job}.pb                         JobManifest     owner
+//! v1/netuid={n}/runs/{run}/jobs/{job}/r{revision}.pb             JobManifest     owner (when the first key is taken)
 //! v1/netuid={n}/runs/{run}/artifacts/{job}/a{attempt}.pb         TensorArtifact  assigned hotkey (owner for `init`)
 //! v1/netuid={n}/runs/{run}/receipts/s{step}/{job}/a{attempt}.pb  Receipt         assigned hotkey
 //! v1/netuid={n}/runs/{run}/verdicts/s{step}/{job}/a{attempt}.pb  Verdict         validator
@@ -37,6 +38,10 @@ pub fn validate_id(kind: &str, id: &str) -> Result<(), String> {
     }
 }
 
+/// Revisions of one job's manifest the owner tries before it gives the job
+/// up as blocked (each taken key is named in its log).
+pub const MAX_MANIFEST_REVISIONS: u32 = 16;
+
 /// Key builder for one subnet's part of the bucket.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -67,7 +72,33 @@ impl Layout {
     }
 
     pub fn job_manifest(&self, run: &str, job: &str) -> String {
-        format!("{}/runs/{run}/jobs/{job}.pb", self.root)
+        self.job_manifest_revision(run, job, 0)
+    }
+
+    /// Where revision `revision` of a job's manifest lives. The owner moves
+    /// to the next revision when the key it must write is taken by an object
+    /// it did not write (or by its own manifest naming inputs that are gone):
+    /// a planted object can cost a key, never the job. Assignments name the
+    /// manifest key they commit to.
+    pub fn job_manifest_revision(&self, run: &str, job: &str, revision: u32) -> String {
+        match revision {
+            0 => format!("{}/runs/{run}/jobs/{job}.pb", self.root),
+            n => format!("{}/runs/{run}/jobs/{job}/r{n:03}.pb", self.root),
+        }
+    }
+
+    /// Parses a job manifest key of `run` into (job, revision).
+    pub fn parse_job_manifest(&self, run: &str, key: &str) -> Option<(String, u32)> {
+        let rest = key.strip_prefix(&format!("{}/runs/{run}/jobs/", self.root))?;
+        let (job, revision) = match rest.split_once('/') {
+            Some((job, file)) => {
+                let n: u32 = file.strip_prefix('r')?.strip_suffix(".pb")?.parse().ok()?;
+                (job, n.checked_sub(1)? + 1)
+            }
+            None => (rest.strip_suffix(".pb")?, 0),
+        };
+        validate_id("job", job).ok()?;
+        (self.job_manifest_revision(run, job, revision) == key).then(|| (job.to_string(), revision))
     }
 
     pub fn artifact(&self, run: &str, job: &str, attempt: u32) -> String {
@@ -105,6 +136,21 @@ impl Layout {
 
     pub fn assignment(&self, hotkey: &Hotkey, worker: u32, seq: u64) -> String {
         format!("{}{seq:012}.pb", self.assignments_of(hotkey, worker))
+    }
+
+    /// The sequence number of an assignment key (any hotkey and worker).
+    pub fn parse_assignment_seq(&self, key: &str) -> Option<u64> {
+        let rest = key.strip_prefix(&format!("{}/assignments/", self.root))?;
+        let mut parts = rest.split('/');
+        let (_ss58, worker, file) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !worker.starts_with('w') {
+            return None;
+        }
+        let digits = file.strip_suffix(".pb")?;
+        if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
     }
 
     pub fn heartbeats(&self) -> String {
@@ -202,6 +248,37 @@ mod tests {
             layout.parse_run_manifest(&layout.run_manifest("run1")),
             Some("run1".into())
         );
+        let assignment = layout.assignment(&Keypair::generate().hotkey(), 2, 41);
+        assert_eq!(layout.parse_assignment_seq(&assignment), Some(41));
+        let root = layout.root();
+        for bad in [
+            "x/w000/18446744073709551615.pb",
+            "x/w000/000000000001.pb/y",
+            "x/w000/00000000000a.pb",
+        ] {
+            assert_eq!(
+                layout.parse_assignment_seq(&format!("{root}/assignments/{bad}")),
+                None
+            );
+        }
+        for revision in [0, 1, 12] {
+            let key = layout.job_manifest_revision("run1", "s00001-outer", revision);
+            assert_eq!(
+                layout.parse_job_manifest("run1", &key),
+                Some(("s00001-outer".to_string(), revision))
+            );
+            assert_eq!(layout.parse_job_manifest("run2", &key), None);
+        }
+        let root = layout.root();
+        for bad in [
+            "jobs/x/r000.pb",
+            "jobs/x/r1.pb",
+            "jobs/x/r001.pb/y",
+            "jobs/.x.pb",
+        ] {
+            let key = format!("{root}/runs/run1/{bad}");
+            assert_eq!(layout.parse_job_manifest("run1", &key), None, "{bad}");
+        }
     }
 
     #[test]

@@ -7,12 +7,21 @@ use crate::pb;
 pub trait Record: prost::Message + Default + Sized {
     /// Fully qualified protobuf type name, signed into every envelope.
     const TYPE: &'static str;
+    /// Largest sealed object of this type a reader fetches. Checked against
+    /// the size the storage reports before the body is read, so a hostile
+    /// object at a heartbeat or receipt key costs one bounded request, not
+    /// a download of whatever its writer chose to upload.
+    const MAX_BYTES: usize;
 }
 
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
 macro_rules! records {
-    ($($ty:ident),* $(,)?) => {
+    ($($ty:ident => $max:expr),* $(,)?) => {
         $(impl Record for pb::$ty {
             const TYPE: &'static str = concat!("locus.v1.", stringify!($ty));
+            const MAX_BYTES: usize = $max;
         })*
 
         /// The [`Record::TYPE`] of every record type, so that code covering
@@ -21,16 +30,19 @@ macro_rules! records {
     };
 }
 
+// Caps leave wide room above the largest honest object: a job manifest or
+// assignment grows with a job's inputs (a reduce reads every micro-batch),
+// run state with steps and rewinds, score windows with hotkeys.
 records!(
-    RunManifest,
-    RunState,
-    JobManifest,
-    Assignment,
-    WorkerHeartbeat,
-    Receipt,
-    Verdict,
-    ScoreWindow,
-    TensorArtifact,
-    ChainWeights,
-    HeartbeatGrant,
+    RunManifest => 64 * KIB,
+    RunState => 4 * MIB,
+    JobManifest => MIB,
+    Assignment => 4 * MIB,
+    WorkerHeartbeat => 16 * KIB,
+    Receipt => 64 * KIB,
+    Verdict => 64 * KIB,
+    ScoreWindow => 16 * MIB,
+    TensorArtifact => crate::envelope::MAX_ENVELOPE_BYTES,
+    ChainWeights => 4 * MIB,
+    HeartbeatGrant => 4 * MIB,
 );
