@@ -27,13 +27,19 @@ pub async fn cu_shares(
     let mut failed = BTreeSet::new();
     let prefix = layout.verdicts(run);
     for key in retry(|| bucket.list(&prefix, None)).await? {
-        let verdict = retry(|| bucket.get::<pb::Verdict>(&key, Expect::Signer(validator))).await?;
+        let verdict =
+            match retry(|| bucket.get::<pb::Verdict>(&key, Expect::Signer(validator))).await {
+                Ok(verdict) => verdict,
+                // Not the validator's: whatever sits there is no verdict.
+                Err(BucketError::Rejected(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
         let hotkey = Hotkey::from_bytes(&verdict.hotkey)?;
         match VerdictOutcome::try_from(verdict.outcome).unwrap_or_default() {
-            VerdictOutcome::Verified | VerdictOutcome::Unsampled => {
-                let key = layout.job_manifest(run, &verdict.job_id);
-                let manifest =
-                    retry(|| bucket.get::<pb::JobManifest>(&key, Expect::Signer(owner))).await?;
+            // A redo of a job already credited to another attempt passes
+            // with no units: it is used, not paid.
+            VerdictOutcome::Verified | VerdictOutcome::Unsampled if verdict.compute_units > 0 => {
+                let manifest = owner_manifest(bucket, run, &verdict.job_id, owner).await?;
                 let cu = cost::compute_units(&manifest.cost.unwrap_or_default());
                 *units.entry(hotkey).or_default() += cu;
             }
@@ -60,6 +66,27 @@ pub async fn cu_shares(
             )
         })
         .collect())
+}
+
+/// The owner's manifest of `job`: the first revision the owner signed (an
+/// object planted at a manifest key moves the owner to the next one; every
+/// revision of a job prices it the same).
+async fn owner_manifest(
+    bucket: &Bucket,
+    run: &str,
+    job: &str,
+    owner: &Hotkey,
+) -> anyhow::Result<pb::JobManifest> {
+    let layout = bucket.layout();
+    for revision in 0..locus_protocol::paths::MAX_MANIFEST_REVISIONS {
+        let key = layout.job_manifest_revision(run, job, revision);
+        match retry(|| bucket.get::<pb::JobManifest>(&key, Expect::Signer(owner))).await {
+            Ok(m) if m.job_id == job => return Ok(m.into_inner()),
+            Ok(_) | Err(BucketError::Rejected(_) | BucketError::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("no manifest of job {job} signed by the owner")
 }
 
 /// A short fingerprint of the run's final parameters (the tensors of the

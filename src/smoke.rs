@@ -327,7 +327,12 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         window.receipts,
         started.elapsed().as_secs_f64()
     );
-    let paid_attacker = args.fault_mode.as_deref() == Some("inflate_cost");
+    for daemon in ["orchestratord", "validatord"] {
+        let read = stat(&stats.join(format!("{daemon}.json")), "bytes_read").unwrap_or(0);
+        println!("bytes read by {daemon}: {read}");
+    }
+    let paid_attacker =
+        attacker_is_paid(args.fault_mode.as_deref(), storage.url.starts_with("s3://"));
     let verdict = check_outcome(&window, &miners, args.bad_miner_index, paid_attacker)
         .and_then(|()| check_shares(&window, &shares));
     let idle = miners
@@ -379,6 +384,9 @@ fn expectation(args: &SmokeArgs) -> String {
     match (args.bad_miner_index, args.fault_mode.as_deref()) {
         (Some(bad), Some("inflate_cost")) => {
             format!("miner {bad}'s cost claims were ignored; {shares}")
+        }
+        (Some(bad), Some(mode)) if attacker_is_paid(Some(mode), args.bucket != "local") => {
+            format!("the run survived miner {bad}'s {mode}; {shares}")
         }
         (Some(bad), _) => format!("miner {bad} scored 0, every honest miner is paid; {shares}"),
         _ => format!("every miner that worked has a positive weight; {shares}"),
@@ -545,6 +553,23 @@ fn check_outcome(
         }
     }
     Ok(())
+}
+
+/// Fault modes that cheat nobody of anything the attacker's own signed
+/// objects could prove: its honest work is still paid. (`overwrite_own`
+/// is proven only where the store lets the overwrite through.)
+fn attacker_is_paid(mode: Option<&str>, remote: bool) -> bool {
+    match mode {
+        Some("inflate_cost" | "tamper" | "plant" | "delete_receipts" | "bloat") => true,
+        Some("overwrite_own") => remote,
+        _ => false,
+    }
+}
+
+/// One counter of a daemon's stats file.
+fn stat(path: &Path, field: &str) -> Option<u64> {
+    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    stats[field].as_u64()
 }
 
 /// Sums the request counts every daemon (and worker) wrote at exit.

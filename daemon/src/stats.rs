@@ -12,6 +12,7 @@ pub fn write(path: &Path, bucket: &Bucket, jobs: u64) -> anyhow::Result<()> {
         "gets": c.gets.load(Ordering::Relaxed),
         "puts": c.puts.load(Ordering::Relaxed),
         "lists": c.lists.load(Ordering::Relaxed),
+        "bytes_read": c.bytes_read.load(Ordering::Relaxed),
         "errors": c.errors.load(Ordering::Relaxed),
         "jobs": jobs,
     });

@@ -43,10 +43,27 @@ pub enum FaultMode {
     /// unverified inner outputs for two steps before a replay of a critical
     /// job catches it, and must then undo them.
     Taint,
+    /// Compute honestly; once the validator has judged a result, replace the
+    /// artifact with a different one it also signs (through its own grant on
+    /// S3, where the store must refuse it).
+    OverwriteOwn,
+    /// Compute honestly, but act as a stranger with write access to a local
+    /// bucket: replace a few other miners' artifacts with objects it signs,
+    /// and delete a few accepted outputs before the jobs that read them ran.
+    Tamper,
+    /// Compute honestly, but plant objects at keys the owner will need:
+    /// manifests of future jobs, assignment keys of other workers.
+    Plant,
+    /// Compute honestly, but delete its first receipts right after writing
+    /// them, before any verdict.
+    DeleteReceipts,
+    /// Compute honestly, but put 100 MB objects where the owner and the
+    /// validator read: a heartbeat, a run manifest, a receipt, a verdict.
+    Bloat,
 }
 
 impl FaultMode {
-    pub const ALL: [FaultMode; 12] = [
+    pub const ALL: [FaultMode; 17] = [
         FaultMode::PartialCorrupt,
         FaultMode::WrongOutput,
         FaultMode::SkipCompute,
@@ -59,6 +76,11 @@ impl FaultMode {
         FaultMode::Late,
         FaultMode::LeakedGrant,
         FaultMode::Taint,
+        FaultMode::OverwriteOwn,
+        FaultMode::Tamper,
+        FaultMode::Plant,
+        FaultMode::DeleteReceipts,
+        FaultMode::Bloat,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -75,6 +97,11 @@ impl FaultMode {
             FaultMode::Late => "late",
             FaultMode::LeakedGrant => "leaked_grant",
             FaultMode::Taint => "taint",
+            FaultMode::OverwriteOwn => "overwrite_own",
+            FaultMode::Tamper => "tamper",
+            FaultMode::Plant => "plant",
+            FaultMode::DeleteReceipts => "delete_receipts",
+            FaultMode::Bloat => "bloat",
         }
     }
 

@@ -9,5 +9,6 @@
 pub mod access;
 pub mod attacks;
 pub mod faults;
+pub mod hostile;
 pub mod supervisor;
 pub mod worker;

@@ -15,8 +15,8 @@ use locus_workloads::{Device, mlp};
 use tracing::{info, warn};
 
 use crate::access::{Access, AccessError};
-use crate::attacks;
 use crate::faults::FaultMode;
+use crate::{attacks, hostile};
 
 pub struct WorkerConfig {
     pub index: u32,
@@ -123,6 +123,16 @@ impl Worker {
             self.cfg.owner,
             self.http.clone(),
         ));
+        if let Some(mode) = self.cfg.fault
+            && self.cfg.index == 0
+        {
+            tokio::spawn(hostile::background(
+                self.bucket.clone(),
+                self.key.clone(),
+                mode,
+                shutdown.clone(),
+            ));
+        }
         let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
         let mut cursor: Option<String> = None;
         let mut first_pass = true;
@@ -228,12 +238,18 @@ impl Worker {
             return Err(Skip::Attack(tried));
         }
         let started = unix_ms();
+        if layout
+            .parse_job_manifest(&run_id, &assignment.manifest_key)
+            .is_none_or(|(job, _)| job != job_id)
+        {
+            return Err(Skip::Invalid(format!(
+                "assignment {key} names {}, not a manifest of job {job_id}",
+                assignment.manifest_key
+            )));
+        }
         let manifest: Verified<pb::JobManifest> = self
             .bucket
-            .get(
-                &layout.job_manifest(&run_id, &job_id),
-                Expect::Signer(&owner),
-            )
+            .get(&assignment.manifest_key, Expect::Signer(&owner))
             .await?;
         if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice()
             || manifest.job_id != job_id
@@ -332,7 +348,7 @@ impl Worker {
             assignment_key: key.to_string(),
             manifest_digest: assignment.manifest_digest.clone(),
             output: Some(pb::OutputCommitment {
-                key: artifact_key,
+                key: artifact_key.clone(),
                 digest: digest.to_vec(),
                 size,
             }),
@@ -345,11 +361,52 @@ impl Worker {
                 .then(attacks::inflated_cost),
             step,
         };
+        let jobs_done = self.jobs_done();
+        if self.cfg.fault == Some(FaultMode::Bloat) && jobs_done < 2 {
+            // The first result's receipt is garbage; the second's verdict
+            // key is taken before the validator can write it.
+            let at = if jobs_done == 0 {
+                receipt_key.clone()
+            } else {
+                layout.verdict(&run_id, step, &job_id, attempt)
+            };
+            warn!("{}", hostile::bloat(&self.bucket, &at).await);
+            if jobs_done == 0 {
+                if let Ok(mut status) = self.status.lock() {
+                    status.jobs_done += 1;
+                }
+                return Err(Skip::Attack("bloat: garbage receipt".into()));
+            }
+        }
         access
             .create(&self.http, &self.bucket, &receipt_key, &receipt, &self.key)
             .await?;
         if let Ok(mut status) = self.status.lock() {
             status.jobs_done += 1;
+        }
+        match self.cfg.fault {
+            Some(FaultMode::OverwriteOwn) => {
+                let verdict_key = layout.verdict(&run_id, step, &job_id, attempt);
+                let outcome = hostile::overwrite_own(
+                    &self.bucket,
+                    &self.key,
+                    &self.http,
+                    &access,
+                    &artifact_key,
+                    &artifact,
+                    &verdict_key,
+                )
+                .await;
+                warn!("{outcome}");
+            }
+            Some(FaultMode::DeleteReceipts) => {
+                if let Some(outcome) =
+                    hostile::delete_receipt(&self.bucket, &receipt_key, jobs_done).await
+                {
+                    warn!("{outcome}");
+                }
+            }
+            _ => {}
         }
         Ok(job_id)
     }

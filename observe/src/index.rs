@@ -723,7 +723,10 @@ impl DiscoveryIndex {
         for (key, result) in fetched {
             let checked = match result {
                 Ok(job) => check(
-                    job.run_id == run && layout.job_manifest(run, &job.job_id) == key,
+                    job.run_id == run
+                        && layout
+                            .parse_job_manifest(run, &key)
+                            .is_some_and(|(id, _)| id == job.job_id),
                     || {
                         format!(
                             "manifest of run {:?} job {:?} does not belong at this key",

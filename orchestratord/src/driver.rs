@@ -11,7 +11,7 @@ use locus_protocol::time::unix_ms;
 use locus_protocol::{Bucket, BucketError, Digest, Expect, Hotkey, Keypair, Verified};
 use locus_workloads::plan::{self, Source};
 use locus_workloads::{WORKLOAD_MLP, cost, mlp};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::schedule::{JobState, Output, Schedule, WorkerId};
 
@@ -42,6 +42,9 @@ pub struct Settings {
 const HEARTBEAT_GRANT_LIFETIME: Duration = Duration::from_secs(2 * 3600);
 const HEARTBEAT_GRANT_RENEW: Duration = Duration::from_secs(3600);
 const LEASE_GRACE: Duration = Duration::from_secs(5);
+/// Keys in a row the owner skips when it finds them taken by objects it did
+/// not write, before it reports the prefix as blocked.
+const MAX_TAKEN_KEYS: u32 = 16;
 
 pub struct Orchestrator {
     bucket: Bucket,
@@ -58,8 +61,8 @@ pub struct Orchestrator {
     seen_receipts: std::collections::HashSet<String>,
     /// Verdict keys already handled.
     seen_verdicts: std::collections::HashSet<String>,
-    /// Receipt key of each result held for judgement.
-    judging: HashMap<String, String>,
+    /// The receipt of each result held for judgement.
+    judging: HashMap<String, Held>,
     /// Bucket key of each job's current assignment: a receipt must name it.
     assignment_keys: HashMap<String, String>,
     /// Jobs whose result was used without a replay (UNSAMPLED), and who
@@ -69,10 +72,29 @@ pub struct Orchestrator {
     live: Vec<WorkerId>,
     last_worker_refresh: Option<std::time::Instant>,
     state: pb::RunState,
-    published: std::collections::HashSet<String>,
+    /// The manifest each job was published with in this process: its key
+    /// (see [`locus_protocol::Layout::job_manifest_revision`]), its digest
+    /// and the inputs it names.
+    published: HashMap<String, Published>,
     pub jobs_accepted: u64,
     heartbeat_grants_until: u64,
     counters: Counters,
+}
+
+/// A result waiting for its verdict: which receipt it came with, and when
+/// the orchestrator last made sure that receipt is still there.
+struct Held {
+    receipt_key: String,
+    receipt_digest: Digest,
+    checked_ms: u64,
+}
+
+/// A job manifest this orchestrator wrote (or found of its own).
+#[derive(Clone)]
+struct Published {
+    key: String,
+    digest: Digest,
+    inputs: Vec<pb::InputRef>,
 }
 
 /// What the orchestrator reports on `/metrics`.
@@ -219,45 +241,36 @@ impl Orchestrator {
         })
     }
 
-    /// Rebuilds in-memory state from what is already in the bucket: published
-    /// manifests and the latest assignment of each job. Receipts are then
-    /// picked up by the normal polling.
+    /// Rebuilds in-memory state from what is already in the bucket: the
+    /// latest assignment of each job. Receipts are then picked up by the
+    /// normal polling, and manifests found again when their jobs are ready.
     async fn recover(&mut self) -> anyhow::Result<()> {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
-        let jobs_prefix = format!("{}/runs/{run_id}/jobs/", layout.root());
-        for key in self.bucket.list(&jobs_prefix, None).await? {
-            if let Some(job) = key
-                .strip_prefix(&jobs_prefix)
-                .and_then(|k| k.strip_suffix(".pb"))
-            {
-                self.published.insert(job.to_string());
-            }
-        }
         let assignments_prefix = format!("{}/assignments/", layout.root());
         let owner = self.owner.hotkey();
         let mut latest: HashMap<String, (String, Verified<pb::Assignment>)> = HashMap::new();
-        for key in self.bucket.list(&assignments_prefix, None).await? {
-            let seq = key
-                .rsplit('/')
-                .next()
-                .and_then(|f| f.strip_suffix(".pb"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(seq) = seq {
-                self.next_seq = self.next_seq.max(seq + 1);
-            }
+        for object in self.bucket.list_meta(&assignments_prefix, None).await? {
             let assignment = match self
                 .bucket
-                .get::<pb::Assignment>(&key, Expect::Signer(&owner))
+                .get_listed::<pb::Assignment>(&object, Expect::Signer(&owner))
                 .await
             {
-                Ok(a) if a.run_id == run_id => a,
-                Ok(_) => continue,
+                Ok(a) => a,
                 Err(e) => {
-                    warn!(error = %e, "ignoring unreadable assignment");
+                    warn!(key = %object.key, error = %e, "ignoring unreadable assignment");
                     continue;
                 }
             };
+            // Sequence numbers come from the owner's own assignments only:
+            // a planted key must not move them (or wrap them around).
+            if let Some(seq) = layout.parse_assignment_seq(&object.key) {
+                self.next_seq = self.next_seq.max(seq.saturating_add(1));
+            }
+            if assignment.run_id != run_id {
+                continue;
+            }
+            let key = object.key;
             let newer = latest
                 .get(&assignment.job_id)
                 .is_none_or(|(_, a)| a.attempt < assignment.attempt);
@@ -292,7 +305,7 @@ impl Orchestrator {
             );
         }
         if recovered > 0 {
-            info!(run = %run_id, assignments = recovered, published = self.published.len(), "recovered state from the bucket");
+            info!(run = %run_id, assignments = recovered, "recovered state from the bucket");
         }
         self.recover_bans().await
     }
@@ -391,6 +404,7 @@ impl Orchestrator {
         for job in self.schedule.drop_steps_from(step) {
             self.judging.remove(&job);
             self.assignment_keys.remove(&job);
+            self.published.remove(&job);
             self.unverified.remove(&job);
         }
         self.plan_ahead();
@@ -472,9 +486,150 @@ impl Orchestrator {
             warn!(run = %self.run.run_id, job = %job, attempt, hotkey = %worker.hotkey, worker = worker.worker, "lease expired; reassigning");
             self.counters.expired.inc();
             progressed = true;
+            // A worker cannot finish a job whose input is gone.
+            self.check_inputs(&job).await?;
         }
+        progressed |= self.check_held().await?;
         progressed |= self.publish_ready().await?;
         progressed |= self.advance_steps().await?;
+        Ok(progressed)
+    }
+
+    /// Makes sure the accepted outputs `job` reads are still there as they
+    /// were accepted (see [`Self::verify_output`]); the owner's initial
+    /// parameters, deterministic, are simply written again.
+    async fn check_inputs(&mut self, job: &str) -> anyhow::Result<()> {
+        let Some(spec) = self.schedule.spec(job).cloned() else {
+            return Ok(());
+        };
+        for source in &spec.inputs {
+            match source {
+                Source::Initial => {
+                    let owner = self.owner.hotkey();
+                    let found = self
+                        .bucket
+                        .get::<pb::TensorArtifact>(&self.initial.key, Expect::Signer(&owner))
+                        .await;
+                    match found {
+                        Ok(artifact) if artifact.digest() == self.initial.digest => {}
+                        Err(e) if e.is_transient() => return Err(e.into()),
+                        Ok(_) | Err(_) => {
+                            warn!(run = %self.run.run_id, key = %self.initial.key, "the initial parameters are lost; writing them again");
+                            self.bucket.delete(&self.initial.key).await?;
+                            self.initial =
+                                Self::initial_artifact(&self.bucket, &self.owner, &self.run)
+                                    .await?;
+                        }
+                    }
+                }
+                Source::Job(input) => {
+                    if !self.verify_output(input).await? {
+                        // A rewind may have dropped `job` itself.
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure `job`'s accepted output is still there as it was accepted.
+    /// A lost or replaced output is recomputed (a new attempt, and new
+    /// manifest revisions for the jobs that read it); one its own writer
+    /// replaced with another artifact it signed convicts that writer.
+    /// Returns whether the output is intact.
+    async fn verify_output(&mut self, job: &str) -> anyhow::Result<bool> {
+        let Some(out) = self.schedule.output(job).cloned() else {
+            return Ok(true);
+        };
+        let found = self
+            .bucket
+            .get::<pb::TensorArtifact>(&out.key, Expect::Signer(&out.by.hotkey))
+            .await;
+        let (reason, equivocated) = match found {
+            Ok(artifact) if artifact.digest() == out.digest => return Ok(true),
+            Ok(_) => (
+                format!(
+                    "{} was replaced by another artifact signed by its writer",
+                    out.key
+                ),
+                true,
+            ),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => (e.to_string(), false),
+        };
+        warn!(run = %self.run.run_id, job = %job, attempt = out.attempt, hotkey = %out.by.hotkey, %reason, "an accepted output is lost or changed; recomputing it");
+        self.schedule.requeue(job);
+        self.unverified.remove(job);
+        for reader in self.schedule.waiting_on(job) {
+            self.schedule.requeue(&reader);
+        }
+        if equivocated {
+            self.convict(
+                out.by.hotkey,
+                format!("{job} attempt {}: {reason}", out.attempt),
+            )
+            .await?;
+        }
+        Ok(false)
+    }
+
+    /// A hotkey proved to cheat (a failed replay, or its own signed objects
+    /// disagreeing) gets no more work, and whatever the run built on its
+    /// unverified results is recomputed. Returns whether the run rewound.
+    async fn convict(&mut self, hotkey: Hotkey, reason: String) -> anyhow::Result<bool> {
+        self.ban(hotkey);
+        match self.tainted_from(&hotkey) {
+            Some(step) => {
+                self.rewind(step, hotkey, reason).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// A result held for its verdict waits for the validator, however long
+    /// it is down, but not for a receipt that is gone: once per lease period
+    /// the orchestrator makes sure the receipt it accepted is still there
+    /// unchanged. A receipt deleted or replaced before its verdict would
+    /// otherwise never get one.
+    async fn check_held(&mut self) -> anyhow::Result<bool> {
+        let now = unix_ms();
+        let every = self.settings.lease.as_millis() as u64;
+        let due: Vec<String> = self
+            .judging
+            .iter()
+            .filter(|(_, held)| now.saturating_sub(held.checked_ms) >= every)
+            .map(|(job, _)| job.clone())
+            .collect();
+        let mut progressed = false;
+        for job in due {
+            let (Some(out), Some(held)) = (
+                self.schedule.judging(&job).cloned(),
+                self.judging.get_mut(&job),
+            ) else {
+                self.judging.remove(&job);
+                continue;
+            };
+            let found = self
+                .bucket
+                .get::<pb::Receipt>(&held.receipt_key, Expect::Signer(&out.by.hotkey))
+                .await;
+            let reason = match found {
+                Ok(receipt) if receipt.digest() == held.receipt_digest => {
+                    info!(run = %self.run.run_id, job = %job, receipt = %held.receipt_key, "still waiting for a validator's verdict");
+                    held.checked_ms = now;
+                    continue;
+                }
+                Ok(_) => "was replaced".to_string(),
+                Err(e) if e.is_transient() => continue,
+                Err(e) => e.to_string(),
+            };
+            warn!(run = %self.run.run_id, job = %job, attempt = out.attempt, receipt = %held.receipt_key, %reason, "the receipt of a result awaiting its verdict is gone or changed; redoing the job");
+            self.judging.remove(&job);
+            self.schedule.requeue(&job);
+            progressed = true;
+        }
         Ok(progressed)
     }
 
@@ -487,8 +642,8 @@ impl Orchestrator {
         }
         self.last_worker_refresh = Some(std::time::Instant::now());
         let layout = self.bucket.layout().clone();
-        let keys = match self.bucket.list(&layout.heartbeats(), None).await {
-            Ok(keys) => keys,
+        let objects = match self.bucket.list_meta(&layout.heartbeats(), None).await {
+            Ok(objects) => objects,
             Err(e) => {
                 warn!(error = %e, "cannot list heartbeats");
                 return;
@@ -497,20 +652,21 @@ impl Orchestrator {
         let now = unix_ms();
         let ttl = self.settings.heartbeat_ttl.as_millis() as u64;
         let mut live = Vec::new();
-        for key in keys {
-            let Some((hotkey, worker)) = layout.parse_heartbeat(&key) else {
-                warn!(key = %key, "ignoring object with a malformed heartbeat key");
+        for object in objects {
+            let Some((hotkey, worker)) = layout.parse_heartbeat(&object.key) else {
+                debug!(key = %object.key, "ignoring object with a malformed heartbeat key");
                 continue;
             };
             match self
                 .bucket
-                .get::<pb::WorkerHeartbeat>(&key, Expect::Signer(&hotkey))
+                .get_listed::<pb::WorkerHeartbeat>(&object, Expect::Signer(&hotkey))
                 .await
             {
-                Ok(hb) if hb.worker == worker && hb.unix_ms + ttl >= now => {
+                Ok(hb) if hb.worker == worker && hb.unix_ms.saturating_add(ttl) >= now => {
                     live.push(WorkerId { hotkey, worker })
                 }
                 Ok(_) => {}
+                Err(e) if e.is_repeat_rejection() => debug!(error = %e, "rejected heartbeat"),
                 Err(e) => warn!(error = %e, "rejected heartbeat"),
             }
         }
@@ -552,13 +708,20 @@ impl Orchestrator {
                     continue;
                 }
                 match self.accept(&job, attempt, to, &key).await {
-                    Ok(output) if self.judged_before_use() => {
+                    Ok((output, receipt_digest)) if self.judged_before_use() => {
                         if self.schedule.hold(&job, output) {
-                            self.judging.insert(job.clone(), key.clone());
+                            self.judging.insert(
+                                job.clone(),
+                                Held {
+                                    receipt_key: key.clone(),
+                                    receipt_digest,
+                                    checked_ms: unix_ms(),
+                                },
+                            );
                             progressed = true;
                         }
                     }
-                    Ok(output) => {
+                    Ok((output, _)) => {
                         if self.schedule.complete(&job, output) {
                             self.jobs_accepted += 1;
                             self.counters.accepted.inc();
@@ -574,6 +737,23 @@ impl Orchestrator {
                         warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
                         self.schedule.expire_now(&job);
                         self.counters.refused.inc();
+                        progressed = true;
+                    }
+                    Err(Refusal::Lost(reason)) => {
+                        warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "result unusable through no proven fault of its miner; redoing the job");
+                        self.schedule.requeue(&job);
+                        self.counters.refused.inc();
+                        progressed = true;
+                    }
+                    Err(Refusal::Equivocated(reason)) => {
+                        warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "the miner's own signed objects disagree; banning the hotkey from the run and reassigning");
+                        self.schedule.expire_now(&job);
+                        self.counters.refused.inc();
+                        let reason = format!("{job} attempt {attempt}: {reason}");
+                        if self.convict(to.hotkey, reason).await? {
+                            // The listing being walked may name dropped jobs.
+                            return Ok(true);
+                        }
                         progressed = true;
                     }
                 }
@@ -623,13 +803,23 @@ impl Orchestrator {
                         continue;
                     }
                     Err(e) => {
-                        warn!(run = %run_id, verdict = %key, error = %e, "rejected verdict");
+                        // Not a verdict of the run's validators: whoever put
+                        // it there took the key this attempt's verdict needs,
+                        // so the attempt can never be judged. Redo the job.
+                        warn!(run = %run_id, job = %job, attempt, verdict = %key, error = %e, "a foreign object sits at the verdict key of a held result; redoing the job");
                         self.seen_verdicts.insert(key);
+                        self.judging.remove(&job);
+                        self.schedule.requeue(&job);
+                        progressed = true;
                         continue;
                     }
                 };
                 self.seen_verdicts.insert(key.clone());
-                let receipt_key = self.judging.get(&job).cloned().unwrap_or_default();
+                let receipt_key = self
+                    .judging
+                    .get(&job)
+                    .map(|h| h.receipt_key.as_str())
+                    .unwrap_or_default();
                 if verdict.receipt_key != receipt_key || verdict.hotkey != held.by.hotkey.to_bytes()
                 {
                     warn!(run = %run_id, verdict = %key, "verdict names another receipt; ignoring");
@@ -657,12 +847,9 @@ impl Orchestrator {
                     pb::VerdictOutcome::Failed => {
                         warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
                         self.schedule.discard(&job, attempt);
-                        self.ban(held.by.hotkey);
                         self.counters.refused.inc();
-                        if let Some(step) = self.tainted_from(&held.by.hotkey) {
-                            let reason =
-                                format!("{job} attempt {attempt} failed: {}", verdict.reason);
-                            self.rewind(step, held.by.hotkey, reason).await?;
+                        let reason = format!("{job} attempt {attempt} failed: {}", verdict.reason);
+                        if self.convict(held.by.hotkey, reason).await? {
                             // The listing being walked may name dropped jobs.
                             return Ok(true);
                         }
@@ -686,20 +873,26 @@ impl Orchestrator {
         warn!(run = %self.run.run_id, hotkey = %hotkey, reassigned = taken.len(), "hotkey banned from the run: it gets no more work");
     }
 
-    /// Checks a receipt and its artifact before downstream jobs may read it.
+    /// Checks a receipt and its artifact before downstream jobs may read it;
+    /// returns the output and the receipt's digest.
     async fn accept(
         &mut self,
         job: &str,
         attempt: u32,
         to: WorkerId,
         key: &str,
-    ) -> Result<Output, Refusal> {
+    ) -> Result<(Output, Digest), Refusal> {
         let layout = self.bucket.layout().clone();
         let run_id = &self.run.run_id;
-        let receipt = self
+        let receipt = match self
             .bucket
             .get::<pb::Receipt>(key, Expect::Signer(&to.hotkey))
-            .await?;
+            .await
+        {
+            Ok(receipt) => receipt,
+            Err(e) if e.is_transient() => return Err(Refusal::Retry(e)),
+            Err(e) => return Err(Refusal::Lost(format!("no receipt of this hotkey: {e}"))),
+        };
         let expected_artifact = layout.artifact(run_id, job, attempt);
         let output = receipt.output.clone().unwrap_or_default();
         // The same attribution the validator applies: a receipt it would
@@ -718,13 +911,19 @@ impl Orchestrator {
                 "receipt {key} does not match its assignment (job, attempt, hotkey or artifact key)"
             )));
         }
-        let artifact = self
+        // Only an artifact this hotkey validly signed can count against it.
+        let artifact = match self
             .bucket
             .get::<pb::TensorArtifact>(&expected_artifact, Expect::Signer(&to.hotkey))
-            .await?;
+            .await
+        {
+            Ok(artifact) => artifact,
+            Err(e) if e.is_transient() => return Err(Refusal::Retry(e)),
+            Err(e) => return Err(Refusal::Lost(format!("no artifact of this hotkey: {e}"))),
+        };
         if artifact.digest().as_bytes().as_slice() != output.digest.as_slice() {
-            return Err(Refusal::Refused(format!(
-                "artifact {expected_artifact} does not match the receipt's digest"
+            return Err(Refusal::Equivocated(format!(
+                "artifact {expected_artifact} is signed by the same hotkey as receipt {key} but does not match its digest"
             )));
         }
         let spec = self
@@ -756,12 +955,15 @@ impl Orchestrator {
             }
             _ => {}
         }
-        Ok(Output {
-            attempt,
-            by: to,
-            key: expected_artifact,
-            digest: artifact.digest(),
-        })
+        Ok((
+            Output {
+                attempt,
+                by: to,
+                key: expected_artifact,
+                digest: artifact.digest(),
+            },
+            receipt.digest(),
+        ))
     }
 
     /// Publishes a manifest for every ready job and assigns it.
@@ -774,7 +976,7 @@ impl Orchestrator {
             if self.live.is_empty() || warming_up {
                 break;
             }
-            let manifest_digest = self.publish_manifest(&spec).await?;
+            let manifest = self.publish_manifest(&spec).await?;
             let Some(worker) = self.schedule.pick_worker(
                 &spec.job_id,
                 &self.live,
@@ -784,16 +986,15 @@ impl Orchestrator {
             };
             let attempt = self.schedule.next_attempt(&spec.job_id);
             let now = unix_ms();
-            let deadline = now + self.settings.lease.as_millis() as u64;
-            let layout = self.bucket.layout().clone();
+            let deadline = now.saturating_add(self.settings.lease.as_millis() as u64);
             let mut assignment = pb::Assignment {
                 run_id: self.run.run_id.clone(),
                 job_id: spec.job_id.clone(),
                 attempt,
                 hotkey: worker.hotkey.to_bytes().to_vec(),
                 worker: worker.worker,
-                manifest_key: layout.job_manifest(&self.run.run_id, &spec.job_id),
-                manifest_digest: manifest_digest.to_vec(),
+                manifest_key: manifest.key,
+                manifest_digest: manifest.digest.to_vec(),
                 issued_unix_ms: now,
                 deadline_unix_ms: deadline,
                 step: spec.step,
@@ -803,12 +1004,7 @@ impl Orchestrator {
             assignment.sealed_grant = self
                 .job_grant(&spec, attempt, worker.hotkey, &manifest_inputs, deadline)
                 .await?;
-            let key = layout.assignment(&worker.hotkey, worker.worker, self.next_seq);
-            self.next_seq += 1;
-            match self.bucket.create(&key, &assignment, &self.owner).await {
-                Ok(_) | Err(BucketError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            let key = self.write_assignment(&assignment, worker).await?;
             info!(run = %self.run.run_id, job = %spec.job_id, attempt, hotkey = %worker.hotkey, worker = worker.worker, "assigned");
             self.assignment_keys.insert(spec.job_id.clone(), key);
             self.schedule
@@ -817,6 +1013,35 @@ impl Orchestrator {
             progressed = true;
         }
         Ok(progressed)
+    }
+
+    /// Writes an assignment under the worker's prefix at the next sequence
+    /// number. A key that is already taken holds an object the owner did not
+    /// write (its own sequence numbers only grow): skip past it.
+    async fn write_assignment(
+        &mut self,
+        assignment: &pb::Assignment,
+        worker: WorkerId,
+    ) -> anyhow::Result<String> {
+        let layout = self.bucket.layout().clone();
+        for _ in 0..MAX_TAKEN_KEYS {
+            let seq = self.next_seq;
+            self.next_seq = seq
+                .checked_add(1)
+                .context("assignment sequence exhausted")?;
+            let key = layout.assignment(&worker.hotkey, worker.worker, seq);
+            match self.bucket.create(&key, assignment, &self.owner).await {
+                Ok(_) => return Ok(key),
+                Err(BucketError::AlreadyExists { .. }) => {
+                    warn!(run = %self.run.run_id, key = %key, "a foreign object sits at the next assignment key; skipping past it");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!(
+            "{MAX_TAKEN_KEYS} assignment keys in a row under {} are taken by foreign objects",
+            layout.assignments_of(&worker.hotkey, worker.worker)
+        )
     }
 
     /// Bucket keys of a job's inputs.
@@ -932,18 +1157,11 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Writes the job's manifest once; returns its digest.
-    async fn publish_manifest(&mut self, spec: &plan::JobSpec) -> anyhow::Result<Digest> {
-        let layout = self.bucket.layout().clone();
-        let key = layout.job_manifest(&self.run.run_id, &spec.job_id);
-        if self.published.contains(&spec.job_id) {
-            let owner = self.owner.hotkey();
-            let existing = self
-                .bucket
-                .get::<pb::JobManifest>(&key, Expect::Signer(&owner))
-                .await?;
-            return Ok(existing.digest());
-        }
+    /// Writes the job's manifest once for its current inputs; returns where
+    /// it is. A key already taken by something else (a foreign object, or
+    /// an earlier manifest of ours that names inputs since lost) moves the
+    /// manifest to the next revision; the assignment names the key.
+    async fn publish_manifest(&mut self, spec: &plan::JobSpec) -> anyhow::Result<Published> {
         let inputs = spec
             .inputs
             .iter()
@@ -959,20 +1177,66 @@ impl Orchestrator {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let earlier = self.published.get(&spec.job_id);
+        if let Some(published) = earlier.filter(|p| p.inputs == inputs) {
+            return Ok(published.clone());
+        }
+        let layout = self.bucket.layout().clone();
+        let run_id = self.run.run_id.clone();
+        let first = earlier
+            .and_then(|p| layout.parse_job_manifest(&run_id, &p.key))
+            .map_or(0, |(_, revision)| revision + 1);
         let manifest = pb::JobManifest {
-            run_id: self.run.run_id.clone(),
+            run_id: run_id.clone(),
             job_id: spec.job_id.clone(),
             step: spec.step,
             kind: spec.kind as i32,
             micro_batch: spec.micro_batch,
             replica: spec.replica,
-            inputs,
+            inputs: inputs.clone(),
             cost: Some(cost::mlp_cost(self.mlp(), spec.kind)),
             cross_backend_tolerance: 1e-4,
         };
-        let digest = self.bucket.create(&key, &manifest, &self.owner).await?;
-        self.published.insert(spec.job_id.clone());
-        Ok(digest)
+        let owner = self.owner.hotkey();
+        for revision in first..locus_protocol::paths::MAX_MANIFEST_REVISIONS {
+            let key = layout.job_manifest_revision(&run_id, &spec.job_id, revision);
+            let digest = match self.bucket.create(&key, &manifest, &self.owner).await {
+                Ok(digest) => digest,
+                Err(BucketError::AlreadyExists { .. }) => {
+                    match self
+                        .bucket
+                        .get::<pb::JobManifest>(&key, Expect::Signer(&owner))
+                        .await
+                    {
+                        // Ours, from before a restart.
+                        Ok(existing) if *existing == manifest => existing.digest(),
+                        Ok(_) => {
+                            info!(run = %run_id, job = %spec.job_id, key = %key, "an earlier manifest of this job names other inputs; publishing the next revision");
+                            continue;
+                        }
+                        Err(e) if e.is_transient() => return Err(e.into()),
+                        Err(e) => {
+                            warn!(run = %run_id, job = %spec.job_id, key = %key, error = %e, "a foreign object sits at the manifest key; publishing the next revision");
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let published = Published {
+                key,
+                digest,
+                inputs,
+            };
+            self.published
+                .insert(spec.job_id.clone(), published.clone());
+            return Ok(published);
+        }
+        bail!(
+            "job {}: every manifest key up to revision {} is taken by objects the owner did not write",
+            spec.job_id,
+            locus_protocol::paths::MAX_MANIFEST_REVISIONS - 1
+        )
     }
 
     /// Records finished steps in the run state and plans further ahead.
@@ -982,6 +1246,9 @@ impl Orchestrator {
             completed += 1;
         }
         if completed == self.state.completed_steps {
+            return Ok(false);
+        }
+        if completed >= self.settings.steps && !self.final_params_intact().await? {
             return Ok(false);
         }
         self.state.completed_steps = completed;
@@ -997,19 +1264,42 @@ impl Orchestrator {
     }
 }
 
+impl Orchestrator {
+    /// The run's result is the last step's outer output: before the run is
+    /// declared done, make sure it is still what was accepted (it is
+    /// recomputed first if not).
+    async fn final_params_intact(&mut self) -> anyhow::Result<bool> {
+        let Some(last) = self.settings.steps.checked_sub(1) else {
+            return Ok(true);
+        };
+        let outer = plan::job_id_in(self.generation(last), last, JobKind::Outer, 0, 0);
+        if self.schedule.output(&outer).is_none() {
+            return Ok(false);
+        }
+        self.verify_output(&outer).await
+    }
+}
+
 /// Why a result was not accepted.
 enum Refusal {
-    /// The result is wrong or missing: take the job back.
+    /// The result is wrong: take the job back from its miner.
     Refused(String),
+    /// The result is gone or was replaced by someone else, which proves
+    /// nothing against its miner: redo the job, no strike.
+    Lost(String),
+    /// The miner's own signed objects disagree (its receipt commits to one
+    /// artifact, it signed another): ban it from the run and redo the job.
+    Equivocated(String),
     /// The bucket could not be read: try again.
     Retry(BucketError),
 }
 
 impl From<BucketError> for Refusal {
     fn from(e: BucketError) -> Self {
-        match e {
-            BucketError::Storage { .. } | BucketError::Open { .. } => Refusal::Retry(e),
-            other => Refusal::Refused(other.to_string()),
+        if e.is_transient() {
+            Refusal::Retry(e)
+        } else {
+            Refusal::Refused(e.to_string())
         }
     }
 }

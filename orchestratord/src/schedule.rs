@@ -329,6 +329,43 @@ impl Schedule {
         }
     }
 
+    /// Takes a job back without holding it against its worker: its result
+    /// was lost or spoiled by someone else.
+    pub fn requeue(&mut self, job: &str) {
+        let last_attempt = match self.states.get(job) {
+            Some(JobState::Assigned { attempt, .. }) => *attempt,
+            Some(JobState::Judging(out) | JobState::Done(out)) => out.attempt,
+            _ => return,
+        };
+        self.states.insert(
+            job.to_string(),
+            JobState::Waiting {
+                last_attempt,
+                avoid: None,
+            },
+        );
+    }
+
+    /// Jobs that read `job`'s output and do not have a result of their own
+    /// yet: when that output is lost they cannot finish.
+    pub fn waiting_on(&self, job: &str) -> Vec<String> {
+        self.specs
+            .values()
+            .filter(|s| {
+                s.inputs
+                    .iter()
+                    .any(|i| matches!(i, Source::Job(id) if id == job))
+            })
+            .filter(|s| {
+                matches!(
+                    self.states.get(&s.job_id),
+                    Some(JobState::Assigned { .. } | JobState::Waiting { .. })
+                )
+            })
+            .map(|s| s.job_id.clone())
+            .collect()
+    }
+
     /// Steps (ascending) that have at least one assigned job.
     pub fn steps_in_flight(&self) -> Vec<u32> {
         self.steps_where(|s| matches!(s, JobState::Assigned { .. }))
@@ -526,5 +563,33 @@ mod tests {
         let w = s.pick_worker(&fwd, &live, 1).unwrap();
         s.assign(&fwd, 1, w, 1000);
         assert!(s.pick_worker("other", &live, 1).is_none());
+    }
+
+    /// A lost output sends its job back (as the next attempt, without a
+    /// strike), and the jobs that were reading it wait for the redo.
+    #[test]
+    fn a_lost_output_is_redone_before_its_readers_run() {
+        let cfg = mlp::default_config(1);
+        let mut s = Schedule::default();
+        s.add_jobs(plan::step_jobs(&cfg, 0));
+        let live = workers(2);
+        let fwd = s.ready()[0].job_id.clone();
+        s.assign(&fwd, 1, live[0], 1000);
+        assert!(s.complete(&fwd, output(1, live[0])));
+        let inner: Vec<String> = s.ready().iter().map(|j| j.job_id.clone()).collect();
+        s.assign(&inner[0], 1, live[1], 1000);
+        let mut readers = s.waiting_on(&fwd);
+        readers.sort();
+        assert_eq!(readers.len(), inner.len());
+        s.requeue(&fwd);
+        for reader in s.waiting_on(&fwd) {
+            s.requeue(&reader);
+        }
+        assert_eq!(s.next_attempt(&fwd), 2);
+        assert_eq!(s.next_attempt(&inner[0]), 2);
+        let ready: Vec<&str> = s.ready().iter().map(|j| j.job_id.as_str()).collect();
+        assert_eq!(ready, vec![fwd.as_str()], "readers wait for the redo");
+        // No strike: the worker whose output was lost is not avoided.
+        assert_eq!(s.pick_worker(&fwd, &live[..1], 2), Some(live[0]));
     }
 }

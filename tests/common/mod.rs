@@ -256,7 +256,8 @@ impl System {
             .map(|v| v.into_inner())
     }
 
-    /// Job id → hotkeys credited for it (verified or unsampled verdicts).
+    /// Job id → hotkeys credited for it (verified or unsampled verdicts with
+    /// compute units; a redo of a credited job passes with none).
     pub fn credited(&self, run: &str) -> std::collections::HashMap<String, Vec<Vec<u8>>> {
         use locus_protocol::pb::{Verdict, VerdictOutcome};
         let me = self.validator.1.hotkey();
@@ -277,7 +278,8 @@ impl System {
             if matches!(
                 outcome,
                 VerdictOutcome::Verified | VerdictOutcome::Unsampled
-            ) {
+            ) && v.compute_units > 0
+            {
                 credited
                     .entry(v.job_id.clone())
                     .or_default()

@@ -40,8 +40,8 @@ struct RunTrack {
     judged: HashSet<String>,
     rejected: HashSet<String>,
     verdicts: Vec<Judged>,
-    /// The attempt each job was credited to: a job earns once.
-    credited: std::collections::HashMap<String, u32>,
+    /// The verdict each job was credited by: a job earns once.
+    credited: std::collections::HashMap<String, pb::Verdict>,
     /// Signers of rejected receipts shown in the score table.
     rejected_signers: HashSet<Hotkey>,
     /// Replays passed per hotkey, for probation.
@@ -183,6 +183,7 @@ impl Validator {
                     continue;
                 }
                 Err(BucketError::NotFound { .. }) => continue,
+                Err(e) if e.is_repeat_rejection() => continue,
                 Err(e) => {
                     warn!(error = %e, "rejected run manifest");
                     continue;
@@ -227,11 +228,10 @@ impl Validator {
                     if let Ok(hotkey) = Hotkey::from_bytes(&v.hotkey) {
                         track.judged.insert(v.receipt_key.clone());
                         let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
-                        if matches!(
-                            outcome,
-                            VerdictOutcome::Verified | VerdictOutcome::Unsampled
-                        ) {
-                            track.credited.insert(v.job_id.clone(), v.attempt);
+                        if credits(&v) {
+                            track
+                                .credited
+                                .insert(v.job_id.clone(), v.clone().into_inner());
                         }
                         if outcome == VerdictOutcome::Verified {
                             *track.replays_passed.entry(hotkey).or_default() += 1;
@@ -314,12 +314,21 @@ impl Validator {
     /// Judges one receipt and writes its verdict. Returns whether the
     /// receipt was settled (verdict written or rejected for good).
     async fn judge_one(&mut self, run_id: &str, key: &str, written_ms: u64) -> bool {
-        let track = self.runs.get(run_id).expect("run tracked");
-        let credited = self
+        let job = self
             .bucket
             .layout()
             .parse_receipt(run_id, key)
-            .and_then(|(_, job, _)| track.credited.get(&job).copied());
+            .map(|(_, job, attempt)| (job, attempt));
+        if let Some((job, attempt)) = &job
+            && let Err(e) = self.recheck_credit(run_id, job, *attempt).await
+        {
+            warn!(run = %run_id, job = %job, error = %e, "cannot recheck the credited result yet; will retry");
+            return false;
+        }
+        let track = self.runs.get(run_id).expect("run tracked");
+        let credited = job
+            .and_then(|(job, _)| track.credited.get(&job))
+            .map(|v| v.attempt);
         let needed = self.settings.probation_replays;
         let on_probation = |h: &Hotkey| track.replays_passed.get(h).copied().unwrap_or(0) < needed;
         let judge = Judge {
@@ -339,7 +348,26 @@ impl Validator {
                 let verdict_key =
                     layout.verdict(run_id, verdict.step, &verdict.job_id, verdict.attempt);
                 match self.bucket.create(&verdict_key, &verdict, &self.key).await {
-                    Ok(_) | Err(BucketError::AlreadyExists { .. }) => {}
+                    Ok(_) => {}
+                    Err(BucketError::AlreadyExists { .. }) => {
+                        // Ours from before a restart, or a foreign object on
+                        // the key: then the owner redoes the job (a new
+                        // attempt, a new key) and this receipt earns nothing.
+                        let me = self.key.hotkey();
+                        if let Err(e) = self
+                            .bucket
+                            .get::<pb::Verdict>(&verdict_key, Expect::Signer(&me))
+                            .await
+                        {
+                            if e.is_transient() {
+                                warn!(error = %e, "cannot read back the verdict; will retry");
+                                return false;
+                            }
+                            warn!(run = %run_id, receipt = %key, verdict = %verdict_key, error = %e, "a foreign object sits at the verdict key; the owner redoes the job");
+                            track.judged.insert(key.to_string());
+                            return true;
+                        }
+                    }
                     Err(e) => {
                         warn!(error = %e, "cannot write verdict; will retry");
                         return false;
@@ -356,13 +384,10 @@ impl Validator {
                     info!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, cu = verdict.compute_units, replay_ms = verdict.replay_ms, "verdict: {line}");
                 }
                 track.judged.insert(key.to_string());
-                if matches!(
-                    outcome,
-                    VerdictOutcome::Verified | VerdictOutcome::Unsampled
-                ) {
+                if credits(&verdict) {
                     track
                         .credited
-                        .insert(verdict.job_id.clone(), verdict.attempt);
+                        .insert(verdict.job_id.clone(), verdict.clone());
                 }
                 if outcome == VerdictOutcome::Verified {
                     *track.replays_passed.entry(hotkey).or_default() += 1;
@@ -403,6 +428,57 @@ impl Validator {
         }
     }
 
+    /// Before another attempt of a credited job is judged (the owner redoes
+    /// a job whose accepted result it could no longer use), checks whether
+    /// the credited result was contradicted by its own writer since. If so,
+    /// its verdict is revised to failed, which zeroes that hotkey and frees
+    /// the job's credit for the redo.
+    async fn recheck_credit(
+        &mut self,
+        run_id: &str,
+        job: &str,
+        attempt: u32,
+    ) -> Result<(), JudgeError> {
+        let Some(track) = self.runs.get(run_id) else {
+            return Ok(());
+        };
+        let Some(credit) = track.credited.get(job).filter(|v| v.attempt != attempt) else {
+            return Ok(());
+        };
+        let mut revised = credit.clone();
+        let Ok(hotkey) = Hotkey::from_bytes(&credit.hotkey) else {
+            return Ok(());
+        };
+        let judge = Judge {
+            bucket: &self.bucket,
+            owner: &self.owner,
+            validator: &self.key,
+            run: &track.manifest,
+            sample_rate: self.settings.sample_rate,
+            device: &self.settings.device,
+            on_probation: &|_| false,
+        };
+        let Some(reason) = judge.equivocation(&credit.receipt_key, &hotkey).await? else {
+            return Ok(());
+        };
+        revised.outcome = VerdictOutcome::Failed as i32;
+        revised.reason = reason;
+        revised.unix_ms = unix_ms();
+        let key =
+            self.bucket
+                .layout()
+                .verdict(run_id, revised.step, &revised.job_id, revised.attempt);
+        // The one verdict a validator rewrites: a passing verdict it gave
+        // becomes failed when the miner's own signed objects turn on it.
+        self.bucket.put(&key, &revised, &self.key).await?;
+        warn!(run = %run_id, job = %job, attempt = revised.attempt, hotkey = %hotkey, reason = %revised.reason, "credited result revised to failed");
+        self.counters.verdict(VerdictOutcome::Failed);
+        let track = self.runs.get_mut(run_id).expect("run tracked");
+        track.credited.remove(job);
+        track.verdicts.push(judged_from(&revised, hotkey));
+        Ok(())
+    }
+
     async fn write_scores(&self, run_id: &str) -> anyhow::Result<()> {
         let Some(track) = self.runs.get(run_id) else {
             return Ok(());
@@ -436,6 +512,16 @@ impl Validator {
         }
         Ok(())
     }
+}
+
+/// Whether a verdict credits its job: passed, with units (a redo of a job
+/// already credited passes with none).
+fn credits(v: &pb::Verdict) -> bool {
+    let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
+    matches!(
+        outcome,
+        VerdictOutcome::Verified | VerdictOutcome::Unsampled
+    ) && v.compute_units > 0
 }
 
 fn judged_from(v: &pb::Verdict, hotkey: Hotkey) -> Judged {

@@ -4,8 +4,12 @@
 //! A receipt that cannot be attributed to the hotkey the owner assigned the
 //! job to (bad signature, signed by someone else, moved to another key) is
 //! rejected outright and earns nothing. An attributable receipt always gets a
-//! verdict: failed when its artifact is missing or does not match, or when a
-//! replay disagrees; verified when a replay agrees; unsampled otherwise.
+//! verdict: failed when the hotkey's own signed objects disagree (an artifact
+//! it signed that does not match its receipt, wrong shapes) or a replay
+//! disagrees; verified when a replay agrees; unsampled otherwise; late (no
+//! credit, no penalty) when it came after the lease, or when something it
+//! depends on is gone or was replaced by someone else, which proves nothing
+//! against the hotkey.
 
 use std::time::Instant;
 
@@ -132,13 +136,30 @@ impl Judge<'_> {
                 },
             }));
         }
-        let manifest: Verified<pb::JobManifest> = self
-            .bucket
-            .get(
-                &layout.job_manifest(run_id, &job),
-                Expect::Signer(self.owner),
-            )
-            .await?;
+        let mut verdict = pb::Verdict {
+            run_id: run_id.clone(),
+            job_id: job.clone(),
+            attempt,
+            hotkey: assigned.to_bytes().to_vec(),
+            receipt_key: key.to_string(),
+            receipt_digest: receipt.digest().to_vec(),
+            outcome: VerdictOutcome::Late as i32,
+            reason: String::new(),
+            sample_proof: Vec::new(),
+            sample_rate: 0.0,
+            compute_units: 0,
+            unix_ms: 0,
+            replay_ms: 0,
+            step,
+        };
+        let manifest = match self.manifest(&assignment, &job).await? {
+            Ok(manifest) => manifest,
+            Err(reason) => {
+                verdict.reason = reason;
+                verdict.unix_ms = unix_ms();
+                return Ok(verdict);
+            }
+        };
         let units = cost::compute_units(&manifest.cost.unwrap_or_default());
         let proof = sampling::proof(self.validator, key, &receipt.digest());
         let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
@@ -151,60 +172,121 @@ impl Judge<'_> {
             self.sample_rate
         };
         let sampled = sampling::is_sampled(&proof, rate);
-        let mut verdict = pb::Verdict {
-            run_id: run_id.clone(),
-            job_id: job.clone(),
-            attempt,
-            hotkey: assigned.to_bytes().to_vec(),
-            receipt_key: key.to_string(),
-            receipt_digest: receipt.digest().to_vec(),
-            outcome: VerdictOutcome::Unsampled as i32,
-            reason: String::new(),
-            sample_proof: proof.to_vec(),
-            sample_rate: rate,
-            compute_units: units,
-            unix_ms: 0,
-            replay_ms: 0,
-            step,
-        };
-        let late = if written_ms > assignment.deadline_unix_ms {
-            Some(format!(
+        verdict.sample_proof = proof.to_vec();
+        verdict.sample_rate = rate;
+        verdict.compute_units = units;
+        if written_ms > assignment.deadline_unix_ms {
+            verdict.reason = format!(
                 "written {} ms after the lease expired",
                 written_ms - assignment.deadline_unix_ms
-            ))
-        } else {
-            credited
-                .filter(|a| *a != attempt)
-                .map(|a| format!("job already credited to attempt {a}"))
-        };
-        if let Some(reason) = late {
-            verdict.outcome = VerdictOutcome::Late as i32;
-            verdict.reason = reason;
+            );
             verdict.unix_ms = unix_ms();
             return Ok(verdict);
         }
         let started = Instant::now();
-        let outcome = self
+        let checked = self
             .check(&receipt, &assignment, &manifest, &assigned, sampled)
             .await?;
         verdict.replay_ms = started.elapsed().as_millis() as u64;
         verdict.unix_ms = unix_ms();
-        match outcome {
-            Ok(()) if sampled => {
-                verdict.outcome = VerdictOutcome::Verified as i32;
-                verdict.reason = forced.unwrap_or("sampled").to_string();
+        match checked {
+            Checked::Passed => {
+                verdict.outcome = if sampled {
+                    verdict.reason = forced.unwrap_or("sampled").to_string();
+                    VerdictOutcome::Verified as i32
+                } else {
+                    VerdictOutcome::Unsampled as i32
+                };
+                // A job earns once. A redo is judged like any result, since
+                // downstream jobs will use it, but it is not paid again.
+                if let Some(first) = credited.filter(|a| *a != attempt) {
+                    verdict.compute_units = 0;
+                    let note = format!("job already credited to attempt {first}: used, not paid");
+                    verdict.reason = if verdict.reason.is_empty() {
+                        note
+                    } else {
+                        format!("{}; {note}", verdict.reason)
+                    };
+                }
             }
-            Ok(()) => {}
-            Err(reason) => {
+            Checked::Failed(reason) => {
                 verdict.outcome = VerdictOutcome::Failed as i32;
+                verdict.reason = reason;
+            }
+            Checked::Void(reason) => {
+                verdict.compute_units = 0;
                 verdict.reason = reason;
             }
         }
         Ok(verdict)
     }
 
-    /// The checks an attributable receipt must pass. `Ok(Err(reason))` is a
-    /// failed verdict; `Err` is a storage problem to retry.
+    /// The owner's manifest that `assignment` commits to. `Ok(Err(reason))`:
+    /// it is gone or not the owner's (planted over), which proves nothing
+    /// about the miner: no credit, no penalty, the job is redone.
+    async fn manifest(
+        &self,
+        assignment: &pb::Assignment,
+        job: &str,
+    ) -> Result<Result<Verified<pb::JobManifest>, String>, JudgeError> {
+        let layout = self.bucket.layout();
+        let key = &assignment.manifest_key;
+        if layout
+            .parse_job_manifest(&self.run.run_id, key)
+            .is_none_or(|(id, _)| id != job)
+        {
+            return Ok(Err(format!(
+                "assignment names {key}, not a manifest of {job}"
+            )));
+        }
+        match self.bucket.get(key, Expect::Signer(self.owner)).await {
+            Ok(manifest) => Ok(Ok(manifest)),
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(e) => Ok(Err(format!("manifest unusable, the job is redone: {e}"))),
+        }
+    }
+
+    /// Whether the result credited for a job (attempt `credited` at
+    /// `receipt_key`, by `hotkey`) has since been contradicted by its own
+    /// writer: an artifact validly signed by that hotkey at the committed
+    /// key whose digest differs from the one its signed receipt commits to.
+    /// Two signed outputs for one deterministic job prove the writer
+    /// equivocated. An artifact that is gone, or was replaced by anything
+    /// that hotkey did not sign, proves nothing against it.
+    pub async fn equivocation(
+        &self,
+        receipt_key: &str,
+        hotkey: &Hotkey,
+    ) -> Result<Option<String>, JudgeError> {
+        let receipt = match self
+            .bucket
+            .get::<pb::Receipt>(receipt_key, Expect::Signer(hotkey))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(_) => return Ok(None),
+        };
+        let output = receipt.output.clone().unwrap_or_default();
+        match self
+            .bucket
+            .get::<pb::TensorArtifact>(&output.key, Expect::Signer(hotkey))
+            .await
+        {
+            Ok(artifact) if artifact.digest().as_bytes().as_slice() != output.digest.as_slice() => {
+                Ok(Some(format!(
+                    "artifact {} was replaced after its verdict by another one signed by the same hotkey (equivocation)",
+                    output.key
+                )))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The checks an attributable receipt must pass. `Err` is a storage
+    /// problem to retry.
     async fn check(
         &self,
         receipt: &pb::Receipt,
@@ -212,37 +294,45 @@ impl Judge<'_> {
         manifest: &Verified<pb::JobManifest>,
         hotkey: &Hotkey,
         sampled: bool,
-    ) -> Result<Result<(), String>, JudgeError> {
+    ) -> Result<Checked, JudgeError> {
         let layout = self.bucket.layout();
-        if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice()
-            || receipt.manifest_digest != assignment.manifest_digest
-        {
-            return Ok(Err(
-                "receipt does not commit to the assigned manifest".into()
+        if receipt.manifest_digest != assignment.manifest_digest {
+            return Ok(Checked::Failed(
+                "receipt does not commit to the assigned manifest".into(),
             ));
+        }
+        if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice() {
+            return Ok(Checked::Void(format!(
+                "manifest {} changed since the assignment: the job is redone",
+                manifest.key()
+            )));
         }
         let expected_key = layout.artifact(&receipt.run_id, &receipt.job_id, receipt.attempt);
         let output = receipt.output.clone().unwrap_or_default();
         if output.key != expected_key {
-            return Ok(Err(format!(
+            return Ok(Checked::Failed(format!(
                 "output committed at {}, expected {expected_key}",
                 output.key
             )));
         }
+        // Only an object this hotkey validly signed can count against it:
+        // a missing artifact, or one that is not its own, may be anyone's
+        // doing (a stranger with write access to a local bucket).
         let artifact = match self
             .bucket
             .get::<pb::TensorArtifact>(&expected_key, Expect::Signer(hotkey))
             .await
         {
             Ok(a) => a,
-            Err(BucketError::NotFound { .. }) => {
-                return Ok(Err(format!("artifact {expected_key} is missing")));
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                return Ok(Checked::Void(format!(
+                    "no artifact of this hotkey at {expected_key}, the job is redone: {e}"
+                )));
             }
-            Err(BucketError::Rejected(r)) => return Ok(Err(r.to_string())),
-            Err(e) => return Err(e.into()),
         };
         if artifact.digest().as_bytes().as_slice() != output.digest.as_slice() {
-            return Ok(Err(format!(
+            return Ok(Checked::Failed(format!(
                 "artifact {expected_key} does not match the committed digest"
             )));
         }
@@ -251,22 +341,34 @@ impl Judge<'_> {
         let cfg = self.run.mlp.unwrap_or_default();
         let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
         if let Err(e) = locus_workloads::mlp::check_output_shapes(&cfg, kind, &artifact.tensors) {
-            return Ok(Err(format!("artifact {expected_key}: {e}")));
+            return Ok(Checked::Failed(format!("artifact {expected_key}: {e}")));
         }
         if !sampled {
-            return Ok(Ok(()));
+            return Ok(Checked::Passed);
         }
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
-            let writer = match Hotkey::from_bytes(&input.writer) {
-                Ok(w) => w,
-                Err(e) => return Ok(Err(format!("manifest input writer: {e}"))),
+            // The owner signed the manifest: a bad writer key is its own.
+            let Ok(writer) = Hotkey::from_bytes(&input.writer) else {
+                return Ok(Checked::Void(format!(
+                    "manifest {} names an invalid input writer",
+                    manifest.key()
+                )));
             };
             let got: Verified<pb::TensorArtifact> =
-                self.bucket.get(&input.key, Expect::Signer(&writer)).await?;
+                match self.bucket.get(&input.key, Expect::Signer(&writer)).await {
+                    Ok(got) => got,
+                    Err(e) if e.is_transient() => return Err(e.into()),
+                    Err(e) => {
+                        return Ok(Checked::Void(format!(
+                            "input {} cannot be replayed from, the job is redone: {e}",
+                            input.key
+                        )));
+                    }
+                };
             if got.digest().as_bytes().as_slice() != input.digest.as_slice() {
-                return Ok(Err(format!(
-                    "input {} changed since the manifest",
+                return Ok(Checked::Void(format!(
+                    "input {} changed since the manifest, the job is redone",
                     input.key
                 )));
             }
@@ -282,14 +384,30 @@ impl Judge<'_> {
         .map_err(|e| JudgeError::Replay(e.to_string()))?;
         let replayed = match replayed {
             Ok(t) => t,
-            Err(e) => return Ok(Err(format!("replay failed: {e}"))),
+            Err(e) => return Ok(Checked::Failed(format!("replay failed: {e}"))),
         };
         let agreement = if receipt.backend == self.device.backend() {
             Agreement::Bitwise
         } else {
             Agreement::Relative(manifest.cross_backend_tolerance)
         };
-        Ok(compare_outputs(&replayed, &artifact.tensors, agreement)
-            .map_err(|e| format!("replay mismatch: {e}")))
+        Ok(
+            match compare_outputs(&replayed, &artifact.tensors, agreement) {
+                Ok(()) => Checked::Passed,
+                Err(e) => Checked::Failed(format!("replay mismatch: {e}")),
+            },
+        )
     }
+}
+
+/// What the checks of one receipt found.
+enum Checked {
+    /// Everything checked holds.
+    Passed,
+    /// The hotkey's own signed objects prove the result wrong: zero it.
+    Failed(String),
+    /// The result cannot be judged for reasons that prove nothing against
+    /// the hotkey (an object it depends on is gone or not its author's): no
+    /// credit, no penalty, and the owner redoes the job.
+    Void(String),
 }

@@ -266,10 +266,130 @@ async fn inflated_cost_claims_change_nothing() {
     assert_eq!(v.compute_units, honest.compute_units);
 }
 
+/// A redo of a job already credited to another attempt is judged like any
+/// result (downstream jobs will read it) but earns nothing.
 #[tokio::test]
-async fn late_receipt_earns_nothing() {
+async fn a_redo_of_a_credited_job_is_judged_but_not_paid() {
     let f = fixture().await;
     let v = f.judge_with(1.0, Some(2)).await.unwrap();
-    assert_eq!(outcome(&v), VerdictOutcome::Late);
-    assert!(v.reason.contains("attempt 2"));
+    assert_eq!(outcome(&v), VerdictOutcome::Verified, "{}", v.reason);
+    assert_eq!(v.compute_units, 0);
+    assert!(
+        v.reason.contains("already credited to attempt 2"),
+        "{}",
+        v.reason
+    );
+    // A wrong redo still fails its miner.
+    let mut bad = f.artifact.clone();
+    FaultModeFree::bump(&mut bad);
+    let digest = f.plant_artifact(&bad).await;
+    let mut receipt = f.receipt.clone();
+    receipt.output.as_mut().unwrap().digest = digest;
+    f.plant_receipt(&receipt, &f.miner).await;
+    let v = f.judge_with(1.0, Some(2)).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Failed, "{}", v.reason);
+}
+
+struct FaultModeFree;
+impl FaultModeFree {
+    fn bump(artifact: &mut pb::TensorArtifact) {
+        let mut t = locus_protocol::tensor::F32Tensor::from_pb(&artifact.tensors[0]).unwrap();
+        t.values[0] += 1.0;
+        artifact.tensors[0] = t.to_pb(&artifact.tensors[0].name);
+    }
+}
+
+/// Only an object validly signed by a hotkey may count against it: an
+/// artifact that is gone, or replaced by one someone else signed or by
+/// garbage, voids the result (no credit, no penalty) instead of failing it.
+#[tokio::test]
+async fn an_artifact_the_miner_did_not_sign_voids_the_result_without_blame() {
+    let f = fixture().await;
+    let key = f.receipt.output.as_ref().unwrap().key.clone();
+    let stranger = Keypair::generate();
+    let planted: [Vec<u8>; 2] = [
+        envelope::seal(&f.artifact, &key, &stranger).bytes,
+        b"garbage".to_vec(),
+    ];
+    for bytes in planted {
+        f.bucket
+            .put_bytes(&key, bytes, PutMode::Overwrite)
+            .await
+            .unwrap();
+        for rate in [0.0, 1.0] {
+            let v = f.judge_at(rate).await.unwrap();
+            assert_eq!(outcome(&v), VerdictOutcome::Late, "{}", v.reason);
+            assert_eq!(v.compute_units, 0);
+            assert!(v.reason.contains("redone"), "{}", v.reason);
+        }
+    }
+    f.bucket.delete(&key).await.unwrap();
+    let v = f.judge_at(1.0).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Late, "{}", v.reason);
+}
+
+/// An input gone or changed since the manifest proves nothing against the
+/// miner whose job read it.
+#[tokio::test]
+async fn a_lost_input_voids_a_replay_without_blame() {
+    let f = fixture().await;
+    let layout = f.bucket.layout();
+    let init = layout.artifact(RUN, plan::INITIAL, 0);
+    f.bucket.delete(&init).await.unwrap();
+    let v = f.judge_at(1.0).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Late, "{}", v.reason);
+    assert!(v.reason.contains(&init), "{}", v.reason);
+}
+
+/// The validator reads the manifest the assignment names (the owner moves
+/// to a new revision when a stranger took the first key).
+#[tokio::test]
+async fn the_manifest_is_the_one_the_assignment_names() {
+    let f = fixture().await;
+    let layout = f.bucket.layout();
+    let manifest_key = layout.job_manifest(RUN, &f.receipt.job_id);
+    f.bucket
+        .put_bytes(&manifest_key, b"planted".to_vec(), PutMode::Overwrite)
+        .await
+        .unwrap();
+    let v = f.judge_at(1.0).await.unwrap();
+    assert_eq!(outcome(&v), VerdictOutcome::Late, "{}", v.reason);
+    assert!(v.reason.contains("manifest unusable"), "{}", v.reason);
+}
+
+/// A credited result whose writer later signed a different artifact for it
+/// is an equivocation; one replaced by anyone else is not.
+#[tokio::test]
+async fn equivocation_needs_the_writer_s_own_signature() {
+    let f = fixture().await;
+    let owner = f.owner.hotkey();
+    let judge = Judge {
+        bucket: &f.bucket,
+        owner: &owner,
+        validator: &f.validator,
+        run: &f.run,
+        sample_rate: 0.0,
+        device: &Device::Cpu,
+        on_probation: &|_| false,
+    };
+    let miner = f.miner.hotkey();
+    assert_eq!(
+        judge.equivocation(&f.receipt_key, &miner).await.unwrap(),
+        None
+    );
+    let key = f.receipt.output.as_ref().unwrap().key.clone();
+    let mut other = f.artifact.clone();
+    FaultModeFree::bump(&mut other);
+    let by_stranger = envelope::seal(&other, &key, &Keypair::generate()).bytes;
+    f.bucket
+        .put_bytes(&key, by_stranger, PutMode::Overwrite)
+        .await
+        .unwrap();
+    assert_eq!(
+        judge.equivocation(&f.receipt_key, &miner).await.unwrap(),
+        None
+    );
+    f.plant_artifact(&other).await;
+    let found = judge.equivocation(&f.receipt_key, &miner).await.unwrap();
+    assert!(found.is_some_and(|r| r.contains("equivocation")));
 }

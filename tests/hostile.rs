@@ -1,0 +1,263 @@
+//! Hostile writes while a run is live: a miner (or, on a local bucket, any
+//! stranger with write access) overwrites, deletes, plants or bloats the
+//! objects others depend on. Each test runs the attack against a multi-step
+//! local smoke and checks, from outside:
+//! - the run finishes, with the parameters of an all-honest run, bit for bit;
+//! - no job is credited twice (every weight is its share of the credited
+//!   compute units: `local-smoke` checks that itself);
+//! - only a hotkey whose own signed objects prove a cheat is zeroed;
+//! - what hostile objects cost the owner's daemons to read stays bounded.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use common::{smoke, weight};
+use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::{Bucket, Expect};
+
+const RUN: [&str; 12] = [
+    "--steps",
+    "3",
+    "--miners",
+    "4",
+    "--micro-batches",
+    "3",
+    "--replicas",
+    "2",
+    "--lease-secs",
+    "4",
+    "--sample-rate",
+    "0.25",
+];
+
+struct Outcome {
+    stdout: String,
+    work: tempfile::TempDir,
+}
+
+impl Outcome {
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.work.path().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    fn fingerprint(&self) -> String {
+        fingerprint(&self.stdout)
+    }
+
+    /// Bytes the orchestrator and the validator read from the bucket.
+    fn owner_bytes_read(&self) -> u64 {
+        ["orchestratord", "validatord"]
+            .iter()
+            .map(|d| {
+                self.stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("bytes read by {d}: ")))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no bytes read by {d} in:\n{}", self.stdout))
+            })
+            .sum()
+    }
+
+    /// Job id → hotkeys whose verdict credits it (passed with units).
+    fn credits(&self) -> BTreeMap<String, Vec<Vec<u8>>> {
+        let dir = self.work.path().join("bucket");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let bucket = Bucket::open(dir.to_str().expect("path"), 3).expect("bucket");
+        let layout = bucket.layout().clone();
+        let window = rt
+            .block_on(
+                bucket.get::<pb::ScoreWindow>(&layout.score_window("smoke"), Expect::AnySigner),
+            )
+            .expect("score window");
+        let validator = *window.signer();
+        let keys = rt
+            .block_on(bucket.list(&layout.verdicts("smoke"), None))
+            .expect("verdicts");
+        let mut credits: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for key in keys {
+            let Ok(v) = rt.block_on(bucket.get::<pb::Verdict>(&key, Expect::Signer(&validator)))
+            else {
+                continue;
+            };
+            let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
+            let passed = matches!(
+                outcome,
+                VerdictOutcome::Verified | VerdictOutcome::Unsampled
+            );
+            if passed && v.compute_units > 0 {
+                credits
+                    .entry(v.job_id.clone())
+                    .or_default()
+                    .push(v.hotkey.clone());
+            }
+        }
+        credits
+    }
+
+    /// No job earns twice, and every job of the three steps earned once.
+    fn assert_credited_once(&self) {
+        let credits = self.credits();
+        for (job, hotkeys) in &credits {
+            assert_eq!(hotkeys.len(), 1, "{job} credited {} times", hotkeys.len());
+        }
+        // forward, 3 × 2 inner, reduce, outer, eval per step.
+        assert!(credits.len() >= 30, "only {} jobs credited", credits.len());
+    }
+}
+
+fn fingerprint(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("final parameters: "))
+        .unwrap_or_else(|| panic!("no final parameters in:\n{stdout}"))
+        .to_string()
+}
+
+/// The parameters an all-honest run with the same seed ends with.
+fn reference() -> &'static str {
+    static REFERENCE: OnceLock<String> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let out = smoke(&RUN);
+        assert!(out.status.success(), "honest reference run failed");
+        fingerprint(&String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+/// Runs the smoke with miner 0 in `mode` on `bucket`. `local-smoke` exits 0
+/// only if the run completed, the weights are the credited CU shares, the
+/// attacker is zeroed where it proved itself a cheater and paid otherwise,
+/// and every honest miner that worked is paid.
+fn attacked(mode: &str, bucket: &str) -> Outcome {
+    let expected = reference();
+    let work = tempfile::tempdir().expect("workdir");
+    let workdir = work.path().display().to_string();
+    let mut args = RUN.to_vec();
+    args.extend([
+        "--bad-miner-index",
+        "0",
+        "--fault-mode",
+        mode,
+        "--bucket",
+        bucket,
+        "--workdir",
+        &workdir,
+    ]);
+    let out = smoke(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let outcome = Outcome { stdout, work };
+    assert!(
+        out.status.success(),
+        "{mode}: the run did not end as expected\n{}",
+        outcome.log("orchestratord")
+    );
+    assert_eq!(
+        outcome.fingerprint(),
+        expected,
+        "{mode}: the training result differs from an all-honest run"
+    );
+    for i in 1..4 {
+        assert!(
+            weight(&outcome.stdout, i) > 0.0,
+            "{mode}: honest miner {i} unpaid"
+        );
+    }
+    outcome
+}
+
+fn assert_logged(log: &str, what: &str, whose: &str) {
+    assert!(log.contains(what), "{whose} never logged {what:?}:\n{log}");
+}
+
+/// 1. A miner replaces its own artifact after the validator credited it.
+/// On a local bucket the overwrite lands: the two artifacts it signed for
+/// one job prove the cheat, so it is zeroed and banned, and everything that
+/// read the replaced output is recomputed.
+#[test]
+fn overwriting_an_own_result_after_its_verdict_is_caught() {
+    let run = attacked("overwrite_own", "local");
+    assert_eq!(
+        weight(&run.stdout, 0),
+        0.0,
+        "the equivocating miner was paid"
+    );
+    assert_logged(&run.log("miner0"), "attack overwrite_own", "the attacker");
+    let orchestrator = run.log("orchestratord");
+    assert_logged(
+        &orchestrator,
+        "hotkey banned from the run",
+        "the orchestrator",
+    );
+    run.assert_credited_once();
+}
+
+/// 2. Objects planted at keys the owner must write: manifests of future jobs
+/// (signed by a stranger) and the next assignment keys of other workers.
+/// The owner recognises them as foreign and moves past them.
+#[test]
+fn planted_manifests_and_assignment_keys_are_worked_around() {
+    let run = attacked("plant", "local");
+    assert_logged(&run.log("miner0"), "attack plant: ", "the attacker");
+    let orchestrator = run.log("orchestratord");
+    assert_logged(
+        &orchestrator,
+        "a foreign object sits at the manifest key; publishing the next revision",
+        "the orchestrator",
+    );
+    run.assert_credited_once();
+}
+
+/// 3. Receipts deleted right after they were written (the attacker's own
+/// and other miners'), before any verdict: a held result whose receipt is
+/// gone is redone, not waited for.
+#[test]
+fn deleted_receipts_are_noticed_and_their_jobs_redone() {
+    let run = attacked("delete_receipts", "local");
+    let attacker = run.log("miner0");
+    let others = attacker.matches("(another miner's)").count();
+    assert_eq!(others, 4, "{attacker}");
+    run.assert_credited_once();
+}
+
+/// 4. A stranger replaces honest miners' artifacts with objects it signs and
+/// deletes accepted outputs: the victims are never blamed (no failed
+/// verdict, no ban), and what was lost is recomputed.
+#[test]
+fn tampering_with_others_objects_frames_nobody() {
+    let run = attacked("tamper", "local");
+    let attacker = run.log("miner0");
+    assert_logged(&attacker, "attack tamper: replaced", "the attacker");
+    assert_logged(
+        &attacker,
+        "attack tamper: deleted an accepted output",
+        "the attacker",
+    );
+    assert!(
+        !run.stdout.contains("failed verdict"),
+        "a victim of tampering got a failed verdict:\n{}",
+        run.stdout
+    );
+    let orchestrator = run.log("orchestratord");
+    assert!(
+        !orchestrator.contains("hotkey banned"),
+        "a victim of tampering was banned:\n{orchestrator}"
+    );
+    run.assert_credited_once();
+}
+
+/// 5. 100 MB objects at a heartbeat, a run manifest, a receipt and a verdict
+/// key: each is refused from its size alone and never read, so the owner's
+/// daemons read no more than a few MB in the whole run.
+#[test]
+fn oversized_objects_cost_one_bounded_request() {
+    let run = attacked("bloat", "local");
+    let attacker = run.log("miner0");
+    assert_eq!(attacker.matches("attack bloat: ").count(), 4, "{attacker}");
+    let read = run.owner_bytes_read();
+    println!("bytes read by the orchestrator and the validator under bloat: {read}");
+    assert!(read < 20 << 20, "the owner's daemons read {read} bytes");
+    assert_logged(&run.log("orchestratord"), "too large", "the orchestrator");
+    run.assert_credited_once();
+}
