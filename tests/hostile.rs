@@ -171,7 +171,7 @@ fn assert_logged(log: &str, what: &str, whose: &str) {
     assert!(log.contains(what), "{whose} never logged {what:?}:\n{log}");
 }
 
-/// 1. A miner replaces its own artifact after the validator credited it.
+/// A miner replaces its own artifact after the validator credited it.
 /// On a local bucket the overwrite lands: the two artifacts it signed for
 /// one job prove the cheat, so it is zeroed and banned, and everything that
 /// read the replaced output is recomputed.
@@ -193,7 +193,7 @@ fn overwriting_an_own_result_after_its_verdict_is_caught() {
     run.assert_credited_once();
 }
 
-/// 2. Objects planted at keys the owner must write: manifests of future jobs
+/// Objects planted at keys the owner must write: manifests of future jobs
 /// (signed by a stranger) and the next assignment keys of other workers.
 /// The owner recognises them as foreign and moves past them.
 #[test]
@@ -209,7 +209,7 @@ fn planted_manifests_and_assignment_keys_are_worked_around() {
     run.assert_credited_once();
 }
 
-/// 3. Receipts deleted right after they were written (the attacker's own
+/// Receipts deleted right after they were written (the attacker's own
 /// and other miners'), before any verdict: a held result whose receipt is
 /// gone is redone, not waited for.
 #[test]
@@ -221,7 +221,7 @@ fn deleted_receipts_are_noticed_and_their_jobs_redone() {
     run.assert_credited_once();
 }
 
-/// 4. A stranger replaces honest miners' artifacts with objects it signs and
+/// A stranger replaces honest miners' artifacts with objects it signs and
 /// deletes accepted outputs: the victims are never blamed (no failed
 /// verdict, no ban), and what was lost is recomputed.
 #[test]
@@ -247,7 +247,7 @@ fn tampering_with_others_objects_frames_nobody() {
     run.assert_credited_once();
 }
 
-/// 5. 100 MB objects at a heartbeat, a run manifest, a receipt and a verdict
+/// 100 MB objects at a heartbeat, a run manifest, a receipt and a verdict
 /// key: each is refused from its size alone and never read, so the owner's
 /// daemons read no more than a few MB in the whole run.
 #[test]

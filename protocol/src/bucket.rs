@@ -179,10 +179,11 @@ fn version(size: u64, e_tag: Option<&str>, modified_ms: u64) -> Version {
 /// request at all when a listing already gave the version).
 #[derive(Debug, Default)]
 struct RejectedObjects {
-    map: std::sync::Mutex<
-        std::collections::HashMap<(String, &'static str), (Version, RejectReason)>,
-    >,
+    map: std::sync::Mutex<std::collections::HashMap<RejectedKey, (Version, RejectReason)>>,
 }
+
+/// An object's key and the record type it was read as.
+type RejectedKey = (String, &'static str);
 
 /// Bounds the memory planted keys can make a reader spend on remembering
 /// them; past it the memory starts over (the cost of a forgotten rejection
