@@ -59,11 +59,13 @@ pub fn sample_grant(to: Hotkey) -> pb::Grant {
                 method: "GET".into(),
                 key: layout.artifact(RUN, "init", 0),
                 url: "https://bucket.example/v1/a000.pb?X-Amz-Signature=00ff".into(),
+                size: 0,
             },
             pb::UrlGrant {
                 method: "PUT".into(),
                 key: layout.receipt(RUN, 1, JOB, 1),
                 url: "https://bucket.example/v1/r001.pb?X-Amz-Signature=ff00".into(),
+                size: locus_protocol::grant::RECEIPT_SIZE,
             },
         ],
     }

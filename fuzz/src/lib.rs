@@ -142,6 +142,7 @@ pub fn seal_raw(record_type: &str, payload: &[u8], key: &str, signer: &Keypair) 
         payload: payload.to_vec(),
         signer: signer.hotkey().to_bytes().to_vec(),
         signature: signer.sign(&message).to_vec(),
+        padding: Vec::new(),
     }
     .encode_to_vec()
 }

@@ -4,9 +4,11 @@
 //! no write credential: every byte it writes goes through a presigned URL
 //! from the owner's grant, sealed to this hotkey, and its inputs are read
 //! through the grant's GET URLs too. The storage itself refuses anything the
-//! grant does not cover, or anything after it expires.
+//! grant does not cover, or anything after it expires: each PUT URL signs the
+//! exact body size, and `If-None-Match: *` for objects written once, so the
+//! writer pads its envelope to that size and sends the header.
 
-use locus_protocol::envelope::{self, Sealed};
+use locus_protocol::envelope::{self, PadError, Sealed};
 use locus_protocol::grant::{self, GrantError};
 use locus_protocol::{Bucket, BucketError, Expect, Keypair, Record, Verified, pb};
 use prost::Message as _;
@@ -25,6 +27,13 @@ pub enum AccessError {
     },
     #[error("the bucket is remote but the assignment carries no grant")]
     NoGrant,
+    /// The object does not fit the size its grant URL signs.
+    #[error("{key} does not fit its grant: {source}")]
+    TooLarge {
+        key: String,
+        #[source]
+        source: PadError,
+    },
 }
 
 /// The write path for one assignment.
@@ -86,7 +95,7 @@ impl Access {
                 .map_err(AccessError::from),
             Access::Granted(grant) => {
                 count(&bucket.counts().puts);
-                put_url(http, grant.url("PUT", key)?, key, bytes).await
+                put_granted(http, grant.entry("PUT", key)?, bytes, true).await
             }
         };
         if let Err(e) = written {
@@ -114,20 +123,34 @@ impl Access {
     }
 }
 
-/// PUTs `bytes` to a presigned URL, asking the store not to overwrite.
-pub async fn put_url(
+/// PUTs sealed `bytes` through a grant URL: padded to exactly the size the
+/// URL signs (`content-length`; no padding where it signs none) and, when
+/// `create_only`, with `If-None-Match: *`, which grants sign for objects
+/// written once. A request that differs from what was signed is refused by
+/// the store, so this is the only shape of request that can succeed.
+pub async fn put_granted(
     http: &reqwest::Client,
-    url: &str,
-    key: &str,
+    url: &pb::UrlGrant,
     bytes: Vec<u8>,
+    create_only: bool,
 ) -> Result<(), AccessError> {
-    send(
-        http.put(url).header("If-None-Match", "*").body(bytes),
-        "PUT",
-        key,
-    )
-    .await
-    .map(|_| ())
+    let key = url.key.as_str();
+    let body = match url.size {
+        0 => bytes,
+        size => envelope::pad_to(bytes, usize::try_from(size).unwrap_or(usize::MAX)).map_err(
+            |source| AccessError::TooLarge {
+                key: key.to_string(),
+                source,
+            },
+        )?,
+    };
+    let mut request = http
+        .put(&url.url)
+        .header(reqwest::header::CONTENT_LENGTH, body.len());
+    if create_only {
+        request = request.header(reqwest::header::IF_NONE_MATCH, "*");
+    }
+    send(request.body(body), "PUT", key).await.map(|_| ())
 }
 
 async fn send(

@@ -1061,7 +1061,10 @@ impl Orchestrator {
     }
 
     /// Presigned URLs for exactly what this attempt needs, sealed to the
-    /// miner's hotkey; empty on a bucket that cannot presign (local).
+    /// miner's hotkey; empty on a bucket that cannot presign (local). The
+    /// artifact and receipt PUTs are create-only and sized: the artifact at
+    /// the workload's bound for this job's output, the receipt at its size
+    /// class.
     async fn job_grant(
         &self,
         spec: &plan::JobSpec,
@@ -1070,16 +1073,27 @@ impl Orchestrator {
         inputs: &[String],
         deadline_ms: u64,
     ) -> anyhow::Result<Vec<u8>> {
+        use locus_protocol::presign::Conditions;
         if !self.bucket.can_presign() {
             return Ok(Vec::new());
         }
         let layout = self.bucket.layout();
         let run_id = &self.run.run_id;
-        let mut wanted: Vec<(&str, String)> = inputs.iter().map(|k| ("GET", k.clone())).collect();
-        wanted.push(("PUT", layout.artifact(run_id, &spec.job_id, attempt)));
+        let mut wanted: Vec<(&str, String, Conditions)> = inputs
+            .iter()
+            .map(|k| ("GET", k.clone(), Conditions::NONE))
+            .collect();
+        let artifact_size =
+            mlp::sealed_output_bound(self.mlp(), spec.kind, run_id, &spec.job_id, attempt);
+        wanted.push((
+            "PUT",
+            layout.artifact(run_id, &spec.job_id, attempt),
+            Conditions::create_only(artifact_size),
+        ));
         wanted.push((
             "PUT",
             layout.receipt(run_id, spec.step, &spec.job_id, attempt),
+            Conditions::create_only(locus_protocol::grant::RECEIPT_SIZE),
         ));
         let grant = self
             .grant(hotkey, run_id, &spec.job_id, attempt, wanted, deadline_ms)
@@ -1093,21 +1107,21 @@ impl Orchestrator {
         run_id: &str,
         job_id: &str,
         attempt: u32,
-        wanted: Vec<(&str, String)>,
+        wanted: Vec<(&str, String, locus_protocol::presign::Conditions)>,
         expires_ms: u64,
     ) -> anyhow::Result<pb::Grant> {
         let valid_for = Duration::from_millis(expires_ms.saturating_sub(unix_ms()).max(1000));
         let mut urls = Vec::with_capacity(wanted.len());
-        for (method, key) in wanted {
+        for (method, key, conditions) in wanted {
             let url = self
                 .bucket
-                .presign(method, &key, valid_for)
-                .await?
+                .presign(method, &key, valid_for, conditions)?
                 .context("bucket cannot presign")?;
             urls.push(pb::UrlGrant {
                 method: method.into(),
                 key,
                 url,
+                size: conditions.exact_size.unwrap_or(0),
             });
         }
         Ok(pb::Grant {
@@ -1134,8 +1148,12 @@ impl Orchestrator {
         let expires = now + HEARTBEAT_GRANT_LIFETIME.as_millis() as u64;
         let layout = self.bucket.layout().clone();
         for hotkey in self.settings.miners.clone() {
+            // Heartbeats are rewritten by design: sized, not create-only.
+            let size = locus_protocol::presign::Conditions::exact_size(
+                locus_protocol::grant::HEARTBEAT_SIZE,
+            );
             let wanted = (0..self.settings.max_workers_per_miner)
-                .map(|w| ("PUT", layout.heartbeat(&hotkey, w)))
+                .map(|w| ("PUT", layout.heartbeat(&hotkey, w), size))
                 .collect();
             let grant = self
                 .grant(hotkey, "", "heartbeat", 0, wanted, expires)

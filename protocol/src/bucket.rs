@@ -13,7 +13,6 @@ use futures::TryStreamExt as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::signer::Signer as _;
 use object_store::{
     ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
 };
@@ -22,6 +21,7 @@ use crate::digest::Digest;
 use crate::envelope::{self, Expect, RejectReason, Rejection, Verified};
 use crate::keys::Keypair;
 use crate::paths::Layout;
+use crate::presign::{Conditions, PresignConfig, Presigner};
 use crate::record::Record;
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +153,7 @@ impl S3Options {
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     /// Present on S3 buckets opened with credentials: presigns grant URLs.
-    signer: Option<Arc<AmazonS3>>,
+    signer: Option<Arc<Presigner>>,
     layout: Layout,
     url: String,
     counts: Arc<RequestCounts>,
@@ -242,7 +242,10 @@ impl Bucket {
                 name.to_string()
             };
             let store = Arc::new(open_s3(&name, s3).map_err(open_err)?);
-            let signer = (!s3.anonymous).then(|| store.clone());
+            let signer = match s3.anonymous {
+                true => None,
+                false => Some(Arc::new(presigner(&name, s3).map_err(open_err)?)),
+            };
             let mut bucket = Self::from_store(store, &format!("s3://{name}"), netuid);
             bucket.signer = signer;
             return Ok(bucket);
@@ -286,31 +289,26 @@ impl Bucket {
     }
 
     /// A presigned URL for `method` ("GET" or "PUT") on `key`, valid for
-    /// `expires_in`. `None` where the store cannot presign (local directory).
-    pub async fn presign(
+    /// `expires_in`, that the store honours only for a request meeting
+    /// `conditions` (signed headers; PUT only). `None` where the store cannot
+    /// presign (local directory).
+    pub fn presign(
         &self,
         method: &str,
         key: &str,
         expires_in: std::time::Duration,
+        conditions: Conditions,
     ) -> Result<Option<String>, BucketError> {
         let Some(signer) = &self.signer else {
             return Ok(None);
         };
-        let method = match method {
-            "GET" => http::Method::GET,
-            "PUT" => http::Method::PUT,
-            other => {
-                return Err(BucketError::Open {
-                    url: self.url.clone(),
-                    reason: format!("cannot presign method {other}"),
-                });
-            }
-        };
-        let url = signer
-            .signed_url(method, &Path::from(key), expires_in)
-            .await
-            .map_err(|e| BucketError::storage(key, e))?;
-        Ok(Some(url.to_string()))
+        signer
+            .url(method, key, conditions, expires_in)
+            .map(Some)
+            .map_err(|e| BucketError::Open {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
     }
 
     /// One cheap request that fails clearly when the bucket is unreachable or
@@ -611,10 +609,31 @@ impl Bucket {
     }
 }
 
+fn region(s3: &S3Options) -> String {
+    s3.region.clone().unwrap_or_else(|| "us-east-1".into())
+}
+
+/// Presigns for the same bucket URL and credentials as [`open_s3`]'s client.
+fn presigner(name: &str, s3: &S3Options) -> Result<Presigner, String> {
+    let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) else {
+        return Err("no S3 credentials to presign with".into());
+    };
+    Presigner::new(&PresignConfig {
+        bucket: name,
+        endpoint: s3.endpoint.as_deref(),
+        region: &region(s3),
+        path_style: s3.path_style,
+        access_key_id: id,
+        secret_access_key: secret,
+        session_token: s3.session_token.as_deref(),
+    })
+    .map_err(|e| e.to_string())
+}
+
 fn open_s3(name: &str, s3: &S3Options) -> Result<AmazonS3, String> {
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(name)
-        .with_region(s3.region.clone().unwrap_or_else(|| "us-east-1".into()))
+        .with_region(region(s3))
         .with_virtual_hosted_style_request(!s3.path_style)
         // A few quick retries: a wrong credential or endpoint should surface
         // as one clear error, not minutes of back-off.

@@ -170,11 +170,117 @@ pub fn seal<T: Record>(record: &T, key: &str, signer: &Keypair) -> Sealed {
         payload,
         signer: signer.hotkey().to_bytes().to_vec(),
         signature: signature.to_vec(),
+        padding: Vec::new(),
     };
     Sealed {
         bytes: envelope.encode_to_vec(),
         digest,
     }
+}
+
+/// Bytes a length-delimited protobuf field with a one-byte key (field
+/// numbers 1-15) takes for `len` bytes of content; proto3 leaves an empty
+/// field out.
+pub fn field_len(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        1 + prost::encoding::encoded_len_varint(len as u64) + len
+    }
+}
+
+/// Length of the envelope [`seal`] makes for a `T` whose encoding is
+/// `payload_len` bytes long (the signer and signature have fixed sizes), so
+/// that a size can be bounded without building the record.
+pub fn sealed_len<T: Record>(payload_len: usize) -> usize {
+    let frame = pb::Envelope {
+        record_type: T::TYPE.to_string(),
+        payload: Vec::new(),
+        signer: vec![0; 32],
+        signature: vec![0; 64],
+        padding: Vec::new(),
+    };
+    frame.encoded_len() + field_len(payload_len)
+}
+
+/// Key of `Envelope.padding`: field 5, wire type 2 (length-delimited).
+const PADDING_KEY: u8 = (5 << 3) | 2;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PadError {
+    #[error("the sealed object is {size} bytes, more than the {limit} bytes granted")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a sealed envelope")]
+    NotSealed,
+}
+
+/// Pads the bytes of a sealed envelope to exactly `size` bytes, the size a
+/// grant URL signs as `content-length`.
+///
+/// The padding is an `Envelope.padding` field of zero bytes appended after
+/// the other fields: outside the signature, so the object still opens and
+/// verifies with the same payload digest, and ignored by every reader. Where
+/// a minimal varint cannot make the length come out exact (one byte short of
+/// a varint boundary, or one byte of room in all) a length varint is written
+/// one byte longer than minimal, which protobuf decoders accept.
+pub fn pad_to(mut sealed: Vec<u8>, size: usize) -> Result<Vec<u8>, PadError> {
+    let room = size.checked_sub(sealed.len()).ok_or(PadError::TooLarge {
+        size: sealed.len(),
+        limit: size,
+    })?;
+    match room {
+        0 => {}
+        // No field fits in one byte: widen the first field's length instead.
+        1 => widen_first_length(&mut sealed)?,
+        _ => {
+            let (len, width) = padding_length(room - 1);
+            sealed.push(PADDING_KEY);
+            push_varint(&mut sealed, len, width);
+            sealed.resize(size, 0);
+        }
+    }
+    debug_assert_eq!(sealed.len(), size);
+    Ok(sealed)
+}
+
+/// For `room` bytes after the padding key: the padding's length `n` and the
+/// width of its length varint, `n + width == room`. The varint is minimal
+/// where that works and one byte wider where it does not (room 129, 16386…).
+fn padding_length(room: usize) -> (u64, usize) {
+    let fits = |width: usize, extra: usize| {
+        room.checked_sub(width)
+            .filter(|&n| prost::encoding::encoded_len_varint(n as u64) + extra == width)
+            .map(|n| (n as u64, width))
+    };
+    (1..=10)
+        .find_map(|w| fits(w, 0))
+        .or_else(|| (2..=10).find_map(|w| fits(w, 1)))
+        .expect("every room of at least one byte has a padding length")
+}
+
+/// Writes `value` as a varint of exactly `width` bytes (at least minimal).
+fn push_varint(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    for i in 0..width {
+        let more = if i + 1 < width { 0x80 } else { 0 };
+        out.push((value & 0x7f) as u8 | more);
+        value >>= 7;
+    }
+}
+
+/// Rewrites the length varint of the envelope's first field (the record
+/// type) one byte longer, the same value: the object grows by one byte.
+fn widen_first_length(sealed: &mut Vec<u8>) -> Result<(), PadError> {
+    // `record_type` is field 1, length-delimited, and never empty in a
+    // sealed envelope, so it comes first.
+    if sealed.first() != Some(&((1 << 3) | 2)) {
+        return Err(PadError::NotSealed);
+    }
+    let last = (1..sealed.len().min(10))
+        .find(|&i| sealed[i] & 0x80 == 0)
+        .ok_or(PadError::NotSealed)?;
+    sealed[last] |= 0x80;
+    sealed.insert(last + 1, 0);
+    Ok(())
 }
 
 /// Verifies and decodes the object stored at `key`.
@@ -316,5 +422,72 @@ mod tests {
         env.payload.push(0);
         let err = open::<pb::Receipt>(&env.encode_to_vec(), "k", Expect::AnySigner).unwrap_err();
         assert!(matches!(err.reason, RejectReason::BadSignature { .. }));
+    }
+
+    fn padded_opens(base: &Sealed, key: &Keypair, size: usize) {
+        let padded = pad_to(base.bytes.clone(), size).unwrap();
+        assert_eq!(padded.len(), size);
+        let opened: Verified<pb::Receipt> =
+            open(&padded, "k", Expect::Signer(&key.hotkey())).unwrap();
+        assert_eq!(opened.digest(), base.digest, "size {size}");
+        assert_eq!(opened.size(), size);
+        assert_eq!(opened.job_id, receipt().job_id);
+        let env = pb::Envelope::decode(padded.as_slice()).unwrap();
+        assert!(env.padding.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn padding_reaches_every_size_and_keeps_the_signature() {
+        let key = Keypair::generate();
+        // Payloads from empty to past the one- and two-byte varint bounds.
+        for extra in [0usize, 1, 50, 100, 127, 128, 200, 16_300, 16_383, 16_384] {
+            let mut record = receipt();
+            record.device = "d".repeat(extra);
+            let base = seal(&record, "k", &key);
+            assert_eq!(
+                base.bytes.len(),
+                sealed_len::<pb::Receipt>(record.encoded_len())
+            );
+            let n = base.bytes.len();
+            // Every size up to a few past each varint boundary of the padding.
+            let sizes = (n..n + 300).chain(n + 16_300..n + 16_500).chain([
+                n + (1 << 21) - 2,
+                n + (1 << 21),
+                n + (1 << 21) + 3,
+            ]);
+            for size in sizes {
+                padded_opens(&base, &key, size);
+            }
+            assert_eq!(
+                pad_to(base.bytes.clone(), n - 1).unwrap_err(),
+                PadError::TooLarge {
+                    size: n,
+                    limit: n - 1
+                }
+            );
+        }
+        assert_eq!(pad_to(vec![0x12, 0], 3).unwrap_err(), PadError::NotSealed);
+    }
+
+    #[test]
+    fn sealed_len_matches_seal() {
+        let key = Keypair::generate();
+        let empty = seal(&pb::RunState::default(), "k", &key);
+        assert_eq!(empty.bytes.len(), sealed_len::<pb::RunState>(0));
+        for n in [1usize, 127, 128, 16_383, 16_384, 70_000] {
+            let artifact = pb::TensorArtifact {
+                run_id: "r".into(),
+                tensors: vec![pb::Tensor {
+                    data: vec![7; n],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let sealed = seal(&artifact, "k", &key);
+            assert_eq!(
+                sealed.bytes.len(),
+                sealed_len::<pb::TensorArtifact>(artifact.encoded_len())
+            );
+        }
     }
 }

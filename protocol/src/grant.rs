@@ -8,6 +8,12 @@
 //! libsodium-compatible sealed box (`crypto_box`). The sealed bytes travel
 //! inside the owner-signed assignment, so they can be neither read by anyone
 //! else nor altered.
+//!
+//! Every PUT URL signs the exact body size (`content-length`, carried as
+//! [`pb::UrlGrant::size`] so the writer can pad to it) and, for objects
+//! written once, `if-none-match: *` (see [`crate::presign`]): a grant cannot
+//! be used to replace an object or to upload more than the owner meant to
+//! read back.
 
 use crypto_box::aead::OsRng;
 use ed25519_dalek::SigningKey;
@@ -15,6 +21,14 @@ use prost::Message as _;
 
 use crate::keys::{Hotkey, Keypair};
 use crate::pb;
+
+/// The size every heartbeat is padded to, and that a heartbeat grant URL
+/// signs. The largest heartbeat a worker writes is about 300 bytes.
+pub const HEARTBEAT_SIZE: u64 = 1024;
+
+/// The size every receipt is padded to, and that a job grant's receipt URL
+/// signs. The largest receipt a worker writes is about 800 bytes.
+pub const RECEIPT_SIZE: u64 = 4096;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GrantError {
@@ -61,16 +75,20 @@ pub fn open(sealed: &[u8], key: &Keypair) -> Result<pb::Grant, GrantError> {
 }
 
 impl pb::Grant {
-    /// The presigned URL for `method` on `key`.
-    pub fn url(&self, method: &str, key: &str) -> Result<&str, GrantError> {
+    /// The presigned URL for `method` on `key`, with its signed size.
+    pub fn entry(&self, method: &str, key: &str) -> Result<&pb::UrlGrant, GrantError> {
         self.urls
             .iter()
             .find(|u| u.method == method && u.key == key)
-            .map(|u| u.url.as_str())
             .ok_or_else(|| GrantError::NoUrl {
                 method: method.to_string(),
                 key: key.to_string(),
             })
+    }
+
+    /// The presigned URL for `method` on `key`.
+    pub fn url(&self, method: &str, key: &str) -> Result<&str, GrantError> {
+        self.entry(method, key).map(|u| u.url.as_str())
     }
 }
 
@@ -89,6 +107,7 @@ mod tests {
                 method: "PUT".into(),
                 key: "k".into(),
                 url: "http://127.0.0.1/k?X-Amz-Signature=abc".into(),
+                size: 4096,
             }],
         }
     }
@@ -102,6 +121,7 @@ mod tests {
             opened.url("PUT", "k").unwrap(),
             "http://127.0.0.1/k?X-Amz-Signature=abc"
         );
+        assert_eq!(opened.entry("PUT", "k").unwrap().size, 4096);
         assert!(opened.url("GET", "k").is_err());
         assert_eq!(open(&sealed, &b).unwrap_err(), GrantError::Open);
     }
@@ -123,5 +143,61 @@ mod tests {
             open(&sealed, &a),
             Err(GrantError::WrongHotkey { .. })
         ));
+    }
+
+    /// The largest heartbeat and receipt a worker can write, sealed, against
+    /// their size classes: ids at their 64-character limit, every number at
+    /// its widest, the longest device and CPU-feature strings.
+    #[test]
+    fn size_classes_hold_the_largest_records() {
+        use crate::envelope::seal;
+        use crate::paths::Layout;
+        let key = Keypair::generate();
+        let hotkey = key.hotkey();
+        let layout = Layout::new(u16::MAX);
+        let id = "x".repeat(64);
+        let heartbeat = pb::WorkerHeartbeat {
+            hotkey: hotkey.to_bytes().to_vec(),
+            worker: u32::MAX,
+            device: format!("cuda:{}", usize::MAX),
+            backend: "burn-ndarray-f32".into(),
+            unix_ms: u64::MAX,
+            current_job: id.clone(),
+            pid: u32::MAX,
+            version: "999.999.999-rc.999".into(),
+            jobs_done: u64::MAX,
+        };
+        let hb_key = layout.heartbeat(&hotkey, u32::MAX);
+        let hb = seal(&heartbeat, &hb_key, &key).bytes.len() as u64;
+        let receipt = pb::Receipt {
+            run_id: id.clone(),
+            job_id: id.clone(),
+            attempt: u32::MAX,
+            hotkey: hotkey.to_bytes().to_vec(),
+            worker: u32::MAX,
+            assignment_key: layout.assignment(&hotkey, u32::MAX, u64::MAX),
+            manifest_digest: vec![0xff; 32],
+            output: Some(pb::OutputCommitment {
+                key: layout.artifact(&id, &id, u32::MAX),
+                digest: vec![0xff; 32],
+                size: u64::MAX,
+            }),
+            backend: "burn-ndarray-f32".into(),
+            device: format!("cuda:{}", usize::MAX),
+            cpu_features: "avx2,fma,avx512f".into(),
+            started_unix_ms: u64::MAX,
+            finished_unix_ms: u64::MAX,
+            claimed_cost: Some(pb::StaticCost {
+                flops: u64::MAX,
+                bytes_moved: u64::MAX,
+            }),
+            step: u32::MAX,
+        };
+        let receipt_key = layout.receipt(&id, u32::MAX, &id, u32::MAX);
+        let rc = seal(&receipt, &receipt_key, &key).bytes.len() as u64;
+        println!("largest sealed heartbeat {hb} bytes, receipt {rc} bytes");
+        // At least twice the room the largest needs.
+        assert!(2 * hb <= HEARTBEAT_SIZE, "heartbeat {hb}");
+        assert!(2 * rc <= RECEIPT_SIZE, "receipt {rc}");
     }
 }

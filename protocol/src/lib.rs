@@ -4,8 +4,9 @@
 //! signed protobuf record. This crate owns those records ([`pb`]), the keys
 //! that sign them ([`keys`]), the envelope that binds a signature to a record
 //! type and a bucket key ([`envelope`]), where every object lives
-//! ([`paths`]), the tensor artifact format ([`tensor`]) and the storage
-//! handle ([`bucket`]).
+//! ([`paths`]), the tensor artifact format ([`tensor`]), the storage
+//! handle ([`bucket`]) and the grant URLs it presigns ([`grant`],
+//! [`presign`]).
 
 pub mod bucket;
 pub mod digest;
@@ -15,6 +16,7 @@ pub mod faults;
 pub mod grant;
 pub mod keys;
 pub mod paths;
+pub mod presign;
 pub mod record;
 pub mod tensor;
 pub mod time;

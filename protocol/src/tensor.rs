@@ -2,6 +2,9 @@
 //! [`pb::TensorArtifact`]. The artifact is stored as a signed envelope; the
 //! BLAKE3 digest of its payload is what manifests and receipts commit to.
 
+use prost::Message as _;
+
+use crate::envelope::{field_len, sealed_len};
 use crate::pb;
 
 /// Refuse tensors above this many elements: a length field from the bucket
@@ -96,9 +99,73 @@ impl pb::TensorArtifact {
     }
 }
 
+/// Length of the sealed envelope of a [`pb::TensorArtifact`] with these ids
+/// and f32 tensors of these names and shapes (as [`F32Tensor::to_pb`] makes
+/// them), whatever their values: every element takes four bytes. Computed
+/// without building the tensors, which can be large.
+pub fn sealed_artifact_len(
+    run_id: &str,
+    job_id: &str,
+    attempt: u32,
+    tensors: &[(String, Vec<usize>)],
+) -> usize {
+    let ids = pb::TensorArtifact {
+        run_id: run_id.to_string(),
+        job_id: job_id.to_string(),
+        attempt,
+        tensors: Vec::new(),
+    };
+    let tensors: usize = tensors
+        .iter()
+        .map(|(name, shape)| {
+            let header = pb::Tensor {
+                name: name.clone(),
+                dtype: pb::DType::DtypeF32 as i32,
+                shape: shape.iter().map(|&d| d as u64).collect(),
+                data: Vec::new(),
+            };
+            let data = 4 * shape.iter().product::<usize>();
+            field_len(header.encoded_len() + field_len(data))
+        })
+        .sum();
+    sealed_len::<pb::TensorArtifact>(ids.encoded_len() + tensors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_artifact_len_is_exact() {
+        let key = crate::Keypair::generate();
+        for rows in [0usize, 1, 7, 8, 31, 32, 1024, 1025, 4097] {
+            let spec = vec![
+                ("x".to_string(), vec![rows, 16]),
+                ("loss".to_string(), vec![1]),
+                ("e".to_string(), vec![0]),
+            ];
+            let artifact = pb::TensorArtifact {
+                run_id: "run-1".into(),
+                job_id: "s00003-inner-m01-r00-g2".into(),
+                attempt: 130,
+                tensors: spec
+                    .iter()
+                    .map(|(n, shape)| {
+                        let values = (0..shape.iter().product::<usize>())
+                            .map(|i| i as f32 * 0.5 - 3.0)
+                            .collect();
+                        F32Tensor::new(shape.clone(), values).to_pb(n)
+                    })
+                    .collect(),
+            };
+            let sealed = crate::envelope::seal(&artifact, "k", &key);
+            assert_eq!(
+                sealed.bytes.len(),
+                sealed_artifact_len("run-1", "s00003-inner-m01-r00-g2", 130, &spec),
+                "{rows} rows"
+            );
+        }
+    }
 
     #[test]
     fn round_trip_and_validation() {

@@ -309,6 +309,27 @@ pub fn output_spec(cfg: &MlpConfig, kind: JobKind) -> Vec<(String, Vec<usize>)> 
     }
 }
 
+/// Room a grant leaves above the exact sealed size of an output artifact.
+pub const OUTPUT_SLACK: u64 = 64;
+
+/// The size a grant signs for the output artifact of attempt `attempt` of
+/// job `job_id` (a `kind` job of run `run_id`): the sealed envelope of a
+/// [`pb::TensorArtifact`] with these ids and the tensors [`output_spec`]
+/// names, plus [`OUTPUT_SLACK`]. Elements are fixed-width, so the size does
+/// not depend on the values; a miner's real output seals to exactly the size
+/// without the slack.
+pub fn sealed_output_bound(
+    cfg: &MlpConfig,
+    kind: JobKind,
+    run_id: &str,
+    job_id: &str,
+    attempt: u32,
+) -> u64 {
+    let spec = output_spec(cfg, kind);
+    locus_protocol::tensor::sealed_artifact_len(run_id, job_id, attempt, &spec) as u64
+        + OUTPUT_SLACK
+}
+
 /// Executes one job of this workload and returns its output tensors.
 /// `inputs` are the artifacts the manifest lists, in manifest order.
 pub fn execute<B: AutodiffBackend>(
