@@ -193,6 +193,23 @@ fn overwriting_an_own_result_after_its_verdict_is_caught() {
     run.assert_credited_once();
 }
 
+/// The same attack over S3: the grant's PUT URL signs `If-None-Match: *`
+/// and the exact length, so the store refuses the overwrite (403) and
+/// nothing changes; the attacker proved nothing against itself and is paid
+/// for its honest work.
+#[test]
+fn overwriting_an_own_result_through_the_grant_is_refused_by_the_store() {
+    let run = attacked("overwrite_own", "s3-local");
+    let attacker = run.log("miner0");
+    assert_logged(&attacker, "PUT without If-None-Match: 403", "the attacker");
+    assert!(
+        !attacker.contains("PUT without If-None-Match: 200"),
+        "the store let an overwrite through:\n{attacker}"
+    );
+    assert!(weight(&run.stdout, 0) > 0.0, "honest work unpaid");
+    run.assert_credited_once();
+}
+
 /// Objects planted at keys the owner must write: manifests of future jobs
 /// (signed by a stranger) and the next assignment keys of other workers.
 /// The owner recognises them as foreign and moves past them.
