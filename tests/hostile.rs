@@ -63,7 +63,10 @@ impl Outcome {
 
     /// Job id → hotkeys whose verdict credits it (passed with units).
     fn credits(&self) -> BTreeMap<String, Vec<Vec<u8>>> {
-        let dir = self.work.path().join("bucket");
+        // The loopback S3 server keeps bucket `locus` in a sub-directory.
+        let root = self.work.path().join("bucket");
+        let s3 = root.join("locus");
+        let dir = if s3.join("v1").is_dir() { s3 } else { root };
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let bucket = Bucket::open(dir.to_str().expect("path"), 3).expect("bucket");
         let layout = bucket.layout().clone();
