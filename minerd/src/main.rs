@@ -31,8 +31,10 @@ struct Cli {
     #[arg(long, env = "LOCUS_DEVICES", value_delimiter = ',')]
     devices: Vec<Device>,
     /// Serve Prometheus `/metrics` and `/healthz` on this address; worker
-    /// `i` serves its own on the port after it plus `i` (so the port must
-    /// leave room for every worker).
+    /// `i` serves its own `/metrics` and `/healthz` on the port after it plus
+    /// `i` (so the port must leave room for every worker). The supervisor's
+    /// `/healthz` answers 503, naming the workers, while a worker is down or
+    /// crash-looping.
     #[arg(long, env = "LOCUS_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
@@ -154,12 +156,11 @@ async fn main() -> anyhow::Result<()> {
             let metrics = locus_observe::Metrics::new();
             let bucket = Bucket::open(&cli.common.bucket, cli.common.netuid)?;
             telemetry::serve(cli.metrics_addr, &metrics, &bucket, &shutdown).await?;
-            let restarts = metrics.counter("worker_restarts_total", "Worker processes restarted");
             let restarts = minerd::supervisor::supervise(
                 devices,
                 cli.common.to_args(),
                 cli.metrics_addr,
-                restarts,
+                &metrics,
                 &shutdown,
             )
             .await?;
@@ -220,7 +221,20 @@ async fn run_worker(
     stop_with_supervisor();
     let bucket = Bucket::open(&common.bucket, common.netuid)?;
     let metrics = locus_observe::Metrics::new();
-    telemetry::serve(metrics_addr, &metrics, &bucket, shutdown).await?;
+    // A worker whose metrics cannot be served does not start: it would work
+    // unseen. It exits, the supervisor retries it with back-off (the port
+    // may be held by its previous instance, still exiting) and its /healthz
+    // names it meanwhile.
+    if let Err(e) = telemetry::serve(metrics_addr, &metrics, &bucket, shutdown).await {
+        let addr = metrics_addr.map(|a| a.to_string()).unwrap_or_default();
+        tracing::error!(
+            worker = index, %addr, error = %e,
+            "worker cannot serve its /metrics on {addr} (the supervisor's --metrics-addr port + 1 + \
+             worker index): free that port or choose another --metrics-addr; the worker does not \
+             run without its metrics"
+        );
+        return Err(e.context(format!("worker {index}: serving /metrics on {addr}")));
+    }
     let cfg = WorkerConfig {
         index,
         device,
