@@ -57,7 +57,10 @@ struct DiscoveryUiArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli: Cli = locus_daemon::config::parse();
+    let cli: Cli = locus_daemon::config::parse_checked(|cli: &Cli| match &cli.command {
+        Command::LocalSmoke(args) => smoke::check(args),
+        _ => Ok(()),
+    });
     match cli.command {
         Command::Keygen { out } => {
             let key = Keypair::generate();

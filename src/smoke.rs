@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use locus_daemon::limits::{self, Setting, SettingError};
 use locus_protocol::bucket::S3Options;
 use locus_protocol::{Bucket, Expect, Hotkey, Keypair, pb};
+use minerd::faults::FaultMode;
 use tokio::process::{Child, Command};
 
 const RUN_ID: &str = "smoke";
@@ -23,17 +25,17 @@ const NETUID: u16 = 3;
 
 #[derive(Args, Debug, Clone)]
 pub struct SmokeArgs {
-    /// Training steps.
-    #[arg(long, default_value_t = 1)]
+    /// Training steps; at least 1.
+    #[arg(long, default_value_t = 1, value_parser = limits::steps())]
     pub steps: u32,
-    /// Miner hotkeys, each a separate `minerd`.
-    #[arg(long, default_value_t = 4)]
+    /// Miner hotkeys, each a separate `minerd`; at least 1.
+    #[arg(long, default_value_t = 4, value_parser = limits::at_least(1usize, ""))]
     pub miners: usize,
-    /// Worker processes per miner.
-    #[arg(long, default_value_t = 1)]
+    /// Worker processes per miner (`minerd --workers`); at least 1.
+    #[arg(long, default_value_t = 1, value_parser = limits::workers())]
     pub workers_per_miner: u32,
-    /// Fraction of receipts the validator replays.
-    #[arg(long, default_value_t = 0.25)]
+    /// Fraction of receipts the validator replays, in [0, 1].
+    #[arg(long, default_value_t = 0.25, value_parser = limits::fraction)]
     pub sample_rate: f64,
     /// Index of a miner that misbehaves (needs --fault-mode).
     #[arg(long, requires = "fault_mode")]
@@ -41,24 +43,25 @@ pub struct SmokeArgs {
     /// How the bad miner misbehaves: partial_corrupt, wrong_output,
     /// skip_compute, stealth, copy, replay_old, foreign_receipt,
     /// forge_manifest, inflate_cost, late, leaked_grant, taint (see
-    /// docs/security.md).
+    /// docs/security.md; `taint` needs --steps 3 or more when sampling and
+    /// probation are off).
     #[arg(long, requires = "bad_miner_index")]
-    pub fault_mode: Option<String>,
+    pub fault_mode: Option<FaultMode>,
     /// Replays a miner must pass before the validator only samples it.
     #[arg(long, default_value_t = 3)]
     pub probation_replays: u32,
     /// Lease of each assignment, in seconds: a job not done by then goes to
-    /// another miner.
-    #[arg(long, default_value_t = 120)]
+    /// another miner; at least 2.
+    #[arg(long, default_value_t = 120, value_parser = limits::lease_secs())]
     pub lease_secs: u64,
     /// Seed of the training run.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
-    /// Micro-batches per step (inner jobs = micro-batches × replicas).
-    #[arg(long, default_value_t = 2)]
+    /// Micro-batches per step (inner jobs = micro-batches × replicas), 1 to 64.
+    #[arg(long, default_value_t = 2, value_parser = limits::micro_batches())]
     pub micro_batches: u32,
-    /// Replicas per micro-batch.
-    #[arg(long, default_value_t = 2)]
+    /// Replicas per micro-batch, 1 to 64.
+    #[arg(long, default_value_t = 2, value_parser = limits::replicas())]
     pub replicas: u32,
     /// Keep the bucket and logs in this directory instead of a temporary one.
     #[arg(long)]
@@ -71,9 +74,101 @@ pub struct SmokeArgs {
     /// anonymous reads when unset).
     #[arg(long, default_value = "local")]
     pub bucket: String,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 900)]
+    /// Give up after this many seconds; at least 1.
+    #[arg(long, default_value_t = 900, value_parser = limits::at_least(1u64, ""))]
     pub timeout_secs: u64,
+}
+
+/// Whether `mode` is caught only by replaying its output (the others are
+/// refused for what they write, whatever is sampled).
+fn caught_by_replay(mode: FaultMode) -> bool {
+    matches!(
+        mode,
+        FaultMode::PartialCorrupt
+            | FaultMode::WrongOutput
+            | FaultMode::SkipCompute
+            | FaultMode::Stealth
+            | FaultMode::ReplayOld
+            | FaultMode::Taint
+    )
+}
+
+/// A run that may let the cheater escape without anything being wrong:
+/// with sampling and probation off only the one reduce and the one outer
+/// job of each step are replayed, and with more than two workers they may
+/// never go to the cheater (assignment rotates over the workers in hotkey
+/// order, so the same two may get them every step).
+fn escape_note(args: &SmokeArgs) -> Option<String> {
+    let mode = args.fault_mode?;
+    let workers = args.miners * args.workers_per_miner as usize;
+    if !caught_by_replay(mode)
+        || args.sample_rate > 0.0
+        || args.probation_replays > 0
+        || workers <= 2
+    {
+        return None;
+    }
+    Some(format!(
+        "with --sample-rate 0 and --probation-replays 0 only reduce and outer jobs are \
+         replayed, and with {workers} workers they may never go to the {mode} miner, which \
+         then escapes (the run exits 1); --miners 2 hands it one every step"
+    ))
+}
+
+/// Checks the flags together before anything starts (each flag's own
+/// range is checked while parsing, with the daemons' rules): a bad miner
+/// that exists, and an attack the validator can catch at all with the
+/// sampling asked for, so the smoke fails at once with the flags to change
+/// rather than after the run.
+pub fn check(args: &SmokeArgs) -> Result<(), SettingError> {
+    if let Some(bad) = args.bad_miner_index
+        && bad >= args.miners
+    {
+        return Err(Setting::flag("bad-miner-index").invalid(
+            bad,
+            format!(
+                "out of range for {} miners (--miners): use 0 to {}",
+                args.miners,
+                args.miners - 1
+            ),
+        ));
+    }
+    let Some(mode) = args.fault_mode else {
+        return Ok(());
+    };
+    // With sampling and probation off the validator replays only reduce
+    // and outer jobs. An attack that leaves every one of those honest in
+    // a run this short can never be caught.
+    if args.sample_rate > 0.0 || args.probation_replays > 0 {
+        return Ok(());
+    }
+    let needs = match mode {
+        // Corrupts reduce and outer only from the third step (index 2) on.
+        FaultMode::Taint => 3,
+        // Resubmits an earlier output of the same kind: the first reduce
+        // and the first outer it gets are honest, and a step has one each.
+        FaultMode::ReplayOld => 2,
+        _ => 0,
+    };
+    if args.steps < needs {
+        let what = match mode {
+            FaultMode::Taint => {
+                "corrupts inner outputs from the start but reduce and outer outputs only from \
+                 the third step on"
+            }
+            _ => {
+                "resubmits an earlier output of the same kind, so its first reduce and outer are honest"
+            }
+        };
+        return Err(SettingError::new(format!(
+            "--fault-mode {mode} cannot be caught in this run: it {what}, and with \
+             --sample-rate 0 and --probation-replays 0 the validator replays only reduce and \
+             outer jobs. Use --steps {needs} or more (got --steps {}), or a --sample-rate or \
+             --probation-replays above 0",
+            args.steps
+        )));
+    }
+    Ok(())
 }
 
 struct Daemon {
@@ -137,17 +232,7 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
-    if args.miners == 0 {
-        bail!("--miners must be at least 1");
-    }
-    if let Some(bad) = args.bad_miner_index
-        && bad >= args.miners
-    {
-        bail!(
-            "--bad-miner-index {bad} is out of range for {} miners",
-            args.miners
-        );
-    }
+    check(&args)?;
     let started = Instant::now();
     let bins = bin_dir()?;
     let temp;
@@ -187,6 +272,9 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     if let (Some(bad), Some(mode)) = (args.bad_miner_index, &args.fault_mode) {
         println!("miner {bad} ({}) misbehaves: {mode}", miners[bad].1);
     }
+    if let Some(note) = escape_note(&args) {
+        println!("note: {note}");
+    }
     let common = |extra: &[String]| -> Vec<String> {
         let mut v = vec![
             format!("--bucket={bucket_arg}"),
@@ -223,7 +311,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             ),
         ];
         if args.bad_miner_index == Some(i)
-            && let Some(mode) = &args.fault_mode
+            && let Some(mode) = args.fault_mode
         {
             extra.push(format!("--fault-mode={mode}"));
         }
@@ -275,6 +363,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         &owner,
         &mut orchestrator,
         &mut validator_daemon,
+        &mut daemons,
         args.steps,
         deadline,
     )
@@ -331,8 +420,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         let read = stat(&stats.join(format!("{daemon}.json")), "bytes_read").unwrap_or(0);
         println!("bytes read by {daemon}: {read}");
     }
-    let paid_attacker =
-        attacker_is_paid(args.fault_mode.as_deref(), storage.url.starts_with("s3://"));
+    let paid_attacker = attacker_is_paid(args.fault_mode, storage.url.starts_with("s3://"));
     let verdict = check_outcome(&window, &miners, args.bad_miner_index, paid_attacker)
         .and_then(|()| check_shares(&window, &shares));
     let idle = miners
@@ -381,8 +469,8 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 
 fn expectation(args: &SmokeArgs) -> String {
     let shares = "each weight is its miner's share of the credited CU within 1 %";
-    match (args.bad_miner_index, args.fault_mode.as_deref()) {
-        (Some(bad), Some("inflate_cost")) => {
+    match (args.bad_miner_index, args.fault_mode) {
+        (Some(bad), Some(FaultMode::InflateCost)) => {
             format!("miner {bad}'s cost claims were ignored; {shares}")
         }
         (Some(bad), Some(mode)) if attacker_is_paid(Some(mode), args.bucket != "local") => {
@@ -425,12 +513,15 @@ fn check_shares(
     Ok(())
 }
 
-/// Follows the run's progress until the orchestrator and the validator exit.
+/// Follows the run's progress until the orchestrator and the validator
+/// exit; a miner that stops before then (it refused its settings, say)
+/// ends the smoke at once.
 async fn wait_for_run(
     bucket: &Bucket,
     owner: &Hotkey,
     orchestrator: &mut Daemon,
     validator: &mut Daemon,
+    miners: &mut [Daemon],
     steps: u32,
     deadline: Instant,
 ) -> anyhow::Result<()> {
@@ -454,6 +545,16 @@ async fn wait_for_run(
                     .unwrap_or(f32::NAN);
                 println!("step {}/{steps} done: eval loss {loss:.5}", shown + 1);
                 shown += 1;
+            }
+        }
+        for miner in miners.iter_mut() {
+            if let Some(status) = miner.child.try_wait()? {
+                orchestrator.terminate();
+                validator.terminate();
+                bail!(
+                    "{} (minerd) exited with {status} before the run finished; see its log",
+                    miner.name
+                );
             }
         }
         if !orchestrator_done && let Some(status) = orchestrator.child.try_wait()? {
@@ -558,10 +659,16 @@ fn check_outcome(
 /// Fault modes that cheat nobody of anything the attacker's own signed
 /// objects could prove: its honest work is still paid. (`overwrite_own`
 /// is proven only where the store lets the overwrite through.)
-fn attacker_is_paid(mode: Option<&str>, remote: bool) -> bool {
+fn attacker_is_paid(mode: Option<FaultMode>, remote: bool) -> bool {
     match mode {
-        Some("inflate_cost" | "tamper" | "plant" | "delete_receipts" | "bloat") => true,
-        Some("overwrite_own") => remote,
+        Some(
+            FaultMode::InflateCost
+            | FaultMode::Tamper
+            | FaultMode::Plant
+            | FaultMode::DeleteReceipts
+            | FaultMode::Bloat,
+        ) => true,
+        Some(FaultMode::OverwriteOwn) => remote,
         _ => false,
     }
 }
@@ -711,4 +818,101 @@ async fn read_with_retry<T: locus_protocol::Record>(
     Ok(crate::audit::retry(|| bucket.get::<T>(key, expect))
         .await?
         .into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        smoke: SmokeArgs,
+    }
+
+    fn args(line: &str) -> Result<SmokeArgs, String> {
+        let argv = std::iter::once("local-smoke").chain(line.split_whitespace());
+        Cli::try_parse_from(argv)
+            .map(|c| c.smoke)
+            .map_err(|e| e.to_string())
+    }
+
+    fn checked(line: &str) -> Result<(), String> {
+        check(&args(line)?).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_use_the_daemons_ranges() {
+        for (line, rule) in [
+            ("--steps 0", "must be at least 1"),
+            ("--lease-secs 1", "must be at least 2"),
+            ("--workers-per-miner 0", "must be at least 1"),
+            ("--miners 0", "must be at least 1"),
+            ("--sample-rate 1.01", "must be between 0 and 1"),
+            ("--micro-batches 0", "must be between 1 and 64"),
+            ("--replicas 65", "must be between 1 and 64"),
+            (
+                "--bad-miner-index 0 --fault-mode nope",
+                "unknown fault mode",
+            ),
+        ] {
+            let e = args(line).err().unwrap_or_default();
+            assert!(e.contains(rule), "{line}: {e}");
+        }
+        assert!(checked("--steps 5 --miners 4 --lease-secs 2").is_ok());
+    }
+
+    #[test]
+    fn the_bad_miner_must_exist() {
+        let e = checked("--miners 2 --bad-miner-index 2 --fault-mode copy").unwrap_err();
+        assert!(
+            e.contains("out of range for 2 miners") && e.contains("0 to 1"),
+            "{e}"
+        );
+        assert!(checked("--miners 2 --bad-miner-index 1 --fault-mode copy").is_ok());
+    }
+
+    #[test]
+    fn a_possible_escape_is_announced() {
+        let off = "--bad-miner-index 0 --sample-rate 0 --probation-replays 0 --steps 4";
+        let note = |line: &str| escape_note(&args(line).unwrap());
+        let four = note(&format!("{off} --fault-mode taint --miners 4")).unwrap();
+        assert!(
+            four.contains("4 workers") && four.contains("--miners 2"),
+            "{four}"
+        );
+        assert!(note(&format!("{off} --fault-mode taint --miners 2")).is_none());
+        assert!(note(&format!("{off} --fault-mode copy --miners 4")).is_none());
+        assert!(note("--bad-miner-index 0 --fault-mode taint --steps 4").is_none());
+        let workers = note(&format!(
+            "{off} --fault-mode stealth --miners 2 --workers-per-miner 2"
+        ));
+        assert!(workers.is_some());
+    }
+
+    #[test]
+    fn an_attack_that_no_replay_can_see_is_refused() {
+        let off = "--bad-miner-index 0 --sample-rate 0 --probation-replays 0";
+        for (mode, steps, needs) in [("taint", 1, 3), ("taint", 2, 3), ("replay_old", 1, 2)] {
+            let e = checked(&format!("{off} --fault-mode {mode} --steps {steps}")).unwrap_err();
+            assert!(
+                e.contains(&format!("--fault-mode {mode} cannot be caught"))
+                    && e.contains(&format!(
+                        "Use --steps {needs} or more (got --steps {steps})"
+                    )),
+                "{e}"
+            );
+        }
+        for line in [
+            format!("{off} --fault-mode taint --steps 3"),
+            format!("{off} --fault-mode replay_old --steps 2"),
+            format!("{off} --fault-mode partial_corrupt"),
+            format!("{off} --fault-mode copy"),
+            "--bad-miner-index 0 --fault-mode taint --probation-replays 0".into(),
+            "--bad-miner-index 0 --fault-mode taint --sample-rate 0".into(),
+        ] {
+            assert_eq!(checked(&line), Ok(()), "{line}");
+        }
+    }
 }

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches};
 use config::ValueKind;
 
@@ -57,6 +57,19 @@ pub fn parse<T: CommandFactory + FromArgMatches>() -> T {
         cmd.error(ErrorKind::Io, e).exit();
     }
     try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`], then `check` over the result: a combination of settings that
+/// cannot work stops the process like a bad flag (the message on stderr,
+/// status 2).
+pub fn parse_checked<T: CommandFactory + FromArgMatches>(
+    check: impl FnOnce(&T) -> Result<(), crate::limits::SettingError>,
+) -> T {
+    let parsed = parse::<T>();
+    if let Err(e) = check(&parsed) {
+        command::<T>().error(ErrorKind::ValueValidation, e).exit();
+    }
+    parsed
 }
 
 /// [`parse`] over an explicit command line (the first item is the program
@@ -97,8 +110,65 @@ where
         })?;
         full.splice(at..at, from_file);
     }
-    let mut matches = cmd.try_get_matches_from_mut(full)?;
+    let mut matches = cmd
+        .try_get_matches_from_mut(full)
+        .map_err(|e| name_env_source(&mut cmd, &argv[1..], e))?;
     T::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// A bad value that came from an environment variable: says so, since the
+/// operator did not type the flag clap names.
+fn name_env_source(cmd: &mut Command, args: &[OsString], e: clap::Error) -> clap::Error {
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return e;
+    }
+    let Some(ContextValue::String(invalid)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let mut args_of = vec![&*cmd];
+    args_of.extend(cmd.get_subcommands());
+    let Some(arg) = args_of
+        .iter()
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.to_string() == *invalid)
+    else {
+        return e;
+    };
+    let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+        return e;
+    };
+    let on_command_line = args.iter().filter_map(|a| a.to_str()).any(|a| {
+        a.strip_prefix("--")
+            .is_some_and(|a| a == long || a.starts_with(&format!("{long}=")))
+    });
+    let Some(value) = std::env::var_os(env).filter(|v| !v.is_empty()) else {
+        return e;
+    };
+    if on_command_line {
+        return e;
+    }
+    let why = match std::error::Error::source(&e) {
+        Some(source) => source.to_string(),
+        None => e
+            .render()
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string(),
+    };
+    let kind = e.kind();
+    cmd.error(
+        kind,
+        format!(
+            "invalid value {value:?} in environment variable {} (for --{long}): {why}",
+            env.to_string_lossy()
+        ),
+    )
 }
 
 /// `T`'s command with the global `--config` flag added and flags allowed to
@@ -620,6 +690,64 @@ mod tests {
         assert!(matches!(tool.command, ToolCommand::Serve { port: 1, .. }));
         let e = try_parse_from::<Tool, _, _>(["tool", "other", "--config", path]).unwrap_err();
         assert!(e.to_string().contains("unknown key `owner`"), "{e}");
+    }
+
+    #[derive(Parser, Debug)]
+    #[command(name = "ranged")]
+    struct Ranged {
+        #[arg(
+            long,
+            env = "LOCUS_CFGTEST_RANGED_STEPS",
+            default_value_t = 5,
+            value_parser = crate::limits::at_least(1u32, "a run needs one")
+        )]
+        steps: u32,
+        #[arg(
+            long,
+            env = "LOCUS_CFGTEST_RANGED_RATE",
+            default_value_t = 0.25,
+            value_parser = crate::limits::fraction
+        )]
+        rate: f64,
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_source() {
+        let e = try_parse_from::<Ranged, _, _>(["ranged", "--steps=0"]).unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("'0' for '--steps <STEPS>': must be at least 1 (a run needs one)"),
+            "{e}"
+        );
+        for (text, key, rule) in [
+            ("steps = 0", "steps", "must be at least 1 (a run needs one)"),
+            ("rate = 1.5", "rate", "must be between 0 and 1"),
+        ] {
+            let f = file(text);
+            let path = f.path().display().to_string();
+            let e = try_parse_from::<Ranged, _, _>(["ranged".into(), format!("--config={path}")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("key `{key}` in {path}")) && e.contains(rule),
+                "{e}"
+            );
+        }
+        // SAFETY: only this test reads or writes this variable.
+        unsafe { std::env::set_var("LOCUS_CFGTEST_RANGED_RATE", "1.5") };
+        let e = try_parse_from::<Ranged, _, _>(["ranged"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        let e = e.to_string();
+        assert!(
+            e.contains("\"1.5\" in environment variable LOCUS_CFGTEST_RANGED_RATE (for --rate): must be between 0 and 1"),
+            "{e}"
+        );
+        // The command line overrides the bad variable.
+        let ok = try_parse_from::<Ranged, _, _>(["ranged", "--rate", "0.5"]).unwrap();
+        assert_eq!(ok.rate, 0.5);
+        let e = try_parse_from::<Ranged, _, _>(["ranged", "--rate=7"]).unwrap_err();
+        assert!(!e.to_string().contains("environment"), "{e}");
+        unsafe { std::env::remove_var("LOCUS_CFGTEST_RANGED_RATE") };
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod backoff;
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod shutdown;
 pub mod stats;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use locus_daemon::limits::{self, Setting, SettingError};
 use locus_daemon::{Shutdown, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use locus_workloads::Device;
@@ -20,15 +21,20 @@ use minerd::worker::{Worker, WorkerConfig};
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// CPU workers to run when no device list is given and no GPU is found.
-    #[arg(long, env = "LOCUS_WORKERS", default_value_t = 1)]
+    /// CPU workers to run when no device list is given and no GPU is found;
+    /// at least 1.
+    #[arg(long, env = "LOCUS_WORKERS", default_value_t = 1, value_parser = limits::workers())]
     workers: u32,
     /// Devices, one worker each (e.g. `cuda:0,cuda:1` or `cpu,cpu`). Default:
     /// every visible GPU in a CUDA build, else `--workers` CPU workers.
+    /// `cuda:N` needs a build with `--features cuda`.
     #[arg(long, env = "LOCUS_DEVICES", value_delimiter = ',')]
     devices: Vec<Device>,
     /// Serve Prometheus `/metrics` and `/healthz` on this address; worker
-    /// `i` serves its own on the port after it plus `i`.
+    /// `i` serves its own `/metrics` and `/healthz` on the port after it plus
+    /// `i` (so the port must leave room for every worker). The supervisor's
+    /// `/healthz` answers 503, naming the workers, while a worker is down or
+    /// crash-looping.
     #[arg(long, env = "LOCUS_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
@@ -64,11 +70,23 @@ struct Common {
     /// The subnet owner's hotkey (SS58): only manifests it signed are executed.
     #[arg(long, env = "LOCUS_OWNER")]
     owner: Hotkey,
-    /// Fastest assignment poll in milliseconds (backs off to 1 s when idle).
-    #[arg(long, env = "LOCUS_POLL_MS", default_value_t = 100)]
+    /// Fastest assignment poll in milliseconds (backs off to 1 s when idle);
+    /// 1 to 1000.
+    #[arg(
+        long,
+        env = "LOCUS_POLL_MS",
+        default_value_t = 100,
+        value_parser = limits::between(limits::MIN_POLL_MS, limits::MAX_MINER_POLL_MS, "")
+    )]
     poll_ms: u64,
-    /// Seconds between heartbeats.
-    #[arg(long, env = "LOCUS_HEARTBEAT_SECS", default_value_t = 5)]
+    /// Seconds between heartbeats; at least 1, and best at most half the
+    /// owner's `--heartbeat-ttl-secs` (15 by default).
+    #[arg(
+        long,
+        env = "LOCUS_HEARTBEAT_SECS",
+        default_value_t = 5,
+        value_parser = limits::at_least(1u64, "0 would write heartbeats without pause")
+    )]
     heartbeat_secs: u64,
     /// Write bucket request totals to this JSON file at exit (workers add `.wN`).
     #[arg(long, env = "LOCUS_STATS_FILE")]
@@ -76,7 +94,7 @@ struct Common {
     /// Log JSON lines instead of text.
     #[arg(long, env = "LOCUS_JSON_LOGS")]
     json_logs: bool,
-    /// Test-only: misbehave on purpose (partial_corrupt, wrong_output, skip_compute).
+    /// Test-only: misbehave on purpose (see docs/security.md for the modes).
     #[cfg(feature = "fault-injection")]
     #[arg(long, env = "LOCUS_FAULT_MODE")]
     fault_mode: Option<FaultMode>,
@@ -115,7 +133,7 @@ impl Common {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli: Cli = locus_daemon::config::parse();
+    let cli: Cli = locus_daemon::config::parse_checked(check);
     logging::init(cli.common.json_logs);
     let key = Keypair::load(&cli.common.hotkey_file).context("loading the hotkey")?;
     Bucket::open(&cli.common.bucket, cli.common.netuid)?
@@ -129,20 +147,7 @@ async fn main() -> anyhow::Result<()> {
             metrics_addr,
         }) => run_worker(cli.common, key, index, device, metrics_addr, &shutdown).await,
         None => {
-            let devices = if !cli.devices.is_empty() {
-                cli.devices
-            } else {
-                let gpus = if Device::cuda_available() {
-                    Device::detect_gpus()
-                } else {
-                    Vec::new()
-                };
-                if gpus.is_empty() {
-                    (0..cli.workers.max(1)).map(|_| Device::Cpu).collect()
-                } else {
-                    gpus
-                }
-            };
+            let devices = devices(&cli);
             tracing::info!(
                 hotkey = %key.hotkey(), owner = %cli.common.owner, bucket = %cli.common.bucket,
                 netuid = cli.common.netuid, devices = ?devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -151,12 +156,11 @@ async fn main() -> anyhow::Result<()> {
             let metrics = locus_observe::Metrics::new();
             let bucket = Bucket::open(&cli.common.bucket, cli.common.netuid)?;
             telemetry::serve(cli.metrics_addr, &metrics, &bucket, &shutdown).await?;
-            let restarts = metrics.counter("worker_restarts_total", "Worker processes restarted");
             let restarts = minerd::supervisor::supervise(
                 devices,
                 cli.common.to_args(),
                 cli.metrics_addr,
-                restarts,
+                &metrics,
                 &shutdown,
             )
             .await?;
@@ -164,6 +168,46 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// One device per worker: the `--devices` list, else every visible GPU in a
+/// CUDA build, else `--workers` CPU workers.
+fn devices(cli: &Cli) -> Vec<Device> {
+    if !cli.devices.is_empty() {
+        return cli.devices.clone();
+    }
+    let gpus = if Device::cuda_available() {
+        Device::detect_gpus()
+    } else {
+        Vec::new()
+    };
+    if gpus.is_empty() {
+        (0..cli.workers).map(|_| Device::Cpu).collect()
+    } else {
+        gpus
+    }
+}
+
+/// Start-up checks of what parsing cannot see (each flag's own range is
+/// checked while parsing): devices this build and host can use, and a
+/// metrics port for every worker.
+fn check(cli: &Cli) -> Result<(), SettingError> {
+    let usable = |setting: Setting, device: &Device| {
+        device
+            .check_available()
+            .map_err(|why| setting.invalid(device, why))
+    };
+    if let Some(Command::Worker { device, .. }) = &cli.command {
+        return usable(Setting::flag("device"), device);
+    }
+    for device in &cli.devices {
+        usable(Setting::new("devices", "LOCUS_DEVICES"), device)?;
+    }
+    if let Some(addr) = cli.metrics_addr {
+        let setting = Setting::new("metrics-addr", "LOCUS_METRICS_ADDR");
+        limits::check_worker_ports(setting, addr, devices(cli).len())?;
+    }
+    Ok(())
 }
 
 async fn run_worker(
@@ -177,7 +221,20 @@ async fn run_worker(
     stop_with_supervisor();
     let bucket = Bucket::open(&common.bucket, common.netuid)?;
     let metrics = locus_observe::Metrics::new();
-    telemetry::serve(metrics_addr, &metrics, &bucket, shutdown).await?;
+    // A worker whose metrics cannot be served does not start: it would work
+    // unseen. It exits, the supervisor retries it with back-off (the port
+    // may be held by its previous instance, still exiting) and its /healthz
+    // names it meanwhile.
+    if let Err(e) = telemetry::serve(metrics_addr, &metrics, &bucket, shutdown).await {
+        let addr = metrics_addr.map(|a| a.to_string()).unwrap_or_default();
+        tracing::error!(
+            worker = index, %addr, error = %e,
+            "worker cannot serve its /metrics on {addr} (the supervisor's --metrics-addr port + 1 + \
+             worker index): free that port or choose another --metrics-addr; the worker does not \
+             run without its metrics"
+        );
+        return Err(e.context(format!("worker {index}: serving /metrics on {addr}")));
+    }
     let cfg = WorkerConfig {
         index,
         device,

@@ -3,8 +3,14 @@
 //! Workers are separate processes rather than threads so that a crash, a
 //! wedged GPU driver or a leak in one device's worker cannot take down the
 //! others, and so each worker's memory is visible to the operating system.
+//!
+//! The supervisor's `/healthz` speaks for its workers: 503, naming each
+//! failing worker with its device and restart counts, while a worker is not
+//! running or is crash-looping (see [`health`]); `ok` when all run.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use locus_daemon::Shutdown;
@@ -16,6 +22,10 @@ use tracing::{error, info, warn};
 /// one that dies sooner waits, doubling up to `MAX_RESTART_DELAY`.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// A worker restarted more than [`CRASH_LOOP_RESTARTS`] times within this
+/// window is crash-looping, even in the moments it is up.
+pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
+pub const CRASH_LOOP_RESTARTS: usize = 3;
 
 struct Slot {
     index: u32,
@@ -25,19 +35,115 @@ struct Slot {
     delay: Duration,
     restart_at: Option<Instant>,
     restarts: u64,
+    /// When it last exited, within [`CRASH_WINDOW`].
+    recent_exits: VecDeque<Instant>,
+    last_exit: Option<String>,
+}
+
+impl Slot {
+    fn health(&mut self, now: Instant) -> WorkerHealth {
+        while self
+            .recent_exits
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            self.recent_exits.pop_front();
+        }
+        WorkerHealth {
+            index: self.index,
+            device: self.device.to_string(),
+            running: self.child.is_some(),
+            restarts: self.restarts,
+            recent_restarts: self.recent_exits.len(),
+            last_exit: self.last_exit.clone(),
+        }
+    }
+}
+
+/// What the supervisor knows of one worker, for its `/healthz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerHealth {
+    pub index: u32,
+    pub device: String,
+    /// Its process is up.
+    pub running: bool,
+    /// Times it exited and was (or is about to be) restarted, in all.
+    pub restarts: u64,
+    /// The same within the last [`CRASH_WINDOW`].
+    pub recent_restarts: usize,
+    /// How it last exited (`exit status: 1`).
+    pub last_exit: Option<String>,
+}
+
+/// The supervisor's health from its workers': `Ok` when every worker runs
+/// and none restarted more than [`CRASH_LOOP_RESTARTS`] times in the last
+/// [`CRASH_WINDOW`]; otherwise the text `/healthz` answers (with HTTP 503),
+/// one line per failing worker.
+pub fn health(workers: &[WorkerHealth]) -> Result<(), String> {
+    if workers.is_empty() {
+        return Err("no workers\n".into());
+    }
+    let failing: Vec<String> = workers
+        .iter()
+        .filter_map(|w| {
+            let looping = w.recent_restarts > CRASH_LOOP_RESTARTS;
+            let state = match (w.running, looping) {
+                (true, false) => return None,
+                (true, true) => "crash-looping (up now)",
+                (false, true) => "crash-looping (down)",
+                (false, false) => "not running",
+            };
+            let last = w
+                .last_exit
+                .as_deref()
+                .map(|e| format!("; last exit: {e}"))
+                .unwrap_or_default();
+            Some(format!(
+                "worker {} ({}): {state}; {} restarts in the last {} s, {} in all{last}",
+                w.index,
+                w.device,
+                w.recent_restarts,
+                CRASH_WINDOW.as_secs(),
+                w.restarts,
+            ))
+        })
+        .collect();
+    if failing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} of {} workers failing\n{}\n",
+        failing.len(),
+        workers.len(),
+        failing.join("\n")
+    ))
+}
+
+/// The metrics address of worker `index` when the supervisor serves on
+/// `base`: the port after it plus the index. `None` when there is no such
+/// port (start-up checks rule that out).
+pub fn worker_metrics_addr(base: std::net::SocketAddr, index: u32) -> Option<std::net::SocketAddr> {
+    let port = u16::try_from(u32::from(base.port()) + 1 + index).ok()?;
+    Some(std::net::SocketAddr::new(base.ip(), port))
 }
 
 /// Spawns and watches the workers until shutdown. `worker_args` are the
 /// common arguments each child gets before `worker --index I --device D`.
 /// With `metrics_addr`, worker `i` serves its own `/metrics` on the port
-/// after it plus `i` (`port + 1 + i`).
+/// after it plus `i` (`port + 1 + i`). Registers `worker_restarts_total`,
+/// `workers_running` and the `/healthz` check on `metrics`.
 pub async fn supervise(
     devices: Vec<Device>,
     worker_args: Vec<String>,
     metrics_addr: Option<std::net::SocketAddr>,
-    restarts: locus_observe::Counter,
+    metrics: &locus_observe::Metrics,
     shutdown: &Shutdown,
 ) -> anyhow::Result<u64> {
+    let restarts = metrics.counter("worker_restarts_total", "Worker processes restarted");
+    let running = metrics.gauge("workers_running", "Worker processes running");
+    let status: Arc<Mutex<Vec<WorkerHealth>>> = Arc::default();
+    let shared = status.clone();
+    metrics.set_health(move || health(&shared.lock().unwrap_or_else(|e| e.into_inner())));
     let exe: PathBuf = std::env::current_exe()?;
     let mut slots: Vec<Slot> = devices
         .into_iter()
@@ -50,6 +156,8 @@ pub async fn supervise(
             delay: Duration::from_secs(1),
             restart_at: Some(Instant::now()),
             restarts: 0,
+            recent_exits: VecDeque::new(),
+            last_exit: None,
         })
         .collect();
     info!(workers = slots.len(), "supervisor starting workers");
@@ -68,6 +176,8 @@ pub async fn supervise(
                 slot.restart_at = Some(Instant::now() + slot.delay);
                 slot.delay = (slot.delay * 2).min(MAX_RESTART_DELAY);
                 slot.restarts += 1;
+                slot.recent_exits.push_back(Instant::now());
+                slot.last_exit = Some(status.to_string());
                 total_restarts += 1;
                 restarts.inc();
             }
@@ -81,9 +191,7 @@ pub async fn supervise(
                     .arg("--device")
                     .arg(slot.device.to_string())
                     .kill_on_drop(true);
-                if let Some(base) = metrics_addr {
-                    let port = base.port().saturating_add(1 + slot.index as u16);
-                    let addr = std::net::SocketAddr::new(base.ip(), port);
+                if let Some(addr) = metrics_addr.and_then(|b| worker_metrics_addr(b, slot.index)) {
                     command.arg(format!("--metrics-addr={addr}"));
                 }
                 match command.spawn() {
@@ -100,6 +208,15 @@ pub async fn supervise(
                 }
             }
         }
+        let now = Instant::now();
+        let report: Vec<WorkerHealth> = slots.iter_mut().map(|s| s.health(now)).collect();
+        running.set(report.iter().filter(|w| w.running).count() as f64);
+        if let Err(why) = health(&report)
+            && health(&status.lock().unwrap_or_else(|e| e.into_inner())).is_ok()
+        {
+            warn!(%why, "workers failing: /healthz reports 503");
+        }
+        *status.lock().unwrap_or_else(|e| e.into_inner()) = report;
         shutdown.sleep(Duration::from_millis(200)).await;
     }
     stop_all(&mut slots).await;
@@ -131,4 +248,88 @@ async fn stop_all(slots: &mut [Slot]) {
         }
     }
     info!("all workers stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(index: u32, running: bool, recent: usize, all: u64) -> WorkerHealth {
+        WorkerHealth {
+            index,
+            device: "cpu".into(),
+            running,
+            restarts: all,
+            recent_restarts: recent,
+            last_exit: (all > 0).then(|| "exit status: 1".to_string()),
+        }
+    }
+
+    #[test]
+    fn healthy_only_when_every_worker_runs_and_none_crash_loops() {
+        assert_eq!(
+            health(&[worker(0, true, 0, 0), worker(1, true, 0, 0)]),
+            Ok(())
+        );
+        // Restarts long ago, or a few recent ones, are not a crash loop.
+        assert_eq!(health(&[worker(0, true, CRASH_LOOP_RESTARTS, 40)]), Ok(()));
+
+        let e = health(&[worker(0, true, 0, 0), worker(1, false, 1, 1)]).unwrap_err();
+        assert_eq!(
+            e,
+            "1 of 2 workers failing\nworker 1 (cpu): not running; 1 restarts in the last 60 s, \
+             1 in all; last exit: exit status: 1\n"
+        );
+        let e = health(&[worker(0, true, CRASH_LOOP_RESTARTS + 1, 9)]).unwrap_err();
+        assert!(
+            e.contains(
+                "worker 0 (cpu): crash-looping (up now); 4 restarts in the last 60 s, 9 in all"
+            ),
+            "{e}"
+        );
+        let e = health(&[worker(0, false, 5, 5), worker(1, false, 0, 0)]).unwrap_err();
+        assert!(e.starts_with("2 of 2 workers failing\n"), "{e}");
+        assert!(e.contains("worker 0 (cpu): crash-looping (down)"), "{e}");
+        assert!(e.contains("worker 1 (cpu): not running; 0 restarts"), "{e}");
+        assert!(health(&[]).is_err());
+    }
+
+    #[test]
+    fn exits_age_out_of_the_crash_window() {
+        let now = Instant::now();
+        let mut slot = Slot {
+            index: 3,
+            device: Device::Cpu,
+            child: None,
+            started: now,
+            delay: Duration::from_secs(1),
+            restart_at: None,
+            restarts: 5,
+            recent_exits: VecDeque::new(),
+            last_exit: Some("exit status: 1".into()),
+        };
+        slot.recent_exits.push_back(now);
+        let later = now + CRASH_WINDOW + Duration::from_secs(1);
+        slot.recent_exits.push_back(later);
+        let h = slot.health(later);
+        assert_eq!(
+            (h.index, h.running, h.recent_restarts, h.restarts),
+            (3, false, 1, 5)
+        );
+    }
+
+    #[test]
+    fn worker_ports_follow_the_supervisor_s() {
+        let base = "127.0.0.1:9110".parse().unwrap();
+        assert_eq!(
+            worker_metrics_addr(base, 0),
+            Some("127.0.0.1:9111".parse().unwrap())
+        );
+        assert_eq!(
+            worker_metrics_addr(base, 7),
+            Some("127.0.0.1:9118".parse().unwrap())
+        );
+        let top = "127.0.0.1:65535".parse().unwrap();
+        assert_eq!(worker_metrics_addr(top, 0), None);
+    }
 }

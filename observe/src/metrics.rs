@@ -72,6 +72,20 @@ struct Family {
 struct Registry {
     families: BTreeMap<String, Family>,
     buckets: Vec<(String, Bucket)>,
+    health: Option<HealthCheck>,
+}
+
+/// What `/healthz` reports: `Ok` answers 200 `ok`, `Err(text)` answers 503
+/// with the text (which should say what is wrong).
+type HealthFn = dyn Fn() -> Result<(), String> + Send + Sync;
+
+#[derive(Clone)]
+struct HealthCheck(Arc<HealthFn>);
+
+impl std::fmt::Debug for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HealthCheck")
+    }
 }
 
 /// A registry of metrics. Cheap to clone; clones share the registry.
@@ -268,6 +282,21 @@ impl Metrics {
         reg.buckets.push((name.to_string(), bucket.clone()));
     }
 
+    /// Makes `/healthz` answer from `check` (called at every request)
+    /// instead of always `ok`: `Err(text)` answers HTTP 503 with the text.
+    pub fn set_health(&self, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) {
+        self.lock().health = Some(HealthCheck(Arc::new(check)));
+    }
+
+    /// What `/healthz` answers now (see [`Metrics::set_health`]).
+    pub fn health(&self) -> Result<(), String> {
+        let check = self.lock().health.clone();
+        match check {
+            Some(HealthCheck(check)) => check(),
+            None => Ok(()),
+        }
+    }
+
     /// The whole registry in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let reg = self.lock();
@@ -437,7 +466,9 @@ fn render_labels(labels: &[(&str, &str)]) -> String {
     out
 }
 
-/// Serves `GET /metrics` (the registry) and `GET /healthz` (`ok`) on `addr`
+/// Serves `GET /metrics` (the registry) and `GET /healthz` (200 `ok`, or 503
+/// with the reason when the registry's health check fails; see
+/// [`Metrics::set_health`]) on `addr`
 /// until `shutdown` completes. Port 0 picks a free port; the bound address
 /// is returned once the listener is up, and the server runs on a spawned task.
 pub async fn serve(
@@ -451,12 +482,23 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|source| Error::Bind { addr, source })?;
+    let for_health = metrics.clone();
     let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
         warp::reply::with_header(metrics.render(), "content-type", CONTENT_TYPE).into_response()
     });
     let health = warp::path!("healthz")
         .and(warp::get())
-        .map(|| "ok\n".into_response());
+        .map(move || match for_health.health() {
+            Ok(()) => "ok\n".into_response(),
+            Err(why) => {
+                let mut text = why;
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                warp::reply::with_status(text, warp::http::StatusCode::SERVICE_UNAVAILABLE)
+                    .into_response()
+            }
+        });
     let routes = metrics_route.or(health).unify();
     tokio::spawn(async move {
         warp::serve(routes)

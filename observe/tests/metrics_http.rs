@@ -91,6 +91,21 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
 
     let (status, _, body) = http_get(addr, "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
+    // A failing health check answers 503 with its reason, read per request.
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = down.clone();
+    m.set_health(move || {
+        if flag.load(std::sync::atomic::Ordering::Relaxed) {
+            Err("worker 0 (cpu): down".into())
+        } else {
+            Ok(())
+        }
+    });
+    let (status, _, body) = http_get(addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (503, "worker 0 (cpu): down\n"));
+    down.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (status, _, body) = http_get(addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (status, _, _) = http_get(addr, "/other").await;
     assert_eq!(status, 404);
 

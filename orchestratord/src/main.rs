@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use locus_daemon::{Shutdown, logging, stats, telemetry};
+use locus_daemon::{Shutdown, limits, logging, stats, telemetry};
 use locus_protocol::paths::validate_id;
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use orchestratord::driver::{Orchestrator, Settings};
@@ -28,17 +28,23 @@ struct Args {
     /// Run id: [A-Za-z0-9._-], at most 64 characters. An existing run resumes.
     #[arg(long, env = "LOCUS_RUN_ID")]
     run_id: String,
-    /// Training steps (rounds of forward → inner → reduce → outer → eval).
-    #[arg(long, env = "LOCUS_STEPS", default_value_t = 5)]
+    /// Training steps (rounds of forward → inner → reduce → outer → eval);
+    /// at least 1.
+    #[arg(long, env = "LOCUS_STEPS", default_value_t = 5, value_parser = limits::steps())]
     steps: u32,
     /// Seed for data, teacher and initial weights.
     #[arg(long, env = "LOCUS_SEED", default_value_t = 1234)]
     seed: u64,
-    /// Micro-batches per step.
-    #[arg(long, env = "LOCUS_MICRO_BATCHES", default_value_t = 2)]
+    /// Micro-batches per step, 1 to 64.
+    #[arg(
+        long,
+        env = "LOCUS_MICRO_BATCHES",
+        default_value_t = 2,
+        value_parser = limits::micro_batches()
+    )]
     micro_batches: u32,
-    /// Replicas per micro-batch (each an independent inner job).
-    #[arg(long, env = "LOCUS_REPLICAS", default_value_t = 2)]
+    /// Replicas per micro-batch (each an independent inner job), 1 to 64.
+    #[arg(long, env = "LOCUS_REPLICAS", default_value_t = 2, value_parser = limits::replicas())]
     replicas: u32,
     /// Validator hotkeys (SS58) whose verdicts count for this run. Repeatable.
     #[arg(
@@ -57,23 +63,51 @@ struct Args {
         value_delimiter = ','
     )]
     miners: Vec<Hotkey>,
-    /// Heartbeat URLs granted per miner (its worker indices 0..N).
-    #[arg(long, env = "LOCUS_MAX_WORKERS_PER_MINER", default_value_t = 16)]
+    /// Heartbeat URLs granted per miner (its worker indices 0..N); at least 1.
+    #[arg(
+        long,
+        env = "LOCUS_MAX_WORKERS_PER_MINER",
+        default_value_t = 16,
+        value_parser = limits::at_least(1u32, "a miner with no heartbeat grant cannot get work on S3")
+    )]
     max_workers_per_miner: u32,
     /// Live workers to wait for before handing out the first job.
     #[arg(long, env = "LOCUS_MIN_WORKERS", default_value_t = 1)]
     min_workers: usize,
-    /// Seconds a miner has to finish an assigned job before it is reassigned.
-    #[arg(long, env = "LOCUS_LEASE_SECS", default_value_t = 60)]
+    /// Seconds a miner has to finish an assigned job before it is reassigned;
+    /// at least 2.
+    #[arg(
+        long,
+        env = "LOCUS_LEASE_SECS",
+        default_value_t = 60,
+        value_parser = limits::lease_secs()
+    )]
     lease_secs: u64,
-    /// A worker whose last heartbeat is older than this is not given work.
-    #[arg(long, env = "LOCUS_HEARTBEAT_TTL_SECS", default_value_t = 15)]
+    /// A worker whose last heartbeat is older than this is not given work;
+    /// at least 2, and best at least twice the miners' `--heartbeat-secs`.
+    #[arg(
+        long,
+        env = "LOCUS_HEARTBEAT_TTL_SECS",
+        default_value_t = 15,
+        value_parser = limits::at_least(limits::MIN_HEARTBEAT_TTL_SECS, TTL_WHY)
+    )]
     heartbeat_ttl_secs: u64,
-    /// Most jobs queued on one worker at a time.
-    #[arg(long, env = "LOCUS_MAX_INFLIGHT_PER_WORKER", default_value_t = 2)]
+    /// Most jobs queued on one worker at a time; at least 1.
+    #[arg(
+        long,
+        env = "LOCUS_MAX_INFLIGHT_PER_WORKER",
+        default_value_t = 2,
+        value_parser = limits::at_least(1usize, "with 0 no job is ever assigned")
+    )]
     max_inflight_per_worker: usize,
-    /// Fastest bucket poll, in milliseconds (backs off to 2 s when idle).
-    #[arg(long, env = "LOCUS_POLL_MS", default_value_t = 100)]
+    /// Fastest bucket poll, in milliseconds (backs off to 2 s when idle);
+    /// 1 to 2000.
+    #[arg(
+        long,
+        env = "LOCUS_POLL_MS",
+        default_value_t = 100,
+        value_parser = limits::between(limits::MIN_POLL_MS, limits::MAX_POLL_MS, "")
+    )]
     poll_ms: u64,
     /// Keep running after the run completes (default: exit 0).
     #[arg(long, env = "LOCUS_KEEP_RUNNING")]
@@ -81,6 +115,9 @@ struct Args {
     #[command(flatten)]
     ops: locus_daemon::args::OpsArgs,
 }
+
+/// What a heartbeat TTL under [`limits::MIN_HEARTBEAT_TTL_SECS`] breaks.
+const TTL_WHY: &str = "heartbeats are re-read every 2 s, so with less every worker looks dead";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Parser;
-use locus_daemon::{Shutdown, logging, stats, telemetry};
+use locus_daemon::{Shutdown, limits, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use locus_workloads::Device;
 use validatord::driver::{Settings, Validator};
@@ -29,17 +29,23 @@ struct Args {
     #[arg(long, env = "LOCUS_OWNER")]
     owner: Hotkey,
     /// Fraction of receipts replayed, in [0, 1].
-    #[arg(long, env = "LOCUS_SAMPLE_RATE", default_value_t = 0.25)]
+    #[arg(long, env = "LOCUS_SAMPLE_RATE", default_value_t = 0.25, value_parser = limits::fraction)]
     sample_rate: f64,
     /// Replays a hotkey must pass in a run before it is only sampled: until
     /// then every receipt it writes is replayed (0 turns probation off).
     #[arg(long, env = "LOCUS_PROBATION_REPLAYS", default_value_t = 3)]
     probation_replays: u32,
-    /// Replay device (`cpu`, or `cuda:N` in a CUDA build).
+    /// Replay device (`cpu`, or `cuda:N` in a build with `--features cuda`).
     #[arg(long, env = "LOCUS_DEVICE", default_value = "cpu")]
     device: Device,
-    /// Fastest bucket poll in milliseconds (backs off to 2 s when idle).
-    #[arg(long, env = "LOCUS_POLL_MS", default_value_t = 100)]
+    /// Fastest bucket poll in milliseconds (backs off to 2 s when idle);
+    /// 1 to 2000.
+    #[arg(
+        long,
+        env = "LOCUS_POLL_MS",
+        default_value_t = 100,
+        value_parser = limits::between(limits::MIN_POLL_MS, limits::MAX_POLL_MS, "")
+    )]
     poll_ms: u64,
     /// Subtensor node to set weights on when a window completes: `finney`,
     /// `test`, `local` or a ws:// / wss:// URL. Without it, weights are only
@@ -68,14 +74,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = locus_daemon::config::parse();
+    let args: Args = locus_daemon::config::parse_checked(|args: &Args| {
+        args.device.check_available().map_err(|why| {
+            limits::Setting::new("device", "LOCUS_DEVICE").invalid(&args.device, why)
+        })
+    });
     logging::init(args.ops.json_logs);
-    if !(0.0..=1.0).contains(&args.sample_rate) {
-        bail!(
-            "--sample-rate must be between 0 and 1, got {}",
-            args.sample_rate
-        );
-    }
     let key = Keypair::load(&args.key).context("loading the validator key")?;
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
     bucket.check_access().await?;

@@ -65,6 +65,43 @@ impl Device {
     pub fn cuda_available() -> bool {
         cfg!(feature = "cuda")
     }
+
+    /// Whether this build can run jobs on the device here: `cuda:N` needs
+    /// the `cuda` feature and, where GPUs are found, one numbered N. The
+    /// daemons check their devices with it at start-up.
+    pub fn check_available(&self) -> Result<(), String> {
+        self.check_available_with(Self::cuda_available(), Self::detect_gpus().len())
+    }
+
+    fn check_available_with(&self, cuda_build: bool, gpus: usize) -> Result<(), String> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(_) if !cuda_build => Err(format!(
+                "this binary was built without the `cuda` feature: rebuild it with `--features \
+                 cuda` (`cargo build --release -p {} --features cuda`, which needs the CUDA \
+                 toolkit), or use `cpu`",
+                package_name()
+            )),
+            // No GPU found may only mean device nodes we do not know: let
+            // the backend decide then.
+            Device::Cuda(index) if gpus > 0 && *index >= gpus => Err(format!(
+                "no such GPU here: {gpus} found (cuda:0 to cuda:{}), per CUDA_VISIBLE_DEVICES \
+                 or /dev/nvidiaN",
+                gpus - 1
+            )),
+            Device::Cuda(_) => Ok(()),
+        }
+    }
+}
+
+/// The package of the running binary, for build instructions (`minerd` or
+/// `validatord`).
+fn package_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|name| matches!(name.as_str(), "minerd" | "validatord"))
+        .unwrap_or_else(|| "minerd".into())
 }
 
 impl fmt::Display for Device {
@@ -86,5 +123,33 @@ impl FromStr for Device {
             .and_then(|i| i.parse().ok())
             .map(Device::Cuda)
             .ok_or_else(|| format!("device {s:?} must be `cpu` or `cuda:N`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_devices_need_a_cuda_build_and_a_visible_gpu() {
+        assert!(Device::Cpu.check_available_with(false, 0).is_ok());
+        let e = Device::Cuda(0).check_available_with(false, 2).unwrap_err();
+        assert!(
+            e.starts_with("this binary was built without the `cuda` feature")
+                && e.contains("--features cuda"),
+            "{e}"
+        );
+        assert!(Device::Cuda(1).check_available_with(true, 2).is_ok());
+        let e = Device::Cuda(2).check_available_with(true, 2).unwrap_err();
+        assert!(
+            e.starts_with("no such GPU here: 2 found (cuda:0 to cuda:1)"),
+            "{e}"
+        );
+        // No GPU found: the device nodes may have other names; the backend decides.
+        assert!(Device::Cuda(5).check_available_with(true, 0).is_ok());
+        assert!(Device::Cpu.check_available().is_ok());
+        if !Device::cuda_available() {
+            assert!(Device::Cuda(0).check_available().is_err());
+        }
     }
 }
