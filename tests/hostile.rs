@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use common::{smoke, weight};
+use common::{System, smoke, weight};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Expect};
 
@@ -239,6 +239,52 @@ fn deleted_receipts_are_noticed_and_their_jobs_redone() {
     let others = attacker.matches("(another miner's)").count();
     assert_eq!(others, 4, "{attacker}");
     run.assert_credited_once();
+}
+
+/// The held-result path without a race: the validator is down while the
+/// first result waits for its verdict, and its receipt is deleted. The owner
+/// notices within a lease period (it does not wait for a verdict that can
+/// never come), redoes the job, and the run finishes once the validator is
+/// back, each job credited once.
+#[test]
+fn a_receipt_deleted_while_awaiting_its_verdict_is_redone() {
+    let sys = System::new(2);
+    let run = "held";
+    let mut miners: Vec<_> = (0..2).map(|i| sys.start_miner(i, &[])).collect();
+    sys.wait_heartbeats(2);
+    let mut orchestrator =
+        sys.start_orchestrator("orchestratord", run, &["--steps=1", "--lease-secs=3"]);
+    let receipts = sys.bucket.layout().receipts(run);
+    let mut first = Vec::new();
+    sys.wait_until("the first receipt", 60, || {
+        first = sys
+            .rt
+            .block_on(sys.bucket.list(&receipts, None))
+            .unwrap_or_default();
+        !first.is_empty()
+    });
+    // The owner polls a step in flight every few hundred ms: give it time
+    // to accept the result and hold it for the verdict, then delete it.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    sys.rt
+        .block_on(sys.bucket.delete(&first[0]))
+        .expect("delete the receipt");
+    sys.wait_until("the owner noticing the deleted receipt", 30, || {
+        orchestrator.log_text().contains(
+            "the receipt of a result awaiting its verdict is gone or changed; redoing the job",
+        )
+    });
+    let mut validator = sys.start_validator("validatord", run, &["--sample-rate=1.0"]);
+    assert!(orchestrator.wait(180).success(), "the run did not finish");
+    assert!(validator.wait(120).success());
+    for m in miners.iter_mut() {
+        m.terminate();
+        assert!(m.wait(60).success());
+    }
+    let credited = sys.credited(run);
+    // forward, 2 × 2 inner (the defaults), reduce, outer, eval.
+    assert_eq!(credited.len(), 8, "{credited:?}");
+    assert!(credited.values().all(|who| who.len() == 1), "{credited:?}");
 }
 
 /// A stranger replaces honest miners' artifacts with objects it signs and
