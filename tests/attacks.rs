@@ -10,42 +10,8 @@
 mod common;
 
 use std::path::Path;
-use std::sync::OnceLock;
 
-use common::{smoke, table_row, weight};
-
-const RUN: [&str; 12] = [
-    "--steps",
-    "3",
-    "--miners",
-    "4",
-    "--micro-batches",
-    "3",
-    "--replicas",
-    "2",
-    "--lease-secs",
-    "4",
-    "--sample-rate",
-    "0.25",
-];
-
-fn fingerprint(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("final parameters: "))
-        .unwrap_or_else(|| panic!("no final parameters in:\n{stdout}"))
-        .to_string()
-}
-
-/// The parameters an all-honest run with the same seed ends with.
-fn reference() -> &'static str {
-    static REFERENCE: OnceLock<String> = OnceLock::new();
-    REFERENCE.get_or_init(|| {
-        let out = smoke(&RUN);
-        assert!(out.status.success(), "honest reference run failed");
-        fingerprint(&String::from_utf8_lossy(&out.stdout))
-    })
-}
+use common::{ATTACK_RUN, fingerprint, honest_reference, smoke, table_row, weight};
 
 struct Attacked {
     stdout: String,
@@ -101,7 +67,7 @@ fn run_attack(base: &[&str], mode: &str, bucket: &str, expected: &str) -> Attack
 }
 
 fn attack(mode: &str, bucket: &str) -> Attacked {
-    let run = run_attack(&RUN, mode, bucket, reference());
+    let run = run_attack(&ATTACK_RUN, mode, bucket, honest_reference());
     for i in 1..4 {
         assert!(
             weight(&run.stdout, i) > 0.0,

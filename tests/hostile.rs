@@ -11,26 +11,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use common::{System, smoke, weight};
+use common::{ATTACK_RUN, System, fingerprint, honest_reference, smoke, weight};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Expect};
-
-const RUN: [&str; 12] = [
-    "--steps",
-    "3",
-    "--miners",
-    "4",
-    "--micro-batches",
-    "3",
-    "--replicas",
-    "2",
-    "--lease-secs",
-    "4",
-    "--sample-rate",
-    "0.25",
-];
 
 struct Outcome {
     stdout: String,
@@ -111,33 +95,15 @@ impl Outcome {
     }
 }
 
-fn fingerprint(stdout: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("final parameters: "))
-        .unwrap_or_else(|| panic!("no final parameters in:\n{stdout}"))
-        .to_string()
-}
-
-/// The parameters an all-honest run with the same seed ends with.
-fn reference() -> &'static str {
-    static REFERENCE: OnceLock<String> = OnceLock::new();
-    REFERENCE.get_or_init(|| {
-        let out = smoke(&RUN);
-        assert!(out.status.success(), "honest reference run failed");
-        fingerprint(&String::from_utf8_lossy(&out.stdout))
-    })
-}
-
 /// Runs the smoke with miner 0 in `mode` on `bucket`. `local-smoke` exits 0
 /// only if the run completed, the weights are the credited CU shares, the
 /// attacker is zeroed where it proved itself a cheater and paid otherwise,
 /// and every honest miner that worked is paid.
 fn attacked(mode: &str, bucket: &str) -> Outcome {
-    let expected = reference();
+    let expected = honest_reference();
     let work = tempfile::tempdir().expect("workdir");
     let workdir = work.path().display().to_string();
-    let mut args = RUN.to_vec();
+    let mut args = ATTACK_RUN.to_vec();
     args.extend([
         "--bad-miner-index",
         "0",

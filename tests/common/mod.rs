@@ -65,6 +65,43 @@ pub fn weight(stdout: &str, index: usize) -> f64 {
         .expect("weight")
 }
 
+/// The attack matrix's run: three steps, four miners (miner 0 the
+/// attacker when one is named), short leases, the default sample rate.
+pub const ATTACK_RUN: [&str; 12] = [
+    "--steps",
+    "3",
+    "--miners",
+    "4",
+    "--micro-batches",
+    "3",
+    "--replicas",
+    "2",
+    "--lease-secs",
+    "4",
+    "--sample-rate",
+    "0.25",
+];
+
+/// The fingerprint of the trained parameters a smoke printed.
+pub fn fingerprint(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("final parameters: "))
+        .unwrap_or_else(|| panic!("no final parameters in:\n{stdout}"))
+        .to_string()
+}
+
+/// The parameters an all-honest [`ATTACK_RUN`] ends with (run once per
+/// test binary).
+pub fn honest_reference() -> &'static str {
+    static REFERENCE: OnceLock<String> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let out = smoke(&ATTACK_RUN);
+        assert!(out.status.success(), "honest reference run failed");
+        fingerprint(&String::from_utf8_lossy(&out.stdout))
+    })
+}
+
 /// A daemon started by a test; killed if the test ends early.
 pub struct Proc {
     pub name: String,

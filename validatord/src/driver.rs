@@ -331,15 +331,7 @@ impl Validator {
             .map(|v| v.attempt);
         let needed = self.settings.probation_replays;
         let on_probation = |h: &Hotkey| track.replays_passed.get(h).copied().unwrap_or(0) < needed;
-        let judge = Judge {
-            bucket: &self.bucket,
-            owner: &self.owner,
-            validator: &self.key,
-            run: &track.manifest,
-            sample_rate: self.settings.sample_rate,
-            device: &self.settings.device,
-            on_probation: &on_probation,
-        };
+        let judge = self.judge(track, &on_probation);
         let result = judge.judge(key, written_ms, credited).await;
         let track = self.runs.get_mut(run_id).expect("run tracked");
         match result {
@@ -428,6 +420,23 @@ impl Validator {
         }
     }
 
+    /// This validator's judge for the receipts of one run.
+    fn judge<'a>(
+        &'a self,
+        track: &'a RunTrack,
+        on_probation: &'a dyn Fn(&Hotkey) -> bool,
+    ) -> Judge<'a> {
+        Judge {
+            bucket: &self.bucket,
+            owner: &self.owner,
+            validator: &self.key,
+            run: &track.manifest,
+            sample_rate: self.settings.sample_rate,
+            device: &self.settings.device,
+            on_probation,
+        }
+    }
+
     /// Before another attempt of a credited job is judged (the owner redoes
     /// a job whose accepted result it could no longer use), checks whether
     /// the credited result was contradicted by its own writer since. If so,
@@ -449,15 +458,7 @@ impl Validator {
         let Ok(hotkey) = Hotkey::from_bytes(&credit.hotkey) else {
             return Ok(());
         };
-        let judge = Judge {
-            bucket: &self.bucket,
-            owner: &self.owner,
-            validator: &self.key,
-            run: &track.manifest,
-            sample_rate: self.settings.sample_rate,
-            device: &self.settings.device,
-            on_probation: &|_| false,
-        };
+        let judge = self.judge(track, &|_| false);
         let Some(reason) = judge.equivocation(&credit.receipt_key, &hotkey).await? else {
             return Ok(());
         };
