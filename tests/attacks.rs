@@ -11,60 +11,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{ATTACK_RUN, fingerprint, honest_reference, smoke, table_row, weight};
-
-struct Attacked {
-    stdout: String,
-    work: tempfile::TempDir,
-}
-
-impl Attacked {
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.work.path().join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
-
-    /// The score table's "why 0" line under the attacker's row.
-    fn why(&self) -> String {
-        let mut lines = self.stdout.lines();
-        lines.find(|l| l.starts_with("0*")).expect("attacker row");
-        lines
-            .next()
-            .and_then(|l| l.trim().strip_prefix("why 0: "))
-            .unwrap_or_else(|| panic!("no reason under the attacker's row:\n{}", self.stdout))
-            .to_string()
-    }
-}
-
-/// Runs `base` with miner 0 attacking in `mode` on `bucket`; checks the run
-/// ended as `local-smoke` expects and trained to `expected` parameters.
-fn run_attack(base: &[&str], mode: &str, bucket: &str, expected: &str) -> Attacked {
-    let work = tempfile::tempdir().expect("workdir");
-    let workdir = work.path().display().to_string();
-    let mut args = base.to_vec();
-    args.extend([
-        "--bad-miner-index",
-        "0",
-        "--fault-mode",
-        mode,
-        "--bucket",
-        bucket,
-        "--workdir",
-        &workdir,
-    ]);
-    let out = smoke(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{mode}: the run did not end as expected (attacker paid, or weights off their CU share)"
-    );
-    assert_eq!(
-        fingerprint(&stdout),
-        expected,
-        "{mode}: the training result differs from an all-honest run"
-    );
-    Attacked { stdout, work }
-}
+use common::{
+    ATTACK_RUN, Attacked, fingerprint, honest_reference, run_attack, smoke, table_row, weight,
+};
 
 fn attack(mode: &str, bucket: &str) -> Attacked {
     let run = run_attack(&ATTACK_RUN, mode, bucket, honest_reference());

@@ -12,25 +12,18 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{ATTACK_RUN, System, fingerprint, honest_reference, smoke, weight};
+use common::{ATTACK_RUN, Attacked, System, honest_reference, run_attack, weight};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Expect};
 
-struct Outcome {
-    stdout: String,
-    work: tempfile::TempDir,
+/// What the hostile-write tests read from an attacked run.
+trait Outcome {
+    fn owner_bytes_read(&self) -> u64;
+    fn credits(&self) -> BTreeMap<String, Vec<Vec<u8>>>;
+    fn assert_credited_once(&self);
 }
 
-impl Outcome {
-    fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.work.path().join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
-
-    fn fingerprint(&self) -> String {
-        fingerprint(&self.stdout)
-    }
-
+impl Outcome for Attacked {
     /// Bytes the orchestrator and the validator read from the bucket.
     fn owner_bytes_read(&self) -> u64 {
         ["orchestratord", "validatord"]
@@ -95,45 +88,17 @@ impl Outcome {
     }
 }
 
-/// Runs the smoke with miner 0 in `mode` on `bucket`. `local-smoke` exits 0
-/// only if the run completed, the weights are the credited CU shares, the
-/// attacker is zeroed where it proved itself a cheater and paid otherwise,
-/// and every honest miner that worked is paid.
-fn attacked(mode: &str, bucket: &str) -> Outcome {
-    let expected = honest_reference();
-    let work = tempfile::tempdir().expect("workdir");
-    let workdir = work.path().display().to_string();
-    let mut args = ATTACK_RUN.to_vec();
-    args.extend([
-        "--bad-miner-index",
-        "0",
-        "--fault-mode",
-        mode,
-        "--bucket",
-        bucket,
-        "--workdir",
-        &workdir,
-    ]);
-    let out = smoke(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let outcome = Outcome { stdout, work };
-    assert!(
-        out.status.success(),
-        "{mode}: the run did not end as expected\n{}",
-        outcome.log("orchestratord")
-    );
-    assert_eq!(
-        outcome.fingerprint(),
-        expected,
-        "{mode}: the training result differs from an all-honest run"
-    );
+/// Runs the attack against [`ATTACK_RUN`] (see [`run_attack`]); every
+/// honest miner must end up paid.
+fn attacked(mode: &str, bucket: &str) -> Attacked {
+    let run = run_attack(&ATTACK_RUN, mode, bucket, honest_reference());
     for i in 1..4 {
         assert!(
-            weight(&outcome.stdout, i) > 0.0,
+            weight(&run.stdout, i) > 0.0,
             "{mode}: honest miner {i} unpaid"
         );
     }
-    outcome
+    run
 }
 
 fn assert_logged(log: &str, what: &str, whose: &str) {

@@ -102,6 +102,67 @@ pub fn honest_reference() -> &'static str {
     })
 }
 
+/// A smoke run with miner 0 attacking, kept in its work directory.
+pub struct Attacked {
+    pub stdout: String,
+    pub work: tempfile::TempDir,
+}
+
+impl Attacked {
+    /// A daemon's log (`orchestratord`, `validatord`, `miner0`, ...).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.work.path().join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    /// The score table's "why 0" line under the attacker's row.
+    pub fn why(&self) -> String {
+        let mut lines = self.stdout.lines();
+        lines.find(|l| l.starts_with("0*")).expect("attacker row");
+        lines
+            .next()
+            .and_then(|l| l.trim().strip_prefix("why 0: "))
+            .unwrap_or_else(|| panic!("no reason under the attacker's row:\n{}", self.stdout))
+            .to_string()
+    }
+}
+
+/// Runs `base` with miner 0 attacking in `mode` on `bucket`; checks the run
+/// ended as `local-smoke` expects (it exits 0 only when the run completed,
+/// every weight is the hotkey's share of the credited CU and the attacker
+/// got what its mode deserves) and trained to `expected` parameters.
+pub fn run_attack(base: &[&str], mode: &str, bucket: &str, expected: &str) -> Attacked {
+    let work = tempfile::tempdir().expect("workdir");
+    let workdir = work.path().display().to_string();
+    let mut args = base.to_vec();
+    args.extend([
+        "--bad-miner-index",
+        "0",
+        "--fault-mode",
+        mode,
+        "--bucket",
+        bucket,
+        "--workdir",
+        &workdir,
+    ]);
+    let out = smoke(&args);
+    let attacked = Attacked {
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        work,
+    };
+    assert!(
+        out.status.success(),
+        "{mode}: the run did not end as expected (attacker paid, or weights off their CU share)\n{}",
+        attacked.log("orchestratord")
+    );
+    assert_eq!(
+        fingerprint(&attacked.stdout),
+        expected,
+        "{mode}: the training result differs from an all-honest run"
+    );
+    attacked
+}
+
 /// A daemon started by a test; killed if the test ends early.
 pub struct Proc {
     pub name: String,
