@@ -627,7 +627,7 @@ impl Orchestrator {
             };
             warn!(run = %self.run.run_id, job = %job, attempt = out.attempt, receipt = %held.receipt_key, %reason, "the receipt of a result awaiting its verdict is gone or changed; redoing the job");
             self.judging.remove(&job);
-            self.schedule.requeue(&job);
+            self.schedule.discard(&job, out.attempt);
             progressed = true;
         }
         Ok(progressed)
@@ -741,7 +741,10 @@ impl Orchestrator {
                     }
                     Err(Refusal::Lost(reason)) => {
                         warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "result unusable through no proven fault of its miner; redoing the job");
-                        self.schedule.requeue(&job);
+                        // No blame, but like any unusable result it costs
+                        // the worker priority: a miner cannot void its own
+                        // results over and over to stall the run.
+                        self.schedule.expire_now(&job);
                         self.counters.refused.inc();
                         progressed = true;
                     }
@@ -809,7 +812,7 @@ impl Orchestrator {
                         warn!(run = %run_id, job = %job, attempt, verdict = %key, error = %e, "a foreign object sits at the verdict key of a held result; redoing the job");
                         self.seen_verdicts.insert(key);
                         self.judging.remove(&job);
-                        self.schedule.requeue(&job);
+                        self.schedule.discard(&job, attempt);
                         progressed = true;
                         continue;
                     }
@@ -1303,7 +1306,7 @@ enum Refusal {
     /// The result is wrong: take the job back from its miner.
     Refused(String),
     /// The result is gone or was replaced by someone else, which proves
-    /// nothing against its miner: redo the job, no strike.
+    /// nothing against its miner: redo the job, without a ban.
     Lost(String),
     /// The miner's own signed objects disagree (its receipt commits to one
     /// artifact, it signed another): ban it from the run and redo the job.
