@@ -281,7 +281,7 @@ async fn a_redo_of_a_credited_job_is_judged_but_not_paid() {
     );
     // A wrong redo still fails its miner.
     let mut bad = f.artifact.clone();
-    FaultModeFree::bump(&mut bad);
+    bump_first_value(&mut bad);
     let digest = f.plant_artifact(&bad).await;
     let mut receipt = f.receipt.clone();
     receipt.output.as_mut().unwrap().digest = digest;
@@ -290,13 +290,11 @@ async fn a_redo_of_a_credited_job_is_judged_but_not_paid() {
     assert_eq!(outcome(&v), VerdictOutcome::Failed, "{}", v.reason);
 }
 
-struct FaultModeFree;
-impl FaultModeFree {
-    fn bump(artifact: &mut pb::TensorArtifact) {
-        let mut t = locus_protocol::tensor::F32Tensor::from_pb(&artifact.tensors[0]).unwrap();
-        t.values[0] += 1.0;
-        artifact.tensors[0] = t.to_pb(&artifact.tensors[0].name);
-    }
+/// Changes one value of an artifact: a different output for the same job.
+fn bump_first_value(artifact: &mut pb::TensorArtifact) {
+    let mut t = locus_protocol::tensor::F32Tensor::from_pb(&artifact.tensors[0]).unwrap();
+    t.values[0] += 1.0;
+    artifact.tensors[0] = t.to_pb(&artifact.tensors[0].name);
 }
 
 /// Only an object validly signed by a hotkey may count against it: an
@@ -379,7 +377,7 @@ async fn equivocation_needs_the_writer_s_own_signature() {
     );
     let key = f.receipt.output.as_ref().unwrap().key.clone();
     let mut other = f.artifact.clone();
-    FaultModeFree::bump(&mut other);
+    bump_first_value(&mut other);
     let by_stranger = envelope::seal(&other, &key, &Keypair::generate()).bytes;
     f.bucket
         .put_bytes(&key, by_stranger, PutMode::Overwrite)
