@@ -11,20 +11,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{
-    ATTACK_RUN, Attacked, fingerprint, honest_reference, run_attack, smoke, table_row, weight,
-};
-
-fn attack(mode: &str, bucket: &str) -> Attacked {
-    let run = run_attack(&ATTACK_RUN, mode, bucket, honest_reference());
-    for i in 1..4 {
-        assert!(
-            weight(&run.stdout, i) > 0.0,
-            "{mode}: honest miner {i} unpaid"
-        );
-    }
-    run
-}
+use common::{Attacked, attack, fingerprint, run_attack, smoke, table_row, weight};
 
 fn caught(mode: &str, why: &str) -> Attacked {
     let run = attack(mode, "local");

@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{ATTACK_RUN, Attacked, System, honest_reference, run_attack, weight};
+use common::{Attacked, System, attack, weight};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Expect};
 
@@ -88,19 +88,6 @@ impl Outcome for Attacked {
     }
 }
 
-/// Runs the attack against [`ATTACK_RUN`] (see [`run_attack`]); every
-/// honest miner must end up paid.
-fn attacked(mode: &str, bucket: &str) -> Attacked {
-    let run = run_attack(&ATTACK_RUN, mode, bucket, honest_reference());
-    for i in 1..4 {
-        assert!(
-            weight(&run.stdout, i) > 0.0,
-            "{mode}: honest miner {i} unpaid"
-        );
-    }
-    run
-}
-
 fn assert_logged(log: &str, what: &str, whose: &str) {
     assert!(log.contains(what), "{whose} never logged {what:?}:\n{log}");
 }
@@ -111,7 +98,7 @@ fn assert_logged(log: &str, what: &str, whose: &str) {
 /// read the replaced output is recomputed.
 #[test]
 fn overwriting_an_own_result_after_its_verdict_is_caught() {
-    let run = attacked("overwrite_own", "local");
+    let run = attack("overwrite_own", "local");
     assert_eq!(
         weight(&run.stdout, 0),
         0.0,
@@ -133,7 +120,7 @@ fn overwriting_an_own_result_after_its_verdict_is_caught() {
 /// for its honest work.
 #[test]
 fn overwriting_an_own_result_through_the_grant_is_refused_by_the_store() {
-    let run = attacked("overwrite_own", "s3-local");
+    let run = attack("overwrite_own", "s3-local");
     let attacker = run.log("miner0");
     assert_logged(&attacker, "PUT without If-None-Match: 403", "the attacker");
     assert!(
@@ -149,7 +136,7 @@ fn overwriting_an_own_result_through_the_grant_is_refused_by_the_store() {
 /// The owner recognises them as foreign and moves past them.
 #[test]
 fn planted_manifests_and_assignment_keys_are_worked_around() {
-    let run = attacked("plant", "local");
+    let run = attack("plant", "local");
     assert_logged(&run.log("miner0"), "attack plant: ", "the attacker");
     let orchestrator = run.log("orchestratord");
     assert_logged(
@@ -165,7 +152,7 @@ fn planted_manifests_and_assignment_keys_are_worked_around() {
 /// gone is redone, not waited for.
 #[test]
 fn deleted_receipts_are_noticed_and_their_jobs_redone() {
-    let run = attacked("delete_receipts", "local");
+    let run = attack("delete_receipts", "local");
     let attacker = run.log("miner0");
     let others = attacker.matches("(another miner's)").count();
     assert_eq!(others, 4, "{attacker}");
@@ -223,7 +210,7 @@ fn a_receipt_deleted_while_awaiting_its_verdict_is_redone() {
 /// verdict, no ban), and what was lost is recomputed.
 #[test]
 fn tampering_with_others_objects_frames_nobody() {
-    let run = attacked("tamper", "local");
+    let run = attack("tamper", "local");
     let attacker = run.log("miner0");
     assert_logged(&attacker, "attack tamper: replaced", "the attacker");
     assert_logged(
@@ -249,7 +236,7 @@ fn tampering_with_others_objects_frames_nobody() {
 /// daemons read no more than a few MB in the whole run.
 #[test]
 fn oversized_objects_cost_one_bounded_request() {
-    let run = attacked("bloat", "local");
+    let run = attack("bloat", "local");
     let attacker = run.log("miner0");
     assert_eq!(attacker.matches("attack bloat: ").count(), 4, "{attacker}");
     let read = run.owner_bytes_read();

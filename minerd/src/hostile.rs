@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use locus_daemon::Shutdown;
 use locus_protocol::time::unix_ms;
-use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, pb};
+use locus_protocol::{Bucket, Expect, Hotkey, Keypair, pb};
 use object_store::PutMode;
 use tracing::warn;
 
@@ -301,7 +301,7 @@ async fn tamper(bucket: &Bucket, key: &Keypair, run: &pb::RunManifest, shutdown:
                     continue;
                 }
                 seen.insert(receipt_key);
-                let result: Result<(), BucketError> = bucket.delete(&output.key).await;
+                let result = bucket.delete(&output.key).await;
                 deleted += 1;
                 warn!(key = %output.key, ok = result.is_ok(), "attack tamper: deleted an accepted output");
             }

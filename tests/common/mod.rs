@@ -163,6 +163,19 @@ pub fn run_attack(base: &[&str], mode: &str, bucket: &str, expected: &str) -> At
     attacked
 }
 
+/// Runs [`ATTACK_RUN`] with miner 0 attacking in `mode` (see
+/// [`run_attack`]); every honest miner must end up paid.
+pub fn attack(mode: &str, bucket: &str) -> Attacked {
+    let run = run_attack(&ATTACK_RUN, mode, bucket, honest_reference());
+    for i in 1..4 {
+        assert!(
+            weight(&run.stdout, i) > 0.0,
+            "{mode}: honest miner {i} unpaid"
+        );
+    }
+    run
+}
+
 /// A daemon started by a test; killed if the test ends early.
 pub struct Proc {
     pub name: String,
