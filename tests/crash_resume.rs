@@ -555,7 +555,7 @@ fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
 
     // Attempts per job, from the owner's assignments.
     let mut attempts: BTreeMap<String, Vec<pb::Assignment>> = BTreeMap::new();
-    let prefix = format!("{}/assignments/", layout.root());
+    let prefix = layout.assignments();
     for key in rt
         .block_on(sys.bucket.list(&prefix, None))
         .expect("assignments")

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use locus_daemon::{Backoff, Shutdown};
+use locus_protocol::attribution;
 use locus_protocol::pb::{self, JobKind};
 use locus_protocol::time::unix_ms;
 use locus_protocol::{Bucket, BucketError, Digest, Expect, Hotkey, Keypair, Verified};
@@ -63,8 +64,9 @@ pub struct Orchestrator {
     seen_verdicts: std::collections::HashSet<String>,
     /// The receipt of each result held for judgement.
     judging: HashMap<String, Held>,
-    /// Bucket key of each job's current assignment: a receipt must name it.
-    assignment_keys: HashMap<String, String>,
+    /// Each job's current assignment and its bucket key: a receipt must
+    /// answer it.
+    assignments: HashMap<String, (String, pb::Assignment)>,
     /// Jobs whose result was used without a replay (UNSAMPLED), and who
     /// wrote it: if that hotkey is caught cheating later, the run goes back
     /// to recompute from the earliest of them.
@@ -193,7 +195,7 @@ impl Orchestrator {
             seen_receipts: Default::default(),
             seen_verdicts: Default::default(),
             judging: Default::default(),
-            assignment_keys: Default::default(),
+            assignments: Default::default(),
             unverified: Default::default(),
             live: Vec::new(),
             last_worker_refresh: None,
@@ -247,7 +249,7 @@ impl Orchestrator {
     async fn recover(&mut self) -> anyhow::Result<()> {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
-        let assignments_prefix = format!("{}/assignments/", layout.root());
+        let assignments_prefix = layout.assignments();
         let owner = self.owner.hotkey();
         let mut latest: HashMap<String, (String, Verified<pb::Assignment>)> = HashMap::new();
         for object in self.bucket.list_meta(&assignments_prefix, None).await? {
@@ -293,16 +295,10 @@ impl Orchestrator {
                 // A job of a generation a rewind threw away.
                 continue;
             }
-            self.assignment_keys.insert(job.clone(), key);
-            self.schedule.assign(
-                &job,
-                a.attempt,
-                WorkerId {
-                    hotkey,
-                    worker: a.worker,
-                },
-                a.deadline_unix_ms,
-            );
+            let (attempt, worker, deadline) = (a.attempt, a.worker, a.deadline_unix_ms);
+            self.assignments.insert(job.clone(), (key, a.into_inner()));
+            self.schedule
+                .assign(&job, attempt, WorkerId { hotkey, worker }, deadline);
         }
         if recovered > 0 {
             info!(run = %run_id, assignments = recovered, "recovered state from the bucket");
@@ -403,7 +399,7 @@ impl Orchestrator {
         self.bucket.put(&key, &self.state, &self.owner).await?;
         for job in self.schedule.drop_steps_from(step) {
             self.judging.remove(&job);
-            self.assignment_keys.remove(&job);
+            self.assignments.remove(&job);
             self.published.remove(&job);
             self.unverified.remove(&job);
         }
@@ -896,24 +892,24 @@ impl Orchestrator {
             Err(e) if e.is_transient() => return Err(Refusal::Retry(e)),
             Err(e) => return Err(Refusal::Lost(format!("no receipt of this hotkey: {e}"))),
         };
-        let expected_artifact = layout.artifact(run_id, job, attempt);
-        let output = receipt.output.clone().unwrap_or_default();
         // The same attribution the validator applies: a receipt it would
         // reject never gets a verdict, so it must not be held for one.
-        let assignment_key = self.assignment_keys.get(job).map(String::as_str);
-        let spec_step = self.schedule.spec(job).map(|s| s.step);
-        if receipt.run_id != *run_id
-            || receipt.job_id != job
-            || receipt.attempt != attempt
-            || Some(receipt.step) != spec_step
-            || receipt.hotkey != to.hotkey.to_bytes()
-            || Some(receipt.assignment_key.as_str()) != assignment_key
-            || output.key != expected_artifact
-        {
+        let (assignment_key, assignment) = self
+            .assignments
+            .get(job)
+            .ok_or_else(|| Refusal::Refused(format!("no assignment of {job} in this process")))?;
+        if receipt.assignment_key != *assignment_key {
             return Err(Refusal::Refused(format!(
-                "receipt {key} does not match its assignment (job, attempt, hotkey or artifact key)"
+                "receipt {key} names assignment {}, not {assignment_key}",
+                receipt.assignment_key
             )));
         }
+        attribution::attribute(&layout, run_id, key, &receipt, assignment)
+            .map_err(|m| Refusal::Refused(m.at(key).to_string()))?;
+        attribution::check_commitments(&layout, &receipt, assignment)
+            .map_err(|broken| Refusal::Refused(format!("receipt {key}: {broken}")))?;
+        let expected_artifact = layout.artifact(run_id, job, attempt);
+        let output = receipt.output.clone().unwrap_or_default();
         // Only an artifact this hotkey validly signed can count against it.
         let artifact = match self
             .bucket
@@ -1009,7 +1005,8 @@ impl Orchestrator {
                 .await?;
             let key = self.write_assignment(&assignment, worker).await?;
             info!(run = %self.run.run_id, job = %spec.job_id, attempt, hotkey = %worker.hotkey, worker = worker.worker, "assigned");
-            self.assignment_keys.insert(spec.job_id.clone(), key);
+            self.assignments
+                .insert(spec.job_id.clone(), (key, assignment));
             self.schedule
                 .assign(&spec.job_id, attempt, worker, deadline);
             self.counters.published.inc();

@@ -5,9 +5,11 @@
 //! that sign them ([`keys`]), the envelope that binds a signature to a record
 //! type and a bucket key ([`envelope`]), where every object lives
 //! ([`paths`]), the tensor artifact format ([`tensor`]), the storage
-//! handle ([`bucket`]) and the grant URLs it presigns ([`grant`],
-//! [`presign`]).
+//! handle ([`bucket`]), the grant URLs it presigns ([`grant`],
+//! [`presign`]) and the rule that attributes a receipt to a hotkey
+//! ([`attribution`]).
 
+pub mod attribution;
 pub mod bucket;
 pub mod digest;
 pub mod envelope;

@@ -138,19 +138,38 @@ impl Layout {
         format!("{}{seq:012}.pb", self.assignments_of(hotkey, worker))
     }
 
+    /// Where the owner puts work for every hotkey.
+    pub fn assignments(&self) -> String {
+        format!("{}/assignments/", self.root)
+    }
+
     /// The sequence number of an assignment key (any hotkey and worker).
     pub fn parse_assignment_seq(&self, key: &str) -> Option<u64> {
-        let rest = key.strip_prefix(&format!("{}/assignments/", self.root))?;
+        self.parse_assignment(key).map(|(_, _, seq)| seq)
+    }
+
+    /// Parses `assignments/{ss58}/w{worker}/{seq:012}.pb` into (hotkey,
+    /// worker, sequence number); exactly the keys [`Layout::assignment`]
+    /// makes, so a planted key cannot pass for another.
+    pub fn parse_assignment(&self, key: &str) -> Option<(Hotkey, u32, u64)> {
+        let rest = key.strip_prefix(&self.assignments())?;
         let mut parts = rest.split('/');
-        let (_ss58, worker, file) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || !worker.starts_with('w') {
+        let (ss58, worker, file) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
             return None;
         }
+        let worker = worker.strip_prefix('w')?;
+        if worker.len() < 3 || !worker.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let worker: u32 = worker.parse().ok()?;
         let digits = file.strip_suffix(".pb")?;
         if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        digits.parse().ok()
+        let hotkey: Hotkey = ss58.parse().ok()?;
+        let parsed = (hotkey, worker, digits.parse().ok()?);
+        (self.assignment(&parsed.0, parsed.1, parsed.2) == key).then_some(parsed)
     }
 
     pub fn heartbeats(&self) -> String {
@@ -248,8 +267,16 @@ mod tests {
             layout.parse_run_manifest(&layout.run_manifest("run1")),
             Some("run1".into())
         );
-        let assignment = layout.assignment(&Keypair::generate().hotkey(), 2, 41);
+        let assignee = Keypair::generate().hotkey();
+        let assignment = layout.assignment(&assignee, 2, 41);
         assert_eq!(layout.parse_assignment_seq(&assignment), Some(41));
+        assert_eq!(
+            layout.parse_assignment(&assignment),
+            Some((assignee, 2, 41))
+        );
+        assert!(assignment.starts_with(&layout.assignments()));
+        let unpadded = assignment.replace("/w002/", "/w2/");
+        assert_eq!(layout.parse_assignment(&unpadded), None);
         let root = layout.root();
         for bad in [
             "x/w000/18446744073709551615.pb",

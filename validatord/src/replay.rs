@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use locus_protocol::attribution::{self, Attributed};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::time::unix_ms;
 use locus_protocol::{
@@ -78,19 +79,16 @@ impl Judge<'_> {
     ) -> Result<pb::Verdict, JudgeError> {
         let layout = self.bucket.layout();
         let run_id = &self.run.run_id;
-        let (step, job, attempt) = layout
-            .parse_receipt(run_id, key)
-            .ok_or_else(|| inconsistent(key, "not a receipt key".into()))?;
+        if layout.parse_receipt(run_id, key).is_none() {
+            return Err(inconsistent(key, "not a receipt key".into()));
+        }
         // Signature first (any signer), attribution next.
         let receipt: Verified<pb::Receipt> = self.bucket.get(key, Expect::AnySigner).await?;
-        if receipt.run_id != *run_id
-            || receipt.job_id != job
-            || receipt.attempt != attempt
-            || receipt.step != step
-        {
-            return Err(inconsistent(
-                key,
-                "receipt fields do not match its key".into(),
+        // Read nothing a receipt names unless it is an assignment key.
+        if layout.parse_assignment(&receipt.assignment_key).is_none() {
+            let named = receipt.assignment_key.clone();
+            return Err(JudgeError::Rejected(
+                attribution::Misattribution::NotAnAssignmentKey(named).at(key),
             ));
         }
         // The owner writes an assignment before any receipt for it can exist,
@@ -106,36 +104,13 @@ impl Judge<'_> {
                 ),
                 other => other.into(),
             })?;
-        let assigned = Hotkey::from_bytes(&assignment.hotkey)
-            .map_err(|e| inconsistent(&receipt.assignment_key, e.to_string()))?;
-        if assignment.run_id != *run_id || assignment.job_id != job || assignment.attempt != attempt
-        {
-            return Err(inconsistent(
-                key,
-                "receipt names an assignment for another job".into(),
-            ));
-        }
-        if receipt.hotkey != assigned.to_bytes() {
-            let claimed = Hotkey::from_bytes(&receipt.hotkey)
-                .map(|h| h.ss58())
-                .unwrap_or_else(|_| "an invalid key".into());
-            return Err(inconsistent(
-                key,
-                format!(
-                    "receipt claims hotkey {claimed}, but the job was assigned to {}",
-                    assigned.ss58()
-                ),
-            ));
-        }
-        if *receipt.signer() != assigned {
-            return Err(JudgeError::Rejected(Rejection {
-                key: key.to_string(),
-                reason: RejectReason::UnexpectedSigner {
-                    signer: receipt.signer().ss58(),
-                    expected: assigned.ss58(),
-                },
-            }));
-        }
+        let Attributed {
+            step,
+            job,
+            attempt,
+            hotkey: assigned,
+        } = attribution::attribute(layout, run_id, key, &receipt, &assignment)
+            .map_err(|m| JudgeError::Rejected(m.at(key)))?;
         let mut verdict = pb::Verdict {
             run_id: run_id.clone(),
             job_id: job.clone(),
@@ -295,11 +270,10 @@ impl Judge<'_> {
         hotkey: &Hotkey,
         sampled: bool,
     ) -> Result<Checked, JudgeError> {
-        let layout = self.bucket.layout();
-        if receipt.manifest_digest != assignment.manifest_digest {
-            return Ok(Checked::Failed(
-                "receipt does not commit to the assigned manifest".into(),
-            ));
+        if let Err(broken) =
+            attribution::check_commitments(self.bucket.layout(), receipt, assignment)
+        {
+            return Ok(Checked::Failed(broken.to_string()));
         }
         if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice() {
             return Ok(Checked::Void(format!(
@@ -307,14 +281,8 @@ impl Judge<'_> {
                 manifest.key()
             )));
         }
-        let expected_key = layout.artifact(&receipt.run_id, &receipt.job_id, receipt.attempt);
         let output = receipt.output.clone().unwrap_or_default();
-        if output.key != expected_key {
-            return Ok(Checked::Failed(format!(
-                "output committed at {}, expected {expected_key}",
-                output.key
-            )));
-        }
+        let expected_key = output.key.clone();
         // Only an object this hotkey validly signed can count against it:
         // a missing artifact, or one that is not its own, may be anyone's
         // doing (a stranger with write access to a local bucket).

@@ -1,0 +1,349 @@
+//! Whose work a receipt is: the one rule every reader applies.
+//!
+//! The orchestrator (before it uses a result), the validator (before it
+//! judges one) and the discovery index (before it shows one) must agree on
+//! which receipts count, or a receipt the UI rejects could be paid, or one
+//! the validator never judges could be held for a verdict forever. So the
+//! rule lives here, once:
+//!
+//! - [`attribute`]: the receipt is the assigned hotkey's answer to the
+//!   owner's assignment. A receipt that fails it proves nothing against any
+//!   hotkey (anyone with write access can plant one): no verdict, no credit.
+//! - [`check_commitments`]: what the assigned hotkey's own signed receipt
+//!   commits to agrees with its assignment. A receipt that fails it is that
+//!   hotkey's fault: a validator fails it.
+
+use crate::envelope::{RejectReason, Rejection, Verified};
+use crate::keys::Hotkey;
+use crate::paths::Layout;
+use crate::pb;
+
+/// A receipt attributed to the hotkey its assignment names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attributed {
+    pub step: u32,
+    pub job: String,
+    pub attempt: u32,
+    /// The hotkey the owner assigned the job to, which signed the receipt.
+    pub hotkey: Hotkey,
+}
+
+/// Why a receipt is not attributable to the assigned hotkey.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Misattribution {
+    #[error("not a receipt key of run {run}")]
+    NotAReceiptKey { run: String },
+    #[error(
+        "receipt is for run {run:?} step {step} job {job:?} attempt {attempt}, its key names another"
+    )]
+    DisagreesWithKey {
+        run: String,
+        step: u32,
+        job: String,
+        attempt: u32,
+    },
+    #[error("names {0:?}, which is not an assignment key")]
+    NotAnAssignmentKey(String),
+    #[error(
+        "names an assignment for run {run:?} step {step} job {job:?} attempt {attempt}, not the receipt's"
+    )]
+    AssignmentForAnotherJob {
+        run: String,
+        step: u32,
+        job: String,
+        attempt: u32,
+    },
+    #[error("its assignment names an invalid hotkey")]
+    InvalidAssignedHotkey,
+    #[error("its assignment sits under another hotkey or worker than it names")]
+    AssignmentMisplaced,
+    #[error("claims hotkey {claimed}, but the job was assigned to {assigned}")]
+    WrongHotkey { claimed: String, assigned: String },
+    #[error("claims worker {claimed}, but the job was assigned to worker {assigned}")]
+    WrongWorker { claimed: u32, assigned: u32 },
+    #[error("signed by {signer}, but the job was assigned to {assigned}")]
+    WrongSigner { signer: String, assigned: String },
+}
+
+impl Misattribution {
+    /// As a rejection of the receipt at `key`, for logs and the index.
+    pub fn at(self, key: &str) -> Rejection {
+        let reason = match self {
+            Misattribution::WrongSigner { signer, assigned } => RejectReason::UnexpectedSigner {
+                signer,
+                expected: assigned,
+            },
+            other => RejectReason::Inconsistent(other.to_string()),
+        };
+        Rejection {
+            key: key.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Checks that the receipt stored at `key` (signature verified, any signer)
+/// answers `assignment`, the owner-signed assignment read from the key the
+/// receipt names, and that the hotkey it assigns signed it.
+pub fn attribute(
+    layout: &Layout,
+    run_id: &str,
+    key: &str,
+    receipt: &Verified<pb::Receipt>,
+    assignment: &pb::Assignment,
+) -> Result<Attributed, Misattribution> {
+    let (step, job, attempt) =
+        layout
+            .parse_receipt(run_id, key)
+            .ok_or_else(|| Misattribution::NotAReceiptKey {
+                run: run_id.to_string(),
+            })?;
+    if receipt.run_id != run_id
+        || receipt.job_id != job
+        || receipt.attempt != attempt
+        || receipt.step != step
+    {
+        return Err(Misattribution::DisagreesWithKey {
+            run: receipt.run_id.clone(),
+            step: receipt.step,
+            job: receipt.job_id.clone(),
+            attempt: receipt.attempt,
+        });
+    }
+    let (placed_under, placed_worker, _) = layout
+        .parse_assignment(&receipt.assignment_key)
+        .ok_or_else(|| Misattribution::NotAnAssignmentKey(receipt.assignment_key.clone()))?;
+    if assignment.run_id != run_id
+        || assignment.job_id != job
+        || assignment.attempt != attempt
+        || assignment.step != step
+    {
+        return Err(Misattribution::AssignmentForAnotherJob {
+            run: assignment.run_id.clone(),
+            step: assignment.step,
+            job: assignment.job_id.clone(),
+            attempt: assignment.attempt,
+        });
+    }
+    let assigned = Hotkey::from_bytes(&assignment.hotkey)
+        .map_err(|_| Misattribution::InvalidAssignedHotkey)?;
+    if placed_under != assigned || placed_worker != assignment.worker {
+        return Err(Misattribution::AssignmentMisplaced);
+    }
+    if receipt.hotkey != assigned.to_bytes() {
+        let claimed = Hotkey::from_bytes(&receipt.hotkey)
+            .map(|h| h.ss58())
+            .unwrap_or_else(|_| "an invalid key".into());
+        return Err(Misattribution::WrongHotkey {
+            claimed,
+            assigned: assigned.ss58(),
+        });
+    }
+    if receipt.worker != assignment.worker {
+        return Err(Misattribution::WrongWorker {
+            claimed: receipt.worker,
+            assigned: assignment.worker,
+        });
+    }
+    if *receipt.signer() != assigned {
+        return Err(Misattribution::WrongSigner {
+            signer: receipt.signer().ss58(),
+            assigned: assigned.ss58(),
+        });
+    }
+    Ok(Attributed {
+        step,
+        job,
+        attempt,
+        hotkey: assigned,
+    })
+}
+
+/// A receipt's own commitment that disagrees with its assignment: the
+/// assigned hotkey signed something other than what it was asked to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BrokenCommitment {
+    #[error("receipt does not commit to the assigned manifest")]
+    Manifest,
+    #[error("output committed at {committed}, expected {expected}")]
+    OutputKey { committed: String, expected: String },
+}
+
+/// Checks what an attributed receipt commits to: the manifest its
+/// assignment names, and its output at the attempt's artifact key.
+pub fn check_commitments(
+    layout: &Layout,
+    receipt: &pb::Receipt,
+    assignment: &pb::Assignment,
+) -> Result<(), BrokenCommitment> {
+    if receipt.manifest_digest != assignment.manifest_digest {
+        return Err(BrokenCommitment::Manifest);
+    }
+    let expected = layout.artifact(&receipt.run_id, &receipt.job_id, receipt.attempt);
+    let committed = receipt.output.as_ref().map_or("", |o| o.key.as_str());
+    if committed != expected {
+        return Err(BrokenCommitment::OutputKey {
+            committed: committed.to_string(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Expect, open, seal};
+    use crate::keys::Keypair;
+
+    const RUN: &str = "run-1";
+
+    struct Case {
+        layout: Layout,
+        miner: Keypair,
+        assignment: pb::Assignment,
+        receipt: pb::Receipt,
+        key: String,
+    }
+
+    fn case() -> Case {
+        let layout = Layout::new(7);
+        let miner = Keypair::generate();
+        let hotkey = miner.hotkey();
+        let assignment = pb::Assignment {
+            run_id: RUN.into(),
+            job_id: "s0-fwd-1".into(),
+            attempt: 2,
+            hotkey: hotkey.to_bytes().to_vec(),
+            worker: 1,
+            manifest_key: layout.job_manifest(RUN, "s0-fwd-1"),
+            manifest_digest: vec![7; 32],
+            step: 0,
+            ..Default::default()
+        };
+        let receipt = pb::Receipt {
+            run_id: RUN.into(),
+            job_id: "s0-fwd-1".into(),
+            attempt: 2,
+            hotkey: hotkey.to_bytes().to_vec(),
+            worker: 1,
+            assignment_key: layout.assignment(&hotkey, 1, 5),
+            manifest_digest: vec![7; 32],
+            output: Some(pb::OutputCommitment {
+                key: layout.artifact(RUN, "s0-fwd-1", 2),
+                ..Default::default()
+            }),
+            step: 0,
+            ..Default::default()
+        };
+        let key = layout.receipt(RUN, 0, "s0-fwd-1", 2);
+        Case {
+            layout,
+            miner,
+            assignment,
+            receipt,
+            key,
+        }
+    }
+
+    type Mutation = Box<dyn Fn(&mut Case)>;
+
+    fn signed(receipt: &pb::Receipt, by: &Keypair, key: &str) -> Verified<pb::Receipt> {
+        let sealed = seal(receipt, key, by);
+        open::<pb::Receipt>(&sealed.bytes, key, Expect::AnySigner).expect("a fresh envelope opens")
+    }
+
+    fn attribute_case(c: &Case, signer: &Keypair) -> Result<Attributed, Misattribution> {
+        let receipt = signed(&c.receipt, signer, &c.key);
+        attribute(&c.layout, RUN, &c.key, &receipt, &c.assignment)
+    }
+
+    #[test]
+    fn the_assigned_hotkeys_receipt_is_attributed_to_it() {
+        let c = case();
+        let got = attribute_case(&c, &c.miner).expect("honest receipt");
+        assert_eq!(got.hotkey, c.miner.hotkey());
+        assert_eq!(
+            (got.step, got.job.as_str(), got.attempt),
+            (0, "s0-fwd-1", 2)
+        );
+        assert_eq!(
+            check_commitments(&c.layout, &c.receipt, &c.assignment),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_receipt_signed_by_anyone_else_is_not() {
+        let c = case();
+        let stranger = Keypair::generate();
+        assert!(matches!(
+            attribute_case(&c, &stranger),
+            Err(Misattribution::WrongSigner { .. })
+        ));
+    }
+
+    #[test]
+    fn every_field_that_ties_the_receipt_to_its_assignment_is_checked() {
+        let mutations: Vec<(&str, Mutation)> = vec![
+            ("step", Box::new(|c| c.receipt.step = 1)),
+            ("job", Box::new(|c| c.receipt.job_id = "s0-fwd-2".into())),
+            (
+                "assignment key",
+                Box::new(|c| c.receipt.assignment_key = "x".into()),
+            ),
+            (
+                "assignment job",
+                Box::new(|c| c.assignment.job_id = "s0-fwd-2".into()),
+            ),
+            ("assignment step", Box::new(|c| c.assignment.step = 3)),
+            ("assignment attempt", Box::new(|c| c.assignment.attempt = 1)),
+            ("assignment worker", Box::new(|c| c.assignment.worker = 0)),
+            ("receipt worker", Box::new(|c| c.receipt.worker = 0)),
+            (
+                "receipt hotkey",
+                Box::new(|c| c.receipt.hotkey = Keypair::generate().hotkey().to_bytes().to_vec()),
+            ),
+            (
+                "bad assigned key",
+                Box::new(|c| c.assignment.hotkey = vec![1; 3]),
+            ),
+        ];
+        for (what, mutate) in mutations {
+            let mut c = case();
+            mutate(&mut c);
+            assert!(attribute_case(&c, &c.miner).is_err(), "{what} not checked");
+        }
+    }
+
+    #[test]
+    fn a_receipt_key_of_another_run_is_not_attributed() {
+        let c = case();
+        let receipt = signed(&c.receipt, &c.miner, &c.key);
+        let err = attribute(&c.layout, "run-2", &c.key, &receipt, &c.assignment).unwrap_err();
+        assert_eq!(
+            err,
+            Misattribution::NotAReceiptKey {
+                run: "run-2".into()
+            }
+        );
+        let rejection = err.at(&c.key);
+        assert!(rejection.to_string().contains(&c.key));
+    }
+
+    #[test]
+    fn broken_commitments_are_named() {
+        let mut c = case();
+        c.receipt.manifest_digest = vec![8; 32];
+        assert_eq!(
+            check_commitments(&c.layout, &c.receipt, &c.assignment),
+            Err(BrokenCommitment::Manifest)
+        );
+        let mut c = case();
+        c.receipt.output = None;
+        assert!(matches!(
+            check_commitments(&c.layout, &c.receipt, &c.assignment),
+            Err(BrokenCommitment::OutputKey { .. })
+        ));
+    }
+}
