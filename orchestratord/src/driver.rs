@@ -658,7 +658,7 @@ impl Orchestrator {
                 .get_listed::<pb::WorkerHeartbeat>(&object, Expect::Signer(&hotkey))
                 .await
             {
-                Ok(hb) if hb.worker == worker && hb.unix_ms.saturating_add(ttl) >= now => {
+                Ok(hb) if hb.worker == worker && heartbeat_fresh(&object, ttl, now) => {
                     live.push(WorkerId { hotkey, worker })
                 }
                 Ok(_) => {}
@@ -1320,6 +1320,14 @@ impl From<BucketError> for Refusal {
             Refusal::Refused(e.to_string())
         }
     }
+}
+
+/// Whether a heartbeat was stored within `ttl_ms` of `now_ms`. The storage's
+/// write time counts, not the miner's claim: a heartbeat dated in the future
+/// would otherwise keep a dead worker live and soak up work until leases
+/// expire.
+fn heartbeat_fresh(object: &locus_protocol::Listed, ttl_ms: u64, now_ms: u64) -> bool {
+    object.modified_unix_ms.saturating_add(ttl_ms) >= now_ms
 }
 
 fn set_at(values: &mut Vec<f32>, index: u32, value: f32) {

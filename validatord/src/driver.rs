@@ -424,7 +424,7 @@ impl Validator {
     fn judge<'a>(
         &'a self,
         track: &'a RunTrack,
-        on_probation: &'a dyn Fn(&Hotkey) -> bool,
+        on_probation: &'a (dyn Fn(&Hotkey) -> bool + Sync),
     ) -> Judge<'a> {
         Judge {
             bucket: &self.bucket,

@@ -35,7 +35,7 @@ pub struct Judge<'a> {
     /// Whether a hotkey has yet to pass enough replays in this run: every
     /// one of its receipts is replayed until it has (see
     /// [`sampling::must_replay`]).
-    pub on_probation: &'a dyn Fn(&Hotkey) -> bool,
+    pub on_probation: &'a (dyn Fn(&Hotkey) -> bool + Sync),
 }
 
 #[derive(Debug, thiserror::Error)]
