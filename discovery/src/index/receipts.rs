@@ -117,7 +117,7 @@ impl DiscoveryIndex {
                 continue; // transient: retried next refresh
             };
             let checked = match assignment {
-                Ok(a) => attribution::attribute(&receipt, a),
+                Ok(a) => attribution::attribute(&layout, run, &receipt, a),
                 Err(reason) => Err(format!("assignment {}: {reason}", receipt.assignment_key)),
             };
             let key = receipt.key().to_string();
