@@ -3,7 +3,7 @@
 # step is skipped when its tool is already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for script in observe/tests/install-chromium.sh; do
+for script in discovery/tests/install-chromium.sh; do
   if [ -x "$script" ]; then "$script"; fi
 done
 # The wallet test loads a hotkey made by Bittensor's own wallet package.

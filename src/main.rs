@@ -86,7 +86,7 @@ async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {
     bucket.check_access().await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let addr = std::net::SocketAddr::new(args.bind, args.port);
-    let bound = locus_observe::serve_ui(bucket, args.owner, addr, async {
+    let bound = locus_discovery::serve_ui(bucket, args.owner, addr, async {
         let _ = stopped.await;
     })
     .await?;
@@ -96,7 +96,7 @@ async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {
         args.bucket, args.netuid
     );
     if args.open_browser
-        && let Err(e) = locus_observe::ui::open_in_browser(&url)
+        && let Err(e) = locus_discovery::ui::open_in_browser(&url)
     {
         eprintln!("cannot open a browser: {e}");
     }

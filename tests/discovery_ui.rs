@@ -7,32 +7,12 @@ mod common;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
-fn chromium() -> Option<std::path::PathBuf> {
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .iter()
-    .map(std::path::PathBuf::from)
-    .find(|p| p.exists())
-}
+use locus_discovery::testkit::{HEADLESS_ARGS, INSTALL_HINT, find_chromium};
 
 fn headless(bin: &std::path::Path, profile: &std::path::Path, args: &[String]) -> String {
     let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--virtual-time-budget=6000",
-            "--window-size=1400,1000",
-        ])
+        .args(HEADLESS_ARGS)
+        .args(["--virtual-time-budget=6000", "--window-size=1400,1000"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .output()
@@ -47,8 +27,8 @@ fn headless(bin: &std::path::Path, profile: &std::path::Path, args: &[String]) -
 
 #[test]
 fn ui_renders_a_real_smoke_run_in_chromium() {
-    let Some(browser) = chromium() else {
-        panic!("no Chromium found: run scripts/test-deps.sh (observe/tests/install-chromium.sh)");
+    let Some(browser) = find_chromium() else {
+        panic!("no Chromium found: {INSTALL_HINT}");
     };
     let work = tempfile::tempdir().expect("tempdir");
     let out = common::locus()

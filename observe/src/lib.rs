@@ -1,23 +1,21 @@
-//! Observability for Locus: Prometheus metrics for the daemons
-//! ([`metrics`]) and the live, read-only discovery UI over the shared bucket
-//! ([`ui`], backed by the incremental reader in [`index`]).
+//! Prometheus metrics for the Locus daemons: the registry ([`metrics`]) and
+//! the one HTTP server helper ([`http::serve`]) that serves it, and that
+//! `locus-discovery` serves its UI with.
 //!
-//! The daemons call [`metrics::serve`]; `locus discovery-ui` calls
-//! [`ui::serve_ui`].
+//! Every daemon links this crate (through `locus-daemon`), so it holds only
+//! what a daemon needs: the live discovery UI is the separate
+//! `locus-discovery` crate, linked by the `locus` binary alone.
 
-pub mod index;
+pub mod http;
 pub mod metrics;
-pub mod ui;
-pub mod views;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::net::SocketAddr;
 
-pub use index::{DiscoveryIndex, IndexConfig, RefreshReport};
 pub use metrics::{Counter, DurationMetric, Gauge, Metrics};
-pub use ui::{UiConfig, serve_ui, serve_ui_with};
 
-/// Errors of this crate. Problems with individual bucket objects are never
-/// errors: they are listed as rejected objects.
+/// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
@@ -26,6 +24,4 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Bucket(#[from] locus_protocol::BucketError),
 }

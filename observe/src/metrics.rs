@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use locus_protocol::Bucket;
 use warp::{Filter as _, Reply as _};
 
-use crate::Error;
+use crate::{Error, http};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -476,38 +476,26 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<SocketAddr, Error> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
     let for_health = metrics.clone();
-    let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
+    let metrics_route = warp::path!("metrics").map(move || {
         warp::reply::with_header(metrics.render(), "content-type", CONTENT_TYPE).into_response()
     });
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(move || match for_health.health() {
-            Ok(()) => "ok\n".into_response(),
-            Err(why) => {
-                let mut text = why;
-                if !text.ends_with('\n') {
-                    text.push('\n');
-                }
-                warp::reply::with_status(text, warp::http::StatusCode::SERVICE_UNAVAILABLE)
-                    .into_response()
+    let health = warp::path!("healthz").map(move || match for_health.health() {
+        Ok(()) => "ok\n".into_response(),
+        Err(why) => {
+            let mut text = why;
+            if !text.ends_with('\n') {
+                text.push('\n');
             }
-        });
-    let routes = metrics_route.or(health).unify();
-    tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(shutdown)
-            .run()
-            .await;
-        tracing::debug!(addr = %bound, "metrics server stopped");
+            warp::reply::with_status(text, warp::http::StatusCode::SERVICE_UNAVAILABLE)
+                .into_response()
+        }
     });
+    let routes = warp::get()
+        .and(metrics_route.or(health).unify())
+        .or(http::not_found())
+        .unify();
+    let bound = http::serve(addr, routes, shutdown, "metrics server").await?;
     tracing::info!(addr = %bound, "serving /metrics and /healthz");
     Ok(bound)
 }

@@ -1,15 +1,31 @@
 //! `/metrics` and `/healthz` of the daemons' exporter.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use locus_observe::metrics::{self, Metrics};
+use locus_observe::testkit::{check_prometheus_text, http_get};
+use locus_protocol::{Bucket, Keypair, pb};
+
+/// A bucket with `n` objects written to it (so it has request counts).
+async fn written_bucket(dir: &std::path::Path, n: usize) -> Bucket {
+    let bucket = Bucket::open(dir.to_str().expect("utf-8 path"), 7).expect("bucket");
+    let owner = Keypair::generate();
+    for i in 0..n {
+        let run = format!("run-{i}");
+        let state = pb::RunState {
+            run_id: run.clone(),
+            ..Default::default()
+        };
+        let key = bucket.layout().run_state(&run);
+        bucket.put(&key, &state, &owner).await.expect("put");
+    }
+    bucket
+}
 
 #[tokio::test]
 async fn metrics_endpoint_serves_valid_prometheus_text() {
-    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bucket = written_bucket(dir.path(), 31).await;
     let m = Metrics::new();
     for name in [
         "jobs_published_total",
@@ -42,7 +58,7 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
         &[("why", "quote \" backslash \\ newline \n")],
     )
     .inc();
-    m.track_bucket("main", &f.bucket);
+    m.track_bucket("main", &bucket);
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let addr = metrics::serve("127.0.0.1:0".parse().expect("addr"), m.clone(), async {
@@ -74,7 +90,7 @@ async fn metrics_endpoint_serves_valid_prometheus_text() {
     assert_eq!(value("workers_alive", "device=\"cuda:0\""), 2.0);
     assert!(
         value("bucket_requests_total", "op=\"put\"") > 30.0,
-        "the fixture's writes"
+        "the writes above"
     );
     assert!(value("bucket_request_seconds_sum", "op=\"put\"") > 0.0);
     assert_eq!(

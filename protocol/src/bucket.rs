@@ -561,12 +561,7 @@ impl Bucket {
         };
         let mut objects: Vec<Listed> = metas
             .into_iter()
-            .map(|m| Listed {
-                key: m.location.to_string(),
-                size: m.size,
-                e_tag: m.e_tag,
-                modified_unix_ms: m.last_modified.timestamp_millis().max(0) as u64,
-            })
+            .map(Listed::from)
             .filter(|o| o.key.starts_with(prefix))
             .collect();
         objects.sort_by(|a, b| a.key.cmp(&b.key));
@@ -585,27 +580,55 @@ pub struct Listed {
     pub modified_unix_ms: u64,
 }
 
+impl From<object_store::ObjectMeta> for Listed {
+    fn from(m: object_store::ObjectMeta) -> Self {
+        Listed {
+            key: m.location.to_string(),
+            size: m.size,
+            e_tag: m.e_tag,
+            modified_unix_ms: m.last_modified.timestamp_millis().max(0) as u64,
+        }
+    }
+}
+
 impl Bucket {
     /// Names of the immediate sub-directories of `prefix` (one request,
     /// without listing everything below them).
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, BucketError> {
-        let started = Instant::now();
-        let dir = Path::from(prefix.trim_end_matches('/'));
-        let listed = self.store.list_with_delimiter(Some(&dir)).await;
-        let c = &self.counts;
-        c.record(&c.lists, &c.list_micros, started, &listed);
-        let listing = match listed {
-            Ok(listing) => listing,
-            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(BucketError::storage(prefix, e)),
-        };
-        let mut names: Vec<String> = listing
-            .common_prefixes
+        let (dirs, _) = self.list_one_level(prefix).await?;
+        let mut names: Vec<String> = dirs
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// The objects directly in `prefix`, not in its sub-directories, with
+    /// their metadata as in [`Bucket::list_meta`] (one request).
+    pub async fn list_files(&self, prefix: &str) -> Result<Vec<Listed>, BucketError> {
+        let (_, objects) = self.list_one_level(prefix).await?;
+        let mut objects: Vec<Listed> = objects.into_iter().map(Listed::from).collect();
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// One delimited (counted) listing of `prefix`: its sub-directories and
+    /// its objects; a missing prefix has neither.
+    async fn list_one_level(
+        &self,
+        prefix: &str,
+    ) -> Result<(Vec<Path>, Vec<object_store::ObjectMeta>), BucketError> {
+        let started = Instant::now();
+        let dir = Path::from(prefix.trim_end_matches('/'));
+        let listed = self.store.list_with_delimiter(Some(&dir)).await;
+        let c = &self.counts;
+        c.record(&c.lists, &c.list_micros, started, &listed);
+        match listed {
+            Ok(listing) => Ok((listing.common_prefixes, listing.objects)),
+            Err(object_store::Error::NotFound { .. }) => Ok((Vec::new(), Vec::new())),
+            Err(e) => Err(BucketError::storage(prefix, e)),
+        }
     }
 }
 
@@ -720,6 +743,24 @@ mod tests {
         assert_eq!(
             bucket.list_dirs("v1/netuid=3/").await.unwrap(),
             vec!["x".to_string()]
+        );
+        // One level only: objects of `x/`, not of `x/deeper/`.
+        bucket
+            .create("v1/netuid=3/x/deeper/000.pb", &state, &owner)
+            .await
+            .unwrap();
+        let lists = bucket.counts().lists.load(Ordering::Relaxed);
+        let files = bucket.list_files("v1/netuid=3/x/").await.unwrap();
+        assert_eq!(bucket.counts().lists.load(Ordering::Relaxed), lists + 1);
+        let keys: Vec<&str> = files.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, all.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(files.iter().all(|o| o.size > 0));
+        assert!(
+            bucket
+                .list_files("v1/netuid=3/none/")
+                .await
+                .unwrap()
+                .is_empty()
         );
     }
 

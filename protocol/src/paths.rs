@@ -45,14 +45,21 @@ pub const MAX_MANIFEST_REVISIONS: u32 = 16;
 /// Key builder for one subnet's part of the bucket.
 #[derive(Clone, Debug)]
 pub struct Layout {
+    netuid: u16,
     root: String,
 }
 
 impl Layout {
     pub fn new(netuid: u16) -> Self {
         Layout {
+            netuid,
             root: format!("v1/netuid={netuid}"),
         }
+    }
+
+    /// The subnet this layout's keys belong to.
+    pub fn netuid(&self) -> u16 {
+        self.netuid
     }
 
     pub fn root(&self) -> &str {
@@ -63,12 +70,23 @@ impl Layout {
         format!("{}/runs/", self.root)
     }
 
+    /// The directory of one run: its manifest and state directly in it,
+    /// jobs, artifacts, receipts and verdicts below it.
+    pub fn run_dir(&self, run: &str) -> String {
+        format!("{}{run}/", self.runs())
+    }
+
     pub fn run_manifest(&self, run: &str) -> String {
         format!("{}/runs/{run}/run.pb", self.root)
     }
 
     pub fn run_state(&self, run: &str) -> String {
         format!("{}/runs/{run}/state.pb", self.root)
+    }
+
+    /// Every job manifest of a run (all revisions) is under this prefix.
+    pub fn job_manifests(&self, run: &str) -> String {
+        format!("{}jobs/", self.run_dir(run))
     }
 
     pub fn job_manifest(&self, run: &str, job: &str) -> String {
@@ -89,7 +107,7 @@ impl Layout {
 
     /// Parses a job manifest key of `run` into (job, revision).
     pub fn parse_job_manifest(&self, run: &str, key: &str) -> Option<(String, u32)> {
-        let rest = key.strip_prefix(&format!("{}/runs/{run}/jobs/", self.root))?;
+        let rest = key.strip_prefix(&self.job_manifests(run))?;
         let (job, revision) = match rest.split_once('/') {
             Some((job, file)) => {
                 let n: u32 = file.strip_prefix('r')?.strip_suffix(".pb")?.parse().ok()?;
@@ -129,9 +147,14 @@ impl Layout {
         format!("{}{job}/a{attempt:03}.pb", self.verdicts_of_step(run, step))
     }
 
+    /// Where the owner puts work for every worker of one hotkey.
+    pub fn assignments_of_hotkey(&self, hotkey: &Hotkey) -> String {
+        format!("{}/assignments/{}/", self.root, hotkey.ss58())
+    }
+
     /// Where the owner puts work for one worker of one hotkey.
     pub fn assignments_of(&self, hotkey: &Hotkey, worker: u32) -> String {
-        format!("{}/assignments/{}/w{worker:03}/", self.root, hotkey.ss58())
+        format!("{}w{worker:03}/", self.assignments_of_hotkey(hotkey))
     }
 
     pub fn assignment(&self, hotkey: &Hotkey, worker: u32, seq: u64) -> String {
@@ -185,7 +208,13 @@ impl Layout {
     }
 
     pub fn score_window(&self, window: &str) -> String {
-        format!("{}/scores/{window}.pb", self.root)
+        format!("{}{window}.pb", self.scores())
+    }
+
+    /// The window named by a key under [`Layout::scores`] (the key is
+    /// `score_window(window)`), whether or not it is a valid window id.
+    pub fn parse_score_window(&self, key: &str) -> Option<String> {
+        parse_window(key, &self.scores())
     }
 
     /// The owner's standing heartbeat grant for a hotkey.
@@ -193,8 +222,19 @@ impl Layout {
         format!("{}/grants/{}/heartbeat.pb", self.root, hotkey.ss58())
     }
 
+    /// Every window's chain weights are under this prefix.
+    pub fn weights(&self) -> String {
+        format!("{}/weights/", self.root)
+    }
+
     pub fn chain_weights(&self, window: &str) -> String {
-        format!("{}/weights/{window}.pb", self.root)
+        format!("{}{window}.pb", self.weights())
+    }
+
+    /// The window named by a key under [`Layout::weights`] (the key is
+    /// `chain_weights(window)`), whether or not it is a valid window id.
+    pub fn parse_chain_weights(&self, key: &str) -> Option<String> {
+        parse_window(key, &self.weights())
     }
 
     /// Parses `heartbeats/{ss58}/w{worker}.pb` back into its hotkey and worker.
@@ -221,6 +261,11 @@ impl Layout {
         validate_id("run", run).ok()?;
         Some(run.to_string())
     }
+}
+
+/// `{prefix}{window}.pb` → window.
+fn parse_window(key: &str, prefix: &str) -> Option<String> {
+    Some(key.strip_prefix(prefix)?.strip_suffix(".pb")?.to_string())
 }
 
 /// `s{step}/{job}/a{attempt}.pb` → (step, job, attempt).
@@ -306,6 +351,41 @@ mod tests {
             let key = format!("{root}/runs/run1/{bad}");
             assert_eq!(layout.parse_job_manifest("run1", &key), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn prefixes_hold_their_keys_and_windows_parse_back() {
+        let layout = Layout::new(12);
+        assert_eq!(layout.netuid(), 12);
+        let run = layout.run_dir("run1");
+        assert!(run.starts_with(&layout.runs()) && run.ends_with('/'));
+        for key in [layout.run_manifest("run1"), layout.run_state("run1")] {
+            assert_eq!(key.strip_prefix(&run).map(|f| f.contains('/')), Some(false));
+        }
+        assert!(layout.run_dir("run10") != run && !layout.run_dir("run10").starts_with(&run));
+        for revision in [0, 3] {
+            let job = layout.job_manifest_revision("run1", "s00001-outer", revision);
+            assert!(job.starts_with(&layout.job_manifests("run1")));
+        }
+        let hotkey = Keypair::generate().hotkey();
+        let mine = layout.assignments_of_hotkey(&hotkey);
+        assert!(layout.assignment(&hotkey, 3, 1).starts_with(&mine));
+        let other = layout.assignment(&Keypair::generate().hotkey(), 3, 1);
+        assert!(!other.starts_with(&mine));
+        for window in ["w-00042", "2026-01-01"] {
+            let scores = layout.score_window(window);
+            let weights = layout.chain_weights(window);
+            assert!(scores.starts_with(&layout.scores()));
+            assert!(weights.starts_with(&layout.weights()));
+            assert_eq!(layout.parse_score_window(&scores), Some(window.into()));
+            assert_eq!(layout.parse_chain_weights(&weights), Some(window.into()));
+            assert_eq!(layout.parse_score_window(&weights), None);
+            assert_eq!(layout.parse_chain_weights(&scores), None);
+        }
+        assert_eq!(
+            layout.parse_score_window(&format!("{}x.json", layout.scores())),
+            None
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use locus_observe::{DiscoveryIndex, IndexConfig, UiConfig, serve_ui_with};
+use locus_discovery::{DiscoveryIndex, IndexConfig, UiConfig, serve_ui_with};
 use locus_protocol::pb::VerdictOutcome;
 use serde_json::Value;
 
@@ -310,36 +310,39 @@ async fn a_full_relist_catches_receipts_far_behind_the_cursor() {
 }
 
 #[tokio::test]
-async fn without_listing_metadata_rewritten_objects_are_reread_only_periodically() {
+async fn any_store_is_read_incrementally_from_its_listing_metadata() {
     let f = Fixture::new().await;
-    // A bucket whose URL is not a local directory: the index gets keys but no
-    // metadata from its listings, as with a remote bucket.
+    // A bucket whose URL is not a local directory, as with a remote bucket:
+    // its listings' metadata alone tells the index what changed.
     let store = object_store::local::LocalFileSystem::new_with_prefix(f.dir.path()).expect("store");
     let bucket = locus_protocol::Bucket::from_store(
         std::sync::Arc::new(store),
         "remote-test://bucket",
         NETUID,
     );
-    let config = IndexConfig {
-        reread_without_meta: Duration::from_millis(400),
-        ..IndexConfig::default()
-    };
-    let mut index = DiscoveryIndex::new(bucket.clone(), f.owner_hotkey(), config);
+    let mut index = DiscoveryIndex::new(bucket.clone(), f.owner_hotkey(), IndexConfig::default());
     index.refresh().await.expect("refresh");
     let c = bucket.counts();
     let gets = c.gets.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(50)).await;
     index.refresh().await.expect("refresh");
     assert_eq!(
         c.gets.load(Ordering::Relaxed),
         gets,
-        "re-read before the period"
+        "unchanged objects re-read"
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // A rewritten heartbeat is read again; nothing else is.
+    f.heartbeat(1, 0, "s00001-outer", 9).await;
     index.refresh().await.expect("refresh");
-    // Run state, 4 heartbeats, 2 score windows, 1 weights: nothing write-once.
-    assert_eq!(c.gets.load(Ordering::Relaxed) - gets, 8);
+    assert_eq!(c.gets.load(Ordering::Relaxed) - gets, 1);
     let snapshot = index.snapshot();
     assert_eq!(snapshot.workers.len(), 3);
     assert_eq!(snapshot.receipts.len(), 10);
     assert_eq!(snapshot.rejected.len(), 4);
+    let w = snapshot
+        .workers
+        .iter()
+        .find(|w| w.hotkey == f.miner(1) && w.worker == 0)
+        .expect("worker");
+    assert_eq!(w.jobs_done, 9);
 }

@@ -29,9 +29,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use warp::Filter as _;
 
+use locus_observe::http;
+use locus_observe::metrics::{self, Metrics};
+
 use crate::Error;
 use crate::index::{DiscoveryIndex, IndexConfig, Snapshot};
-use crate::metrics::{self, Metrics};
 use crate::views::Stats;
 
 const PAGE: &str = include_str!("../static/index.html");
@@ -102,42 +104,32 @@ pub async fn serve_ui_with(
     addr: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<SocketAddr, Error> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
-
+    // One stop signal for the server and the refresh loop.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics = Metrics::new();
+    metrics.track_bucket("discovery", &bucket);
+    let shared = Arc::new(Shared::default());
+    let mut stop = stop_rx.clone();
+    let bound = http::serve(
+        addr,
+        routes(shared.clone(), metrics.clone(), config.clone()),
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        },
+        "discovery UI",
+    )
+    .await?;
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-
-    let metrics = Metrics::new();
-    metrics.track_bucket("discovery", &bucket);
-    let shared = Arc::new(Shared::default());
     tokio::spawn(refresh_loop(
-        DiscoveryIndex::new(bucket, owner, config.index.clone()),
+        DiscoveryIndex::new(bucket, owner, config.index),
         config.refresh_every,
-        shared.clone(),
-        metrics.clone(),
-        stop_rx.clone(),
+        shared,
+        metrics,
+        stop_rx,
     ));
-
-    let routes = routes(shared, metrics, config);
-    let mut stop = stop_rx;
-    tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .run()
-            .await;
-        info!(addr = %bound, "discovery UI stopped");
-    });
     info!(addr = %bound, "discovery UI listening");
     Ok(bound)
 }
@@ -319,9 +311,6 @@ fn routes(
                 .into_response()
         }
     });
-    let not_found = warp::any().map(|| {
-        warp::reply::with_status("not found\n", warp::http::StatusCode::NOT_FOUND).into_response()
-    });
     warp::get()
         .and(
             page.or(overview)
@@ -345,6 +334,6 @@ fn routes(
                 .or(health)
                 .unify(),
         )
-        .or(not_found)
+        .or(http::not_found())
         .unify()
 }

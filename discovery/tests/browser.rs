@@ -1,6 +1,6 @@
 //! The page in a real browser: headless Chromium loads the discovery UI,
 //! saves a screenshot and dumps the DOM after the page's JS has polled the
-//! API. Install Chromium with `observe/tests/install-chromium.sh`; the test
+//! API. Install Chromium with `discovery/tests/install-chromium.sh`; the test
 //! skips (saying so) only when no Chromium binary can be found.
 
 mod common;
@@ -9,33 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use locus_observe::{UiConfig, serve_ui_with};
-
-fn find_chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LOCUS_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for name in [
-        "chromium",
-        "chromium-browser",
-        "google-chrome",
-        "google-chrome-stable",
-    ] {
-        for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Some(candidate);
-            }
-        }
-    }
-    None
-}
+use locus_discovery::testkit::{HEADLESS_ARGS, INSTALL_HINT, find_chromium};
+use locus_discovery::{UiConfig, serve_ui_with};
 
 fn artifacts_dir() -> PathBuf {
     let dir = match std::env::var_os("LOCUS_TEST_ARTIFACTS") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("observe-artifacts"),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join("discovery-artifacts"),
     };
     std::fs::create_dir_all(&dir).expect("artifacts dir");
     dir
@@ -43,21 +23,11 @@ fn artifacts_dir() -> PathBuf {
 
 async fn chromium(bin: &Path, profile: &Path, args: &[String]) -> (bool, String, String) {
     let mut cmd = tokio::process::Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .kill_on_drop(true);
+    cmd.args(HEADLESS_ARGS)
+        .arg("--hide-scrollbars")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("chromium took over 60 s")
@@ -72,10 +42,7 @@ async fn chromium(bin: &Path, profile: &Path, args: &[String]) -> (bool, String,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_renders_workers_receipts_and_scores_in_chromium() {
     let Some(bin) = find_chromium() else {
-        eprintln!(
-            "SKIPPED: no Chromium found (looked for chromium, chromium-browser, google-chrome on PATH and \
-             $LOCUS_CHROMIUM); run observe/tests/install-chromium.sh"
-        );
+        eprintln!("SKIPPED: no Chromium found; {INSTALL_HINT}");
         return;
     };
     let f = Fixture::new().await;

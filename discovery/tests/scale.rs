@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use locus_observe::{DiscoveryIndex, IndexConfig};
+use locus_discovery::{DiscoveryIndex, IndexConfig};
 use locus_protocol::pb::VerdictOutcome;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,171 @@
+//! Receipts: signed by the hotkey they name, for the run, step, job and
+//! attempt their key names, and attributed to the owner-signed assignment
+//! they point to ([`super::attribution`]); each assignment is read once.
+
+use locus_protocol::{Digest, Expect, Hotkey, Layout, Verified, pb};
+
+use super::{
+    DiscoveryIndex, RefreshReport, WriteOnce, answer, attribution, check, settled, ss58_of,
+};
+use crate::views::{ReceiptRow, VERIFIED};
+
+#[derive(Debug)]
+pub(super) struct ReceiptEntry {
+    pub(super) row: ReceiptRow,
+    pub(super) digest: Digest,
+    pub(super) hotkey: [u8; 32],
+}
+
+/// Where a receipt's key says it belongs: (step, job, attempt).
+type ReceiptAt = (u32, String, u32);
+
+/// What a receipt must satisfy before its assignment is worth reading: its
+/// signer is the hotkey it names, its fields are the ones its key names,
+/// and the assignment it names is under that hotkey's own assignments.
+fn check_receipt_fields(
+    layout: &Layout,
+    run: &str,
+    (step, job, attempt): &ReceiptAt,
+    r: Verified<pb::Receipt>,
+) -> Result<Verified<pb::Receipt>, String> {
+    let (step, attempt) = (*step, *attempt);
+    let hotkey = Hotkey::from_bytes(&r.hotkey).map_err(|e| format!("receipt hotkey: {e}"))?;
+    check(*r.signer() == hotkey, || {
+        format!(
+            "signed by {}, but the receipt names hotkey {hotkey}",
+            r.signer()
+        )
+    })?;
+    check(
+        r.run_id == run && r.job_id == *job && r.attempt == attempt && r.step == step,
+        || {
+            format!(
+                "receipt is for run {:?} step {} job {:?} attempt {}, its key names run {run:?} step {step} job {job:?} attempt {attempt}",
+                r.run_id, r.step, r.job_id, r.attempt
+            )
+        },
+    )?;
+    check(
+        r.assignment_key
+            .starts_with(&layout.assignments_of_hotkey(&hotkey)),
+        || {
+            format!(
+                "assignment key {:?} is not under the hotkey's own assignments",
+                r.assignment_key
+            )
+        },
+    )?;
+    Ok(r)
+}
+
+fn row_of(key: &str, r: pb::Receipt) -> ReceiptRow {
+    ReceiptRow {
+        key: key.to_string(),
+        hotkey: ss58_of(&r.hotkey),
+        run_id: r.run_id,
+        step: r.step,
+        job_id: r.job_id,
+        attempt: r.attempt,
+        worker: r.worker,
+        backend: r.backend,
+        device: r.device,
+        started_unix_ms: r.started_unix_ms,
+        finished_unix_ms: r.finished_unix_ms,
+        assignment_key: r.assignment_key,
+        signature: VERIFIED,
+        verdict: None,
+    }
+}
+
+impl DiscoveryIndex {
+    pub(super) async fn refresh_receipts(
+        &mut self,
+        run: &str,
+        full: bool,
+        report: &mut RefreshReport,
+    ) -> Result<(), crate::Error> {
+        let layout = self.bucket.layout().clone();
+        let read = self
+            .read_new::<pb::Receipt, _>(
+                run,
+                WriteOnce::Receipts,
+                full,
+                |key| layout.parse_receipt(run, key),
+                Expect::AnySigner,
+                report,
+            )
+            .await?;
+        // First pass: signature and the receipt's own fields.
+        let mut candidates = Vec::new();
+        for (key, at, got) in read {
+            match answer(got).and_then(|r| check_receipt_fields(&layout, run, &at, r)) {
+                Ok(r) => candidates.push(r),
+                Err(reason) => self.reject_seen(run, WriteOnce::Receipts, &key, reason, report),
+            }
+        }
+        // Second pass: the assignments they point to, each read once.
+        let mut wanted: Vec<String> = candidates
+            .iter()
+            .map(|r| r.assignment_key.clone())
+            .filter(|k| !self.assignments.contains_key(k))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        self.read_assignments(wanted, report).await;
+        for receipt in candidates {
+            let Some(assignment) = self.assignments.get(&receipt.assignment_key) else {
+                continue; // transient: retried next refresh
+            };
+            let checked = match assignment {
+                Ok(a) => attribution::attribute(&layout, run, &receipt, a),
+                Err(reason) => Err(format!("assignment {}: {reason}", receipt.assignment_key)),
+            };
+            let key = receipt.key().to_string();
+            match checked {
+                Ok(()) => {
+                    let hotkey = Hotkey::from_bytes(&receipt.hotkey)
+                        .map(|h| h.to_bytes())
+                        .unwrap_or_default();
+                    let digest = receipt.digest();
+                    let row = row_of(&key, receipt.into_inner());
+                    self.rejected.remove(&key);
+                    self.seen(run, WriteOnce::Receipts, &key);
+                    if let Some(entry) = self.runs.get_mut(run) {
+                        let receipt = ReceiptEntry {
+                            row,
+                            digest,
+                            hotkey,
+                        };
+                        entry.receipts.insert(key, receipt);
+                    }
+                }
+                Err(reason) => self.reject_seen(run, WriteOnce::Receipts, &key, reason, report),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the owner-signed assignments at `keys` into the cache; a
+    /// missing or rejected one is cached as its reason, a transient failure
+    /// is not cached (read again next time).
+    async fn read_assignments(&mut self, keys: Vec<String>, report: &mut RefreshReport) {
+        report.fetched += keys.len() as u64;
+        let owner = self.owner;
+        for (key, result) in self
+            .fetch_all::<pb::Assignment>(keys, Expect::Signer(&owner))
+            .await
+        {
+            let Some(got) = settled("assignment", &key, result) else {
+                continue;
+            };
+            let missing = got.as_ref().is_err_and(|e| e.is_not_found());
+            let got = answer(got).map(Verified::into_inner);
+            if let Err(reason) = &got
+                && !missing
+            {
+                report.rejected += u64::from(self.reject(&key, "assignment", reason.clone()));
+            }
+            self.assignments.insert(key, got);
+        }
+    }
+}
