@@ -25,7 +25,6 @@
 //! views built from what is indexed). A read that fails for a transient
 //! reason is decided in one place, [`settled`].
 
-mod attribution;
 mod receipts;
 mod rewritten;
 mod runs;

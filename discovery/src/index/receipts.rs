@@ -1,12 +1,12 @@
 //! Receipts: signed by the hotkey they name, for the run, step, job and
 //! attempt their key names, and attributed to the owner-signed assignment
-//! they point to ([`super::attribution`]); each assignment is read once.
+//! they point to ([`locus_protocol::attribution`], the rule the
+//! orchestrator and the validator apply); each assignment is read once.
 
+use locus_protocol::attribution;
 use locus_protocol::{Digest, Expect, Hotkey, Layout, Verified, pb};
 
-use super::{
-    DiscoveryIndex, RefreshReport, WriteOnce, answer, attribution, check, settled, ss58_of,
-};
+use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, settled, ss58_of};
 use crate::views::{ReceiptRow, VERIFIED};
 
 #[derive(Debug)]
@@ -19,16 +19,16 @@ pub(super) struct ReceiptEntry {
 /// Where a receipt's key says it belongs: (step, job, attempt).
 type ReceiptAt = (u32, String, u32);
 
-/// What a receipt must satisfy before its assignment is worth reading: its
-/// signer is the hotkey it names, its fields are the ones its key names,
-/// and the assignment it names is under that hotkey's own assignments.
+/// What a receipt must satisfy before its assignment is worth reading: it is
+/// signed by the hotkey it claims and names one of that hotkey's
+/// assignment keys. Everything else is
+/// the protocol's attribution rule, applied once the assignment is read.
 fn check_receipt_fields(
     layout: &Layout,
-    run: &str,
-    (step, job, attempt): &ReceiptAt,
+    _run: &str,
+    _at: &ReceiptAt,
     r: Verified<pb::Receipt>,
 ) -> Result<Verified<pb::Receipt>, String> {
-    let (step, attempt) = (*step, *attempt);
     let hotkey = Hotkey::from_bytes(&r.hotkey).map_err(|e| format!("receipt hotkey: {e}"))?;
     check(*r.signer() == hotkey, || {
         format!(
@@ -37,20 +37,12 @@ fn check_receipt_fields(
         )
     })?;
     check(
-        r.run_id == run && r.job_id == *job && r.attempt == attempt && r.step == step,
+        layout
+            .parse_assignment(&r.assignment_key)
+            .is_some_and(|(under, _, _)| under == hotkey),
         || {
             format!(
-                "receipt is for run {:?} step {} job {:?} attempt {}, its key names run {run:?} step {step} job {job:?} attempt {attempt}",
-                r.run_id, r.step, r.job_id, r.attempt
-            )
-        },
-    )?;
-    check(
-        r.assignment_key
-            .starts_with(&layout.assignments_of_hotkey(&hotkey)),
-        || {
-            format!(
-                "assignment key {:?} is not under the hotkey's own assignments",
+                "assignment key {:?} is not one of the hotkey's own assignments",
                 r.assignment_key
             )
         },
@@ -117,7 +109,9 @@ impl DiscoveryIndex {
                 continue; // transient: retried next refresh
             };
             let checked = match assignment {
-                Ok(a) => attribution::attribute(&layout, run, &receipt, a),
+                Ok(a) => attribution::attribute(&layout, run, receipt.key(), &receipt, a)
+                    .map(|_| ())
+                    .map_err(|m| m.to_string()),
                 Err(reason) => Err(format!("assignment {}: {reason}", receipt.assignment_key)),
             };
             let key = receipt.key().to_string();
