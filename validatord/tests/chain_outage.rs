@@ -241,6 +241,16 @@ impl World {
     }
 
     fn validator(&self, key: Keypair, node: &SilentNode, policy: PushPolicy) -> Validator {
+        self.validator_until(key, node, policy, None)
+    }
+
+    fn validator_until(
+        &self,
+        key: Keypair,
+        node: &SilentNode,
+        policy: PushPolicy,
+        exit_after_run: Option<String>,
+    ) -> Validator {
         let settings = Settings {
             // No replays: judging is attribution and commitments only.
             sample_rate: 0.0,
@@ -248,7 +258,7 @@ impl World {
             poll_min: Duration::from_millis(10),
             poll_max: Duration::from_millis(50),
             device: Device::Cpu,
-            exit_after_run: None,
+            exit_after_run,
             chain: Some(ChainTarget {
                 endpoint: node.endpoint.clone(),
                 netuid: 3,
@@ -373,4 +383,28 @@ async fn a_push_that_would_hang_for_an_hour_neither_blocks_judging_nor_shutdown(
     })
     .await;
     assert!(closed.is_ok(), "the push's connection is still open");
+}
+
+#[tokio::test]
+async fn exit_after_run_waits_for_one_bounded_attempt_only() {
+    let node = silent_node().await;
+    let mut world = World::new();
+    let done = world.publish_run("done-run", true).await;
+    world.write_receipt(&done).await;
+    let policy = PushPolicy {
+        connect_timeout: Duration::from_millis(500),
+        call_timeout: Duration::from_millis(500),
+        retry_min: Duration::from_millis(10),
+        retry_max: Duration::from_millis(10),
+    };
+    let mut validator =
+        world.validator_until(Keypair::generate(), &node, policy, Some("done-run".into()));
+    // The run is scored in the first pass; the daemon then gives the push
+    // its attempt (which times out) and exits without retrying.
+    tokio::time::timeout(Duration::from_secs(20), validator.run(&Shutdown::default()))
+        .await
+        .expect("exit waited past the push's timeouts")
+        .unwrap();
+    assert_eq!(validator.receipts_judged, 1);
+    assert_eq!(node.connections(), 1, "one attempt, no retries");
 }
