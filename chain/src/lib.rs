@@ -63,3 +63,29 @@ pub enum ChainError {
     #[error("cannot decode the extrinsic: {0}")]
     Decode(String),
 }
+
+impl ChainError {
+    /// Whether trying the same request again later may succeed: the node was
+    /// unreachable or failed a request, or the chain changed under the request.
+    /// The rest need an operator (wrong endpoint, subnet or wallet, a hotkey
+    /// not registered, commit-reveal) or different scores.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ChainError::Connect { .. }
+            | ChainError::Rpc { .. }
+            | ChainError::Submit(_)
+            | ChainError::Extrinsic(_)
+            | ChainError::UnknownUid { .. } => true,
+            ChainError::InvalidEndpoint(_)
+            | ChainError::SubnetNotFound(_)
+            | ChainError::NoWeights
+            | ChainError::AllScoresZero
+            | ChainError::InvalidScore { .. }
+            | ChainError::DuplicateUid(_)
+            | ChainError::NotRegistered { .. }
+            | ChainError::CommitRevealUnavailable { .. }
+            | ChainError::Wallet { .. }
+            | ChainError::Decode(_) => false,
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! window's scores.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use locus_daemon::{Backoff, Shutdown};
@@ -13,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::replay::{Judge, JudgeError};
 use crate::scoring::{self, Judged};
+use crate::weights::{ChainTarget, WeightPusher};
 
 /// How often the bucket is listed for new runs: one LIST, and the owner
 /// waits for this validator's first verdicts of a new run.
@@ -31,7 +33,8 @@ pub struct Settings {
     /// Exit once this run is complete and fully scored.
     pub exit_after_run: Option<String>,
     /// Set weights on chain when a window completes (none: bucket only).
-    pub chain: Option<crate::weights::ChainTarget>,
+    /// Taken by the weight-push task when the first window completes.
+    pub chain: Option<ChainTarget>,
 }
 
 /// What the validator knows about one run.
@@ -54,12 +57,15 @@ struct RunTrack {
 pub struct Validator {
     bucket: Bucket,
     owner: Hotkey,
-    key: Keypair,
+    key: Arc<Keypair>,
     settings: Settings,
     runs: BTreeMap<String, RunTrack>,
     last_discovery: Option<Instant>,
     pub receipts_judged: u64,
     counters: Counters,
+    /// Sets weights on chain, off the judging path (started with the first
+    /// complete window when `settings.chain` is set).
+    weights: Option<WeightPusher>,
 }
 
 /// What the validator reports on `/metrics`.
@@ -102,12 +108,13 @@ impl Validator {
         Validator {
             bucket,
             owner,
-            key,
+            key: Arc::new(key),
             settings,
             runs: BTreeMap::new(),
             last_discovery: None,
             receipts_judged: 0,
             counters: Counters::new(&locus_observe::Metrics::new()),
+            weights: None,
         }
     }
 
@@ -116,7 +123,25 @@ impl Validator {
         self.counters = Counters::new(metrics);
     }
 
+    /// Judges until `shutdown`, or until the `exit_after_run` run is
+    /// scored. Then the weight-push task is stopped: on shutdown at once; at
+    /// the end of the run after one attempt at its window (bounded by the
+    /// chain timeouts, cut short by shutdown).
     pub async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let run_done = self.judge_until(shutdown).await;
+        if let Some(weights) = self.weights.take() {
+            if run_done {
+                weights.finish(shutdown).await;
+            } else {
+                weights.close().await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The judging loop. Returns whether it stopped because the
+    /// `exit_after_run` run is complete (else shutdown came).
+    async fn judge_until(&mut self, shutdown: &Shutdown) -> bool {
         let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
         loop {
             let progressed = match self.tick().await {
@@ -130,7 +155,7 @@ impl Validator {
                 && self.runs.get(run).is_some_and(|t| t.complete)
             {
                 info!(run = %run, "run complete and scored; exiting");
-                return Ok(());
+                return true;
             }
             if progressed {
                 backoff.reset();
@@ -140,7 +165,7 @@ impl Validator {
                 backoff.cap(self.settings.poll_min * 4);
             }
             if !shutdown.sleep(backoff.next_delay()).await {
-                return Ok(());
+                return false;
             }
         }
     }
@@ -480,7 +505,7 @@ impl Validator {
         Ok(())
     }
 
-    async fn write_scores(&self, run_id: &str) -> anyhow::Result<()> {
+    async fn write_scores(&mut self, run_id: &str) -> anyhow::Result<()> {
         let Some(track) = self.runs.get(run_id) else {
             return Ok(());
         };
@@ -503,15 +528,27 @@ impl Validator {
             for s in &window.scores {
                 info!(hotkey = %s.ss58, score = s.score, weight = s.weight, "{}", s.reason);
             }
-            if let Some(target) = &self.settings.chain {
-                // A chain outage must not stop judging: log and go on.
-                if let Err(e) = crate::weights::push(target, &window, &self.bucket, &self.key).await
-                {
-                    warn!(run = %run_id, error = %e, "setting weights failed");
-                }
-            }
+            self.push_weights(window);
         }
         Ok(())
+    }
+
+    /// Hands a complete window to the weight-push task, which starts with
+    /// the first one. Never waits for the chain: a chain outage, or a node
+    /// that never answers, must not stop judging.
+    fn push_weights(&mut self, window: pb::ScoreWindow) {
+        if self.weights.is_none()
+            && let Some(target) = self.settings.chain.take()
+        {
+            self.weights = Some(WeightPusher::spawn(
+                target,
+                self.bucket.clone(),
+                Arc::clone(&self.key),
+            ));
+        }
+        if let Some(weights) = &self.weights {
+            weights.submit(window);
+        }
     }
 }
 

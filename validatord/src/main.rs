@@ -56,6 +56,25 @@ struct Args {
     /// exact extrinsic, record it in the bucket, submit nothing).
     #[arg(long, env = "LOCUS_SET_WEIGHTS")]
     set_weights: bool,
+    /// Seconds to wait for the Subtensor node to take a connection before
+    /// the weight push gives up and retries later (at least 1).
+    #[arg(
+        long,
+        env = "LOCUS_SUBTENSOR_CONNECT_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_parser = limits::at_least(1u64, "")
+    )]
+    subtensor_connect_timeout_secs: u64,
+    /// Seconds to wait for each chain call of a weight push (reading the
+    /// metagraph; setting weights, in submit mode until the extrinsic is in
+    /// a block) before it gives up and retries later (at least 1).
+    #[arg(
+        long,
+        env = "LOCUS_SUBTENSOR_CALL_TIMEOUT_SECS",
+        default_value_t = 60,
+        value_parser = limits::at_least(1u64, "")
+    )]
+    subtensor_call_timeout_secs: u64,
     /// Bittensor wallet name holding the validator hotkey that signs weights.
     #[arg(long, env = "LOCUS_WALLET_NAME", default_value = "default")]
     wallet_name: String,
@@ -102,7 +121,17 @@ async fn main() -> anyhow::Result<()> {
                     &args.wallet_name,
                     &args.wallet_hotkey,
                 )?;
-                tracing::info!(subtensor = %endpoint, signer = %signer.ss58(), dry_run = !args.set_weights, "weights go to chain");
+                let policy = validatord::weights::PushPolicy {
+                    connect_timeout: Duration::from_secs(args.subtensor_connect_timeout_secs),
+                    call_timeout: Duration::from_secs(args.subtensor_call_timeout_secs),
+                    ..Default::default()
+                };
+                tracing::info!(
+                    subtensor = %endpoint, signer = %signer.ss58(), dry_run = !args.set_weights,
+                    connect_timeout_secs = args.subtensor_connect_timeout_secs,
+                    call_timeout_secs = args.subtensor_call_timeout_secs,
+                    "weights go to chain"
+                );
                 Some(validatord::weights::ChainTarget {
                     endpoint: endpoint.clone(),
                     netuid: args.netuid,
@@ -112,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
                     } else {
                         locus_chain::Mode::DryRun
                     },
+                    policy,
                 })
             }
         },
