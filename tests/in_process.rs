@@ -24,6 +24,7 @@ struct System {
     validator: Keypair,
     miners: Vec<Hotkey>,
     shutdown: Shutdown,
+    settings: orchestratord::driver::Settings,
     orchestrator: JoinHandle<anyhow::Result<()>>,
     judge: JoinHandle<anyhow::Result<()>>,
     workers: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -50,6 +51,20 @@ impl Default for Setup {
             before: None,
         }
     }
+}
+
+async fn spawn_orchestrator(
+    bucket: &Bucket,
+    owner: &Keypair,
+    settings: &orchestratord::driver::Settings,
+    shutdown: &Shutdown,
+) -> JoinHandle<anyhow::Result<()>> {
+    let mut orchestrator =
+        orchestratord::driver::Orchestrator::start(bucket.clone(), copy(owner), settings.clone())
+            .await
+            .expect("orchestrator starts");
+    let stop = shutdown.clone();
+    tokio::spawn(async move { orchestrator.run(&stop).await })
 }
 
 /// Each daemon owns its key; the test keeps its own copy.
@@ -91,12 +106,7 @@ impl System {
             max_workers_per_miner: 1,
             min_workers: setup.miners,
         };
-        let mut orchestrator =
-            orchestratord::driver::Orchestrator::start(bucket.clone(), copy(&owner), settings)
-                .await
-                .expect("orchestrator starts");
-        let stop = shutdown.clone();
-        let orchestrator = tokio::spawn(async move { orchestrator.run(&stop).await });
+        let orchestrator = spawn_orchestrator(&bucket, &owner, &settings, &shutdown).await;
         let mut judge = validatord::driver::Validator::new(
             bucket.clone(),
             owner.hotkey(),
@@ -136,10 +146,38 @@ impl System {
             validator,
             miners,
             shutdown,
+            settings,
             orchestrator,
             judge,
             workers,
         }
+    }
+
+    /// Kills the orchestrator where it stands (its task is dropped between
+    /// two awaits, as a crash would leave it) and starts a fresh one on the
+    /// same bucket, which resumes the run from what it finds there.
+    async fn restart_orchestrator(&mut self) {
+        self.orchestrator.abort();
+        let _ = (&mut self.orchestrator).await;
+        self.orchestrator =
+            spawn_orchestrator(&self.bucket, &self.owner, &self.settings, &self.shutdown).await;
+    }
+
+    /// Waits until the owner has recorded `steps` completed steps.
+    async fn wait_for_steps(&self, steps: u32) {
+        let key = self.bucket.layout().run_state(RUN);
+        for _ in 0..2_000 {
+            let state = self
+                .bucket
+                .get_opt::<pb::RunState>(&key, Expect::Signer(&self.owner.hotkey()))
+                .await
+                .expect("reading the run state");
+            if state.is_some_and(|s| s.completed_steps >= steps) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{steps} steps not completed in time");
     }
 
     /// Waits for the orchestrator to finish the run and the validator to
@@ -154,6 +192,7 @@ impl System {
             orchestrator,
             judge,
             workers,
+            ..
         } = self;
         let both = async {
             orchestrator.await.expect("orchestrator task")?;
@@ -189,7 +228,13 @@ impl System {
             .iter()
             .filter_map(|key| layout.parse_receipt(RUN, key).map(|(_, _, a)| a))
             .collect();
+        let params = state.params.clone().expect("final parameters");
+        let params: Verified<pb::TensorArtifact> = bucket
+            .get(&params.key, Expect::AnySigner)
+            .await
+            .expect("final parameters readable");
         Finished {
+            params: params.into_inner().tensors,
             attempts,
             state: state.into_inner(),
             window: window.into_inner(),
@@ -204,6 +249,8 @@ struct Finished {
     miners: Vec<Hotkey>,
     /// Attempt of every receipt in the run.
     attempts: Vec<u32>,
+    /// The model after the last step.
+    params: Vec<pb::Tensor>,
 }
 
 impl Finished {
@@ -290,4 +337,29 @@ async fn planted_assignment_keys_do_not_stop_a_run() {
         .await;
     finished.assert_complete_and_fair(2);
     finished.assert_no_redo();
+}
+
+/// An orchestrator that dies mid-run and is started again resumes from the
+/// bucket and ends with the same model as a run that never stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_orchestrator_resumes_to_the_same_model() {
+    let setup = || Setup {
+        steps: 3,
+        ..Setup::default()
+    };
+    let reference = System::start(setup())
+        .await
+        .finish(Duration::from_secs(120))
+        .await;
+    let mut system = System::start(setup()).await;
+    system.wait_for_steps(1).await;
+    system.restart_orchestrator().await;
+    system.wait_for_steps(2).await;
+    system.restart_orchestrator().await;
+    let resumed = system.finish(Duration::from_secs(120)).await;
+    resumed.assert_complete_and_fair(3);
+    assert_eq!(
+        resumed.params, reference.params,
+        "resumed run ends elsewhere"
+    );
 }

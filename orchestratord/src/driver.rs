@@ -14,6 +14,7 @@ use locus_workloads::plan::{self, Source};
 use locus_workloads::{WORKLOAD_MLP, cost, mlp};
 use tracing::{debug, info, warn};
 
+use crate::gate::{Decision, Gate};
 use crate::schedule::{JobState, Output, Schedule, WorkerId};
 
 /// Everything the loop needs to know about the run and its pacing.
@@ -67,10 +68,9 @@ pub struct Orchestrator {
     /// Each job's current assignment and its bucket key: a receipt must
     /// answer it.
     assignments: HashMap<String, (String, pb::Assignment)>,
-    /// Jobs whose result was used without a replay (UNSAMPLED), and who
-    /// wrote it: if that hotkey is caught cheating later, the run goes back
-    /// to recompute from the earliest of them.
-    unverified: HashMap<String, Hotkey>,
+    /// Banned hotkeys and where each hotkey's results used without a replay
+    /// begin (persisted in the run state).
+    gate: Gate,
     live: Vec<WorkerId>,
     last_worker_refresh: Option<std::time::Instant>,
     state: pb::RunState,
@@ -173,16 +173,19 @@ impl Orchestrator {
             }
         };
         let initial = Self::initial_artifact(&bucket, &owner, &run).await?;
-        // Rewinds decide the ids of the jobs still to run: keep them.
-        let rewinds = bucket
+        // Rewinds decide the ids of the jobs still to run, and bans and
+        // unverified results what a verdict can still undo: keep them.
+        let mut saved = bucket
             .get_opt::<pb::RunState>(&layout.run_state(&run_id), Expect::Signer(&owner_key))
             .await?
-            .map(|s| s.into_inner().rewinds)
+            .map(Verified::into_inner)
             .unwrap_or_default();
+        let gate = Gate::from_state(&saved);
+        let saved_rewinds = std::mem::take(&mut saved.rewinds);
         let mut orchestrator = Orchestrator {
             state: pb::RunState {
                 run_id: run_id.clone(),
-                rewinds,
+                rewinds: saved_rewinds,
                 ..Default::default()
             },
             bucket,
@@ -196,7 +199,7 @@ impl Orchestrator {
             seen_verdicts: Default::default(),
             judging: Default::default(),
             assignments: Default::default(),
-            unverified: Default::default(),
+            gate,
             live: Vec::new(),
             last_worker_refresh: None,
             published: Default::default(),
@@ -205,7 +208,7 @@ impl Orchestrator {
             counters: Counters::new(&locus_observe::Metrics::new()),
         };
         orchestrator.plan_ahead();
-        orchestrator.recover().await?;
+        orchestrator.recover(saved.completed_steps).await?;
         Ok(orchestrator)
     }
 
@@ -246,7 +249,7 @@ impl Orchestrator {
     /// Rebuilds in-memory state from what is already in the bucket: the
     /// latest assignment of each job. Receipts are then picked up by the
     /// normal polling, and manifests found again when their jobs are ready.
-    async fn recover(&mut self) -> anyhow::Result<()> {
+    async fn recover(&mut self, from_step: u32) -> anyhow::Result<()> {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
         let assignments_prefix = layout.assignments();
@@ -281,7 +284,8 @@ impl Orchestrator {
             }
         }
         // Make sure every step with a recovered assignment is planned.
-        if let Some(max_step) = latest.values().map(|(_, a)| a.step).max() {
+        let last_assigned = latest.values().map(|(_, a)| a.step).max();
+        if let Some(max_step) = last_assigned {
             for step in 0..=max_step.min(self.settings.steps.saturating_sub(1)) {
                 self.plan_step(step);
             }
@@ -303,40 +307,57 @@ impl Orchestrator {
         if recovered > 0 {
             info!(run = %run_id, assignments = recovered, "recovered state from the bucket");
         }
-        self.recover_bans().await
+        let unsaved_steps = last_assigned.map(|last| from_step..=last);
+        self.recover_bans(unsaved_steps.into_iter().flatten()).await
     }
 
-    /// Hotkeys the validators failed in this run stay banned across restarts.
-    async fn recover_bans(&mut self) -> anyhow::Result<()> {
+    /// Bans survive a restart in the run state; verdicts of `steps`, those
+    /// the state does not cover yet (in flight when it was written), are
+    /// read again. A hotkey caught before a restart may have unverified results
+    /// the run used and no rewind on record (the crash came between): the
+    /// run goes back for them now.
+    async fn recover_bans(&mut self, steps: impl Iterator<Item = u32>) -> anyhow::Result<()> {
+        let banned: Vec<Hotkey> = self.gate.banned().copied().collect();
+        for hotkey in banned {
+            self.ban(hotkey);
+        }
         if !self.judged_before_use() {
             return Ok(());
         }
         let run_id = self.run.run_id.clone();
-        let prefix = self.bucket.layout().verdicts(&run_id);
-        let mut unsampled = Vec::new();
-        for key in self.bucket.list(&prefix, None).await? {
-            let Ok(verdict) = self
+        let layout = self.bucket.layout().clone();
+        for step in steps {
+            let keys = self
                 .bucket
-                .get::<pb::Verdict>(&key, Expect::OneOf(&self.settings.validators))
-                .await
-            else {
-                continue;
-            };
-            let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey) else {
-                continue;
-            };
-            if verdict.outcome == pb::VerdictOutcome::Failed as i32 {
-                self.ban(hotkey);
-            } else if verdict.outcome == pb::VerdictOutcome::Unsampled as i32 {
-                unsampled.push((hotkey, verdict.job_id.clone()));
+                .list(&layout.verdicts_of_step(&run_id, step), None)
+                .await?;
+            for key in keys {
+                let Ok(verdict) = self
+                    .bucket
+                    .get::<pb::Verdict>(&key, Expect::OneOf(&self.settings.validators))
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey) else {
+                    continue;
+                };
+                match pb::VerdictOutcome::try_from(verdict.outcome) {
+                    Ok(pb::VerdictOutcome::Failed) => {
+                        self.gate.convict(hotkey);
+                        self.ban(hotkey);
+                    }
+                    Ok(pb::VerdictOutcome::Unsampled) => {
+                        self.gate.used_unverified(hotkey, verdict.step)
+                    }
+                    _ => {}
+                }
             }
         }
-        // A hotkey caught before a restart may have unverified results the
-        // run has used and no rewind on record yet (the crash came between).
-        let tainted = unsampled
-            .iter()
-            .filter(|(hotkey, _)| self.schedule.is_banned(hotkey))
-            .filter_map(|(hotkey, job)| self.schedule.spec(job).map(|s| (s.step, *hotkey)))
+        let tainted = self
+            .gate
+            .banned()
+            .filter_map(|hotkey| Some((self.gate.unverified_from(hotkey)?, *hotkey)))
             .min();
         if let Some((step, hotkey)) = tainted {
             self.rewind(step, hotkey, "caught before a restart".into())
@@ -394,14 +415,12 @@ impl Orchestrator {
         self.state.eval_loss.truncate(step as usize);
         self.state.train_loss.truncate(step as usize);
         self.state.params = self.params_after(step);
-        self.state.unix_ms = unix_ms();
-        let key = self.bucket.layout().run_state(&run_id);
-        self.bucket.put(&key, &self.state, &self.owner).await?;
+        self.gate.forget_from(step);
+        self.save_state().await?;
         for job in self.schedule.drop_steps_from(step) {
             self.judging.remove(&job);
             self.assignments.remove(&job);
             self.published.remove(&job);
-            self.unverified.remove(&job);
         }
         self.plan_ahead();
         Ok(())
@@ -418,14 +437,14 @@ impl Orchestrator {
         })
     }
 
-    /// After `hotkey` is caught: the earliest step holding a result of it
-    /// that the run used without a replay, if any.
-    fn tainted_from(&self, hotkey: &Hotkey) -> Option<u32> {
-        self.unverified
-            .iter()
-            .filter(|(_, by)| *by == hotkey)
-            .filter_map(|(job, _)| self.schedule.spec(job).map(|s| s.step))
-            .min()
+    /// Writes the run state, with the gate's bans and unverified results,
+    /// so a restart resumes from it.
+    async fn save_state(&mut self) -> anyhow::Result<()> {
+        self.state.unix_ms = unix_ms();
+        self.gate.save(&mut self.state);
+        let key = self.bucket.layout().run_state(&self.run.run_id);
+        self.bucket.put(&key, &self.state, &self.owner).await?;
+        Ok(())
     }
 
     /// Reports this orchestrator's counters in `metrics`.
@@ -555,8 +574,10 @@ impl Orchestrator {
             Err(e) => (e.to_string(), false),
         };
         warn!(run = %self.run.run_id, job = %job, attempt = out.attempt, hotkey = %out.by.hotkey, %reason, "an accepted output is lost or changed; recomputing it");
+        // The gate keeps only the earliest unverified step per hotkey, so a
+        // recomputed job still counts there: a later conviction of its
+        // writer may rewind further than needed, never less.
         self.schedule.requeue(job);
-        self.unverified.remove(job);
         for reader in self.schedule.waiting_on(job) {
             self.schedule.requeue(&reader);
         }
@@ -574,13 +595,19 @@ impl Orchestrator {
     /// disagreeing) gets no more work, and whatever the run built on its
     /// unverified results is recomputed. Returns whether the run rewound.
     async fn convict(&mut self, hotkey: Hotkey, reason: String) -> anyhow::Result<bool> {
+        let conviction = self.gate.convict(hotkey);
         self.ban(hotkey);
-        match self.tainted_from(&hotkey) {
+        match conviction.rewind_from {
             Some(step) => {
                 self.rewind(step, hotkey, reason).await?;
                 Ok(true)
             }
-            None => Ok(false),
+            None => {
+                if conviction.newly_banned {
+                    self.save_state().await?;
+                }
+                Ok(false)
+            }
         }
     }
 
@@ -827,23 +854,15 @@ impl Orchestrator {
                 progressed = true;
                 self.judging.remove(&job);
                 let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
-                let banned = self.schedule.is_banned(&held.by.hotkey);
-                match outcome {
-                    pb::VerdictOutcome::Unsampled if banned => {
-                        // A cheater's output is never used unverified.
-                        self.schedule.discard(&job, attempt);
-                        self.counters.refused.inc();
-                    }
-                    pb::VerdictOutcome::Verified | pb::VerdictOutcome::Unsampled => {
+                let step = self.schedule.spec(&job).map_or(step, |s| s.step);
+                match self.gate.on_verdict(outcome, held.by.hotkey, step) {
+                    Decision::Use { .. } => {
                         if self.schedule.confirm(&job, attempt) {
                             self.jobs_accepted += 1;
                             self.counters.accepted.inc();
-                            if outcome == pb::VerdictOutcome::Unsampled {
-                                self.unverified.insert(job.clone(), held.by.hotkey);
-                            }
                         }
                     }
-                    pb::VerdictOutcome::Failed => {
+                    Decision::Convict => {
                         warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
                         self.schedule.discard(&job, attempt);
                         self.counters.refused.inc();
@@ -853,8 +872,8 @@ impl Orchestrator {
                             return Ok(true);
                         }
                     }
-                    other => {
-                        warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, outcome = ?other, reason = %verdict.reason, "validator gave the result no credit; reassigning");
+                    Decision::Redo => {
+                        warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, outcome = ?outcome, reason = %verdict.reason, "the result gets no credit (late, or unverified from a banned hotkey); reassigning");
                         self.schedule.discard(&job, attempt);
                         self.counters.refused.inc();
                     }
@@ -1272,9 +1291,7 @@ impl Orchestrator {
         self.state.completed_steps = completed;
         self.state.done = completed >= self.settings.steps;
         self.state.params = self.params_after(completed);
-        self.state.unix_ms = unix_ms();
-        let key = self.bucket.layout().run_state(&self.run.run_id);
-        self.bucket.put(&key, &self.state, &self.owner).await?;
+        self.save_state().await?;
         let (waiting, assigned, done) = self.schedule.counts();
         info!(run = %self.run.run_id, completed_steps = completed, of = self.settings.steps, waiting, assigned, done, "progress");
         self.plan_ahead();

@@ -6,4 +6,5 @@
 //! writes the bucket around it.
 
 pub mod driver;
+pub mod gate;
 pub mod schedule;
