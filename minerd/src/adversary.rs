@@ -59,7 +59,7 @@ pub struct Published<'a> {
 /// [`before_receipt`](Self::before_receipt),
 /// [`after_publish`](Self::after_publish). Every default does nothing, so
 /// an honest implementation is empty.
-pub trait Adversary: Send + 'static {
+pub trait Adversary: Send + Sync + 'static {
     /// At start-up, beside the assignment loop: work that waits for no
     /// assignment (it is spawned and runs until `shutdown`).
     fn background(&self, tools: &Tools<'_>, shutdown: &Shutdown) {
@@ -139,6 +139,18 @@ mod tests {
     use super::*;
     use futures::executor::block_on;
     use locus_protocol::tensor::F32Tensor;
+
+    /// Compiles only if a worker's loop is `Send` whatever its adversary:
+    /// callers run workers on spawned tasks.
+    fn worker_loop_is_send<A: Adversary>(worker: &mut crate::worker::Worker<A>, stop: &Shutdown) {
+        fn send<F: Send>(_: F) {}
+        send(worker.run(stop));
+    }
+
+    #[test]
+    fn a_worker_s_loop_is_send() {
+        let _ = worker_loop_is_send::<Honest>;
+    }
 
     #[test]
     fn an_honest_worker_s_hooks_change_nothing() {
