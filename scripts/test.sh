@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/test-deps.sh
-cargo build --workspace --bins
-cargo test --workspace --no-fail-fast "$@"
+# The attack and fault-injection tests need daemons built with their
+# test-only misbehaviour, which default builds leave out. The same feature
+# set for the build and the tests, so `cargo test` (and the tests' own
+# `cargo build`, tests/common/mod.rs) rebuild nothing: `locus/fault-injection`
+# switches it on in every daemon and in the protocol crate.
+features=(--features locus/fault-injection)
+cargo build --workspace --bins "${features[@]}"
+cargo test --workspace --no-fail-fast "${features[@]}" "$@"
 
 # Fuzzing: every decoder of bucket data for a bounded time after the tests
 # (docs/fuzzing.md; `scripts/fuzz.sh --seconds 3600` for a longer run).

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use locus_daemon::limits::{self, Setting, SettingError};
+use locus_daemon::limits::{self, SettingError};
 use locus_protocol::bucket::S3Options;
 use locus_protocol::{Bucket, Expect, Hotkey, Keypair, pb};
-use minerd::faults::FaultMode;
 use tokio::process::{Child, Command};
+
+#[cfg(feature = "fault-injection")]
+mod attack;
 
 const RUN_ID: &str = "smoke";
 const NETUID: u16 = 3;
@@ -37,16 +39,10 @@ pub struct SmokeArgs {
     /// Fraction of receipts the validator replays, in [0, 1].
     #[arg(long, default_value_t = 0.25, value_parser = limits::fraction)]
     pub sample_rate: f64,
-    /// Index of a miner that misbehaves (needs --fault-mode).
-    #[arg(long, requires = "fault_mode")]
-    pub bad_miner_index: Option<usize>,
-    /// How the bad miner misbehaves: partial_corrupt, wrong_output,
-    /// skip_compute, stealth, copy, replay_old, foreign_receipt,
-    /// forge_manifest, inflate_cost, late, leaked_grant, taint (see
-    /// docs/security.md; `taint` needs --steps 3 or more when sampling and
-    /// probation are off).
-    #[arg(long, requires = "bad_miner_index")]
-    pub fault_mode: Option<FaultMode>,
+    /// A misbehaving miner (builds with `--features fault-injection` only).
+    #[cfg(feature = "fault-injection")]
+    #[command(flatten)]
+    pub attack: attack::AttackArgs,
     /// Replays a miner must pass before the validator only samples it.
     #[arg(long, default_value_t = 3)]
     pub probation_replays: u32,
@@ -79,95 +75,14 @@ pub struct SmokeArgs {
     pub timeout_secs: u64,
 }
 
-/// Whether `mode` is caught only by replaying its output (the others are
-/// refused for what they write, whatever is sampled).
-fn caught_by_replay(mode: FaultMode) -> bool {
-    matches!(
-        mode,
-        FaultMode::PartialCorrupt
-            | FaultMode::WrongOutput
-            | FaultMode::SkipCompute
-            | FaultMode::Stealth
-            | FaultMode::ReplayOld
-            | FaultMode::Taint
-    )
-}
-
-/// A run that may let the cheater escape without anything being wrong:
-/// with sampling and probation off only the one reduce and the one outer
-/// job of each step are replayed, and with more than two workers they may
-/// never go to the cheater (assignment rotates over the workers in hotkey
-/// order, so the same two may get them every step).
-fn escape_note(args: &SmokeArgs) -> Option<String> {
-    let mode = args.fault_mode?;
-    let workers = args.miners * args.workers_per_miner as usize;
-    if !caught_by_replay(mode)
-        || args.sample_rate > 0.0
-        || args.probation_replays > 0
-        || workers <= 2
-    {
-        return None;
-    }
-    Some(format!(
-        "with --sample-rate 0 and --probation-replays 0 only reduce and outer jobs are \
-         replayed, and with {workers} workers they may never go to the {mode} miner, which \
-         then escapes (the run exits 1); --miners 2 hands it one every step"
-    ))
-}
-
 /// Checks the flags together before anything starts (each flag's own
-/// range is checked while parsing, with the daemons' rules): a bad miner
-/// that exists, and an attack the validator can catch at all with the
-/// sampling asked for, so the smoke fails at once with the flags to change
-/// rather than after the run.
+/// range is checked while parsing, with the daemons' rules); a test build
+/// also checks its attack flags (`attack::check`).
 pub fn check(args: &SmokeArgs) -> Result<(), SettingError> {
-    if let Some(bad) = args.bad_miner_index
-        && bad >= args.miners
-    {
-        return Err(Setting::flag("bad-miner-index").invalid(
-            bad,
-            format!(
-                "out of range for {} miners (--miners): use 0 to {}",
-                args.miners,
-                args.miners - 1
-            ),
-        ));
-    }
-    let Some(mode) = args.fault_mode else {
-        return Ok(());
-    };
-    // With sampling and probation off the validator replays only reduce
-    // and outer jobs. An attack that leaves every one of those honest in
-    // a run this short can never be caught.
-    if args.sample_rate > 0.0 || args.probation_replays > 0 {
-        return Ok(());
-    }
-    let needs = match mode {
-        // Corrupts reduce and outer only from the third step (index 2) on.
-        FaultMode::Taint => 3,
-        // Resubmits an earlier output of the same kind: the first reduce
-        // and the first outer it gets are honest, and a step has one each.
-        FaultMode::ReplayOld => 2,
-        _ => 0,
-    };
-    if args.steps < needs {
-        let what = match mode {
-            FaultMode::Taint => {
-                "corrupts inner outputs from the start but reduce and outer outputs only from \
-                 the third step on"
-            }
-            _ => {
-                "resubmits an earlier output of the same kind, so its first reduce and outer are honest"
-            }
-        };
-        return Err(SettingError::new(format!(
-            "--fault-mode {mode} cannot be caught in this run: it {what}, and with \
-             --sample-rate 0 and --probation-replays 0 the validator replays only reduce and \
-             outer jobs. Use --steps {needs} or more (got --steps {}), or a --sample-rate or \
-             --probation-replays above 0",
-            args.steps
-        )));
-    }
+    #[cfg(feature = "fault-injection")]
+    attack::check(args)?;
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = args;
     Ok(())
 }
 
@@ -269,12 +184,8 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         "local smoke: {} steps, {} miners x {} workers, sample rate {}, bucket {}",
         args.steps, args.miners, args.workers_per_miner, args.sample_rate, bucket_arg
     );
-    if let (Some(bad), Some(mode)) = (args.bad_miner_index, &args.fault_mode) {
-        println!("miner {bad} ({}) misbehaves: {mode}", miners[bad].1);
-    }
-    if let Some(note) = escape_note(&args) {
-        println!("note: {note}");
-    }
+    #[cfg(feature = "fault-injection")]
+    attack::announce(&args, &miners);
     let common = |extra: &[String]| -> Vec<String> {
         let mut v = vec![
             format!("--bucket={bucket_arg}"),
@@ -310,11 +221,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
                 stats.join(format!("miner{i}.json")).display()
             ),
         ];
-        if args.bad_miner_index == Some(i)
-            && let Some(mode) = args.fault_mode
-        {
-            extra.push(format!("--fault-mode={mode}"));
-        }
+        extra.extend(attack_flag(&args, i));
         daemons.push(Daemon::spawn(
             &bins,
             "minerd",
@@ -399,7 +306,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     )
     .await
     .context("reading the run state")?;
-    print_table(&window, &miners, args.bad_miner_index);
+    print_table(&window, &miners, bad_miner(&args));
     let losses: Vec<String> = state.eval_loss.iter().map(|l| format!("{l:.5}")).collect();
     println!("eval loss by step: [{}]", losses.join(", "));
     println!(
@@ -420,8 +327,11 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         let read = stat(&stats.join(format!("{daemon}.json")), "bytes_read").unwrap_or(0);
         println!("bytes read by {daemon}: {read}");
     }
-    let paid_attacker = attacker_is_paid(args.fault_mode, storage.url.starts_with("s3://"));
-    let verdict = check_outcome(&window, &miners, args.bad_miner_index, paid_attacker)
+    #[cfg(feature = "fault-injection")]
+    let paid_attacker = attack::attacker_is_paid(&args, storage.url.starts_with("s3://"));
+    #[cfg(not(feature = "fault-injection"))]
+    let paid_attacker = false;
+    let verdict = check_outcome(&window, &miners, bad_miner(&args), paid_attacker)
         .and_then(|()| check_shares(&window, &shares));
     let idle = miners
         .iter()
@@ -469,15 +379,35 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 
 fn expectation(args: &SmokeArgs) -> String {
     let shares = "each weight is its miner's share of the credited CU within 1 %";
-    match (args.bad_miner_index, args.fault_mode) {
-        (Some(bad), Some(FaultMode::InflateCost)) => {
-            format!("miner {bad}'s cost claims were ignored; {shares}")
-        }
-        (Some(bad), Some(mode)) if attacker_is_paid(Some(mode), args.bucket != "local") => {
-            format!("the run survived miner {bad}'s {mode}; {shares}")
-        }
-        (Some(bad), _) => format!("miner {bad} scored 0, every honest miner is paid; {shares}"),
-        _ => format!("every miner that worked has a positive weight; {shares}"),
+    #[cfg(feature = "fault-injection")]
+    if let Some(expected) = attack::expectation(args, shares) {
+        return expected;
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = args;
+    format!("every miner that worked has a positive weight; {shares}")
+}
+
+/// The `--fault-mode` flag of miner `index` if it misbehaves (only test
+/// builds have one).
+fn attack_flag(args: &SmokeArgs, index: usize) -> Option<String> {
+    #[cfg(feature = "fault-injection")]
+    return attack::miner_args(args, index);
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        let _ = (args, index);
+        None
+    }
+}
+
+/// The misbehaving miner, if any (only test builds have one).
+fn bad_miner(args: &SmokeArgs) -> Option<usize> {
+    #[cfg(feature = "fault-injection")]
+    return args.attack.bad_miner_index;
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        let _ = args;
+        None
     }
 }
 
@@ -654,23 +584,6 @@ fn check_outcome(
         }
     }
     Ok(())
-}
-
-/// Fault modes that cheat nobody of anything the attacker's own signed
-/// objects could prove: its honest work is still paid. (`overwrite_own`
-/// is proven only where the store lets the overwrite through.)
-fn attacker_is_paid(mode: Option<FaultMode>, remote: bool) -> bool {
-    match mode {
-        Some(
-            FaultMode::InflateCost
-            | FaultMode::Tamper
-            | FaultMode::Plant
-            | FaultMode::DeleteReceipts
-            | FaultMode::Bloat,
-        ) => true,
-        Some(FaultMode::OverwriteOwn) => remote,
-        _ => false,
-    }
 }
 
 /// One counter of a daemon's stats file.
@@ -852,10 +765,6 @@ mod tests {
             ("--sample-rate 1.01", "must be between 0 and 1"),
             ("--micro-batches 0", "must be between 1 and 64"),
             ("--replicas 65", "must be between 1 and 64"),
-            (
-                "--bad-miner-index 0 --fault-mode nope",
-                "unknown fault mode",
-            ),
         ] {
             let e = args(line).err().unwrap_or_default();
             assert!(e.contains(rule), "{line}: {e}");
@@ -863,6 +772,25 @@ mod tests {
         assert!(checked("--steps 5 --miners 4 --lease-secs 2").is_ok());
     }
 
+    #[cfg(not(feature = "fault-injection"))]
+    #[test]
+    fn a_default_build_has_no_attack_flags() {
+        for line in ["--bad-miner-index 0", "--fault-mode copy"] {
+            let e = args(line).err().unwrap_or_default();
+            assert!(e.contains("unexpected argument"), "{line}: {e}");
+        }
+    }
+
+    #[cfg(feature = "fault-injection")]
+    #[test]
+    fn an_unknown_fault_mode_is_refused() {
+        let e = args("--bad-miner-index 0 --fault-mode nope")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("unknown fault mode"), "{e}");
+    }
+
+    #[cfg(feature = "fault-injection")]
     #[test]
     fn the_bad_miner_must_exist() {
         let e = checked("--miners 2 --bad-miner-index 2 --fault-mode copy").unwrap_err();
@@ -873,10 +801,11 @@ mod tests {
         assert!(checked("--miners 2 --bad-miner-index 1 --fault-mode copy").is_ok());
     }
 
+    #[cfg(feature = "fault-injection")]
     #[test]
     fn a_possible_escape_is_announced() {
         let off = "--bad-miner-index 0 --sample-rate 0 --probation-replays 0 --steps 4";
-        let note = |line: &str| escape_note(&args(line).unwrap());
+        let note = |line: &str| attack::escape_note(&args(line).unwrap());
         let four = note(&format!("{off} --fault-mode taint --miners 4")).unwrap();
         assert!(
             four.contains("4 workers") && four.contains("--miners 2"),
@@ -891,6 +820,7 @@ mod tests {
         assert!(workers.is_some());
     }
 
+    #[cfg(feature = "fault-injection")]
     #[test]
     fn an_attack_that_no_replay_can_see_is_refused() {
         let off = "--bad-miner-index 0 --sample-rate 0 --probation-replays 0";

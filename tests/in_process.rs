@@ -134,7 +134,6 @@ impl System {
                 poll_min: poll,
                 poll_max: poll * 4,
                 heartbeat_every: Duration::from_secs(1),
-                fault: None,
             };
             let mut worker = minerd::worker::Worker::new(bucket.clone(), key, cfg);
             let stop = shutdown.clone();

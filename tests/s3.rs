@@ -17,6 +17,7 @@ fn honest_run_over_s3_with_grants() {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 #[test]
 fn cheating_miner_over_s3_scores_zero() {
     let out = smoke(&[

@@ -170,7 +170,7 @@ fn daemons_refuse_impossible_settings_at_start_up() {
 }
 
 #[test]
-fn local_smoke_refuses_what_its_daemons_would_and_attacks_it_cannot_catch() {
+fn local_smoke_refuses_what_its_daemons_would() {
     let smoke = |args: &[&str]| {
         let mut command = locus();
         command.arg("local-smoke").args(args);
@@ -189,6 +189,16 @@ fn local_smoke_refuses_what_its_daemons_would_and_attacks_it_cannot_catch() {
         &["must be at least 1 (a miner without workers does no work)"],
     );
     refused(smoke(&["--sample-rate", "2"]), &["must be between 0 and 1"]);
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn local_smoke_refuses_attacks_it_cannot_catch() {
+    let smoke = |args: &[&str]| {
+        let mut command = locus();
+        command.arg("local-smoke").args(args);
+        command
+    };
     refused(
         smoke(&["--bad-miner-index", "0", "--fault-mode", "bogus"]),
         &["unknown fault mode \"bogus\"; one of partial_corrupt"],

@@ -1,9 +1,9 @@
 //! Deliberate misbehaviour: the attack matrix the validator and the owner
 //! are tested against (`docs/security.md` lists each attack and its defence).
 //!
-//! Selectable only with the `fault-injection` feature (on for development
-//! builds, off in release images), so a production miner cannot be switched
-//! into a cheating mode by a flag.
+//! Compiled only with the `fault-injection` feature (off by default; the
+//! test suite switches it on), so a production miner holds no attack code
+//! and cannot be switched into a cheating mode by a flag.
 
 use std::fmt;
 use std::str::FromStr;

@@ -5,10 +5,23 @@
 //! assignments under its own bucket prefix, verifies the owner's signatures
 //! and the input digests before computing, runs the job on Burn, and writes
 //! its output artifact and a signed receipt.
+//!
+//! The worker calls an [`adversary::Adversary`] at fixed points of each job:
+//! [`adversary::Honest`] (does nothing) in every default build. The attack
+//! modes the validator and the owner are tested against (`--fault-mode`) are
+//! compiled only with the `fault-injection` feature: `faults` names them,
+//! `attacker` plugs them into the worker, `attacks` and `hostile` carry them
+//! out.
 
 pub mod access;
+pub mod adversary;
+#[cfg(feature = "fault-injection")]
+pub mod attacker;
+#[cfg(feature = "fault-injection")]
 pub mod attacks;
+#[cfg(feature = "fault-injection")]
 pub mod faults;
+#[cfg(feature = "fault-injection")]
 pub mod hostile;
 pub mod supervisor;
 pub mod worker;

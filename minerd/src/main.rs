@@ -9,6 +9,8 @@ use locus_daemon::limits::{self, Setting, SettingError};
 use locus_daemon::{Shutdown, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use locus_workloads::Device;
+use minerd::adversary::Adversary;
+#[cfg(feature = "fault-injection")]
 use minerd::faults::FaultMode;
 use minerd::worker::{Worker, WorkerConfig};
 
@@ -117,15 +119,17 @@ impl Common {
         if self.json_logs {
             args.push("--json-logs".into());
         }
-        if let Some(fault) = self.fault() {
+        #[cfg(feature = "fault-injection")]
+        if let Some(fault) = self.fault_mode {
             args.push(format!("--fault-mode={fault}"));
         }
         args
     }
 
-    fn fault(&self) -> Option<FaultMode> {
+    /// The misbehaviour asked for, for the log (only test builds have one).
+    fn fault(&self) -> Option<&'static str> {
         #[cfg(feature = "fault-injection")]
-        return self.fault_mode;
+        return self.fault_mode.map(|f| f.name());
         #[cfg(not(feature = "fault-injection"))]
         None
     }
@@ -151,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(
                 hotkey = %key.hotkey(), owner = %cli.common.owner, bucket = %cli.common.bucket,
                 netuid = cli.common.netuid, devices = ?devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                fault = ?cli.common.fault().map(|f| f.name()), "minerd starting"
+                fault = ?cli.common.fault(), "minerd starting"
             );
             let metrics = locus_observe::Metrics::new();
             let bucket = Bucket::open(&cli.common.bucket, cli.common.netuid)?;
@@ -242,14 +246,31 @@ async fn run_worker(
         poll_min: Duration::from_millis(common.poll_ms),
         poll_max: Duration::from_secs(1),
         heartbeat_every: Duration::from_secs(common.heartbeat_secs),
-        fault: common.fault(),
     };
-    let mut worker = Worker::new(bucket.clone(), key, cfg);
-    worker.set_metrics(&metrics);
+    #[cfg(feature = "fault-injection")]
+    if let Some(mode) = common.fault_mode {
+        let attacker = minerd::attacker::Attacker::new(mode);
+        let worker = Worker::with_adversary(bucket.clone(), key, cfg, attacker);
+        return work(worker, &bucket, &metrics, &common, index, shutdown).await;
+    }
+    let worker = Worker::new(bucket.clone(), key, cfg);
+    work(worker, &bucket, &metrics, &common, index, shutdown).await
+}
+
+/// Runs `worker` until shutdown, then writes its request totals.
+async fn work<A: Adversary>(
+    mut worker: Worker<A>,
+    bucket: &Bucket,
+    metrics: &locus_observe::Metrics,
+    common: &Common,
+    index: u32,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    worker.set_metrics(metrics);
     let result = worker.run(shutdown).await;
     if let Some(path) = &common.stats_file {
         let path = PathBuf::from(format!("{}.w{index}", path.display()));
-        stats::write(&path, &bucket, worker.jobs_done())?;
+        stats::write(&path, bucket, worker.jobs_done())?;
     }
     result
 }

@@ -11,12 +11,11 @@ use locus_daemon::{Backoff, Shutdown};
 use locus_protocol::pb;
 use locus_protocol::time::unix_ms;
 use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, Verified};
-use locus_workloads::{Device, mlp};
+use locus_workloads::Device;
 use tracing::{info, warn};
 
 use crate::access::{Access, AccessError};
-use crate::faults::FaultMode;
-use crate::{attacks, hostile};
+use crate::adversary::{Adversary, Honest, Job, Published, Tools};
 
 pub struct WorkerConfig {
     pub index: u32,
@@ -25,7 +24,6 @@ pub struct WorkerConfig {
     pub poll_min: Duration,
     pub poll_max: Duration,
     pub heartbeat_every: Duration,
-    pub fault: Option<FaultMode>,
 }
 
 /// Why an assignment was not executed.
@@ -43,7 +41,8 @@ pub enum Skip {
     AlreadyDone,
     #[error("compute failed: {0}")]
     Compute(String),
-    /// A deliberate misbehaviour (test-only fault modes).
+    /// A deliberate misbehaviour (an [`Adversary`] other than [`Honest`],
+    /// in test builds).
     #[error("{0}")]
     Attack(String),
 }
@@ -66,7 +65,16 @@ struct Status {
     jobs_done: u64,
 }
 
-pub struct Worker {
+/// What [`Worker::fetch`] read for a job, each part checked.
+struct Fetched {
+    manifest: pb::JobManifest,
+    run: pb::RunManifest,
+    access: Access,
+    inputs: Vec<pb::TensorArtifact>,
+}
+
+/// One worker process. `A` is its [`Adversary`]: [`Honest`] in production.
+pub struct Worker<A: Adversary = Honest> {
     bucket: Bucket,
     key: Arc<Keypair>,
     cfg: WorkerConfig,
@@ -76,12 +84,19 @@ pub struct Worker {
     http: reqwest::Client,
     executed: locus_observe::Counter,
     refused: locus_observe::Counter,
-    /// `replay_old`: the first output of each job kind, resubmitted later.
-    replay_store: HashMap<i32, Vec<pb::Tensor>>,
+    adversary: A,
 }
 
-impl Worker {
+impl Worker<Honest> {
+    /// An honest worker.
     pub fn new(bucket: Bucket, key: Keypair, cfg: WorkerConfig) -> Self {
+        Worker::with_adversary(bucket, key, cfg, Honest)
+    }
+}
+
+impl<A: Adversary> Worker<A> {
+    /// A worker that calls `adversary` at the fixed points of each job.
+    pub fn with_adversary(bucket: Bucket, key: Keypair, cfg: WorkerConfig, adversary: A) -> Self {
         Worker {
             bucket,
             key: Arc::new(key),
@@ -92,7 +107,7 @@ impl Worker {
             http: reqwest::Client::new(),
             executed: Default::default(),
             refused: Default::default(),
-            replay_store: HashMap::new(),
+            adversary,
         }
     }
 
@@ -123,16 +138,8 @@ impl Worker {
             self.cfg.owner,
             self.http.clone(),
         ));
-        if let Some(mode) = self.cfg.fault
-            && self.cfg.index == 0
-        {
-            tokio::spawn(hostile::background(
-                self.bucket.clone(),
-                self.key.clone(),
-                mode,
-                shutdown.clone(),
-            ));
-        }
+        let (adversary, tools) = self.adversary();
+        adversary.background(&tools, shutdown);
         let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
         let mut cursor: Option<String> = None;
         let mut first_pass = true;
@@ -195,26 +202,70 @@ impl Worker {
         Ok(())
     }
 
-    /// Verifies and executes one assignment. Returns the job id.
+    /// Verifies and executes one assignment: [`verify`](Self::verify),
+    /// [`fetch`](Self::fetch), [`compute`](Self::compute),
+    /// [`publish`](Self::publish). Returns the job id.
     async fn handle(&mut self, key: &str, check_done: bool) -> Result<String, Skip> {
+        let assignment = self.verify(key, check_done).await?;
+        let (adversary, tools) = self.adversary();
+        adversary.after_verify(&tools, &assignment).await?;
+        let started = unix_ms();
+        let Fetched {
+            manifest,
+            run,
+            access,
+            inputs,
+        } = self.fetch(key, &assignment).await?;
+        let receipt_key = self.bucket.layout().receipt(
+            &assignment.run_id,
+            assignment.step,
+            &assignment.job_id,
+            assignment.attempt,
+        );
+        let job = Job {
+            assignment: &assignment,
+            run: &run,
+            kind: manifest.kind,
+            micro_batch: manifest.micro_batch,
+            receipt_key: &receipt_key,
+        };
+        let tensors = self.compute(&job, manifest, inputs).await?;
+        self.publish(key, &job, &access, tensors, started).await?;
+        Ok(assignment.job_id.clone())
+    }
+
+    /// The adversary, and what it may use of this worker.
+    fn adversary(&mut self) -> (&mut A, Tools<'_>) {
+        let tools = Tools {
+            bucket: &self.bucket,
+            key: &self.key,
+            http: &self.http,
+            worker: self.cfg.index,
+        };
+        (&mut self.adversary, tools)
+    }
+
+    /// Checks the assignment at `key`: signed by the owner, for this worker,
+    /// well-formed ids, not done yet (on the first pass after a restart) and
+    /// its lease still running.
+    async fn verify(&self, key: &str, check_done: bool) -> Result<pb::Assignment, Skip> {
         let hotkey = self.key.hotkey();
-        let layout = self.bucket.layout().clone();
-        let owner = self.cfg.owner;
-        let assignment: Verified<pb::Assignment> =
-            self.bucket.get(key, Expect::Signer(&owner)).await?;
+        let assignment: Verified<pb::Assignment> = self
+            .bucket
+            .get(key, Expect::Signer(&self.cfg.owner))
+            .await?;
         if assignment.hotkey != hotkey.to_bytes() || assignment.worker != self.cfg.index {
             return Err(Skip::Invalid(format!("{key} assigns another worker")));
         }
         for (what, id) in [("run", &assignment.run_id), ("job", &assignment.job_id)] {
             locus_protocol::paths::validate_id(what, id).map_err(Skip::Invalid)?;
         }
-        let (run_id, job_id, attempt, step) = (
-            assignment.run_id.clone(),
-            assignment.job_id.clone(),
-            assignment.attempt,
+        let receipt_key = self.bucket.layout().receipt(
+            &assignment.run_id,
             assignment.step,
+            &assignment.job_id,
+            assignment.attempt,
         );
-        let receipt_key = layout.receipt(&run_id, step, &job_id, attempt);
         if check_done
             && self
                 .bucket
@@ -227,20 +278,21 @@ impl Worker {
         if assignment.deadline_unix_ms <= unix_ms() {
             return Err(Skip::Expired);
         }
-        if attacks::abandons_assignments(self.cfg.fault) {
-            let tried = match self.cfg.fault {
-                Some(FaultMode::ForgeManifest) => {
-                    attacks::forge_manifest(&self.bucket, &self.key, self.cfg.index, &assignment)
-                        .await
-                }
-                _ => attacks::leaked_grant(&self.bucket, &self.key, &self.http, &assignment).await,
-            };
-            return Err(Skip::Attack(tried));
-        }
-        let started = unix_ms();
-        if layout
-            .parse_job_manifest(&run_id, &assignment.manifest_key)
-            .is_none_or(|(job, _)| job != job_id)
+        Ok(assignment.into_inner())
+    }
+
+    /// Reads what the job needs, each checked before use: the owner-signed
+    /// manifest the assignment names (and its digest), the run manifest,
+    /// the grant sealed to this hotkey, and every input against the digest
+    /// in the manifest.
+    async fn fetch(&mut self, key: &str, assignment: &pb::Assignment) -> Result<Fetched, Skip> {
+        let owner = self.cfg.owner;
+        let (run_id, job_id) = (&assignment.run_id, &assignment.job_id);
+        if self
+            .bucket
+            .layout()
+            .parse_job_manifest(run_id, &assignment.manifest_key)
+            .is_none_or(|(job, _)| job != *job_id)
         {
             return Err(Skip::Invalid(format!(
                 "assignment {key} names {}, not a manifest of job {job_id}",
@@ -252,16 +304,16 @@ impl Worker {
             .get(&assignment.manifest_key, Expect::Signer(&owner))
             .await?;
         if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice()
-            || manifest.job_id != job_id
-            || manifest.run_id != run_id
-            || manifest.step != step
+            || manifest.job_id != *job_id
+            || manifest.run_id != *run_id
+            || manifest.step != assignment.step
         {
             return Err(Skip::Invalid(format!(
                 "manifest {} does not match assignment {key}",
                 manifest.key()
             )));
         }
-        let run = self.run_manifest(&run_id).await?;
+        let run = self.run_manifest(run_id).await?;
         let access = Access::for_assignment(&self.bucket, &assignment.sealed_grant, &self.key)?;
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
@@ -284,47 +336,64 @@ impl Worker {
             }
             inputs.push(artifact.into_inner());
         }
-        self.set_current(&job_id);
-        let kind = manifest.kind;
-        let tensors = if self.cfg.fault == Some(FaultMode::Copy) {
-            attacks::copy_other_attempt(
-                &self.bucket,
-                &run_id,
-                &job_id,
-                attempt,
-                assignment.deadline_unix_ms,
-            )
-            .await
-            .ok_or_else(|| Skip::Attack("copy: nothing to copy".into()))
-        } else {
-            let corrupt = match self.cfg.fault {
-                Some(FaultMode::Stealth) => !FaultMode::guess_sampled(&receipt_key),
-                Some(FaultMode::Taint) => FaultMode::taints(kind, step),
-                _ => true,
-            };
-            self.compute(&run, manifest.into_inner(), inputs, corrupt)
+        Ok(Fetched {
+            manifest: manifest.into_inner(),
+            run,
+            access,
+            inputs,
+        })
+    }
+
+    /// Runs the job on Burn (off the async runtime) and returns its output
+    /// tensors; the heartbeat names the job meanwhile.
+    async fn compute(
+        &mut self,
+        job: &Job<'_>,
+        manifest: pb::JobManifest,
+        inputs: Vec<pb::TensorArtifact>,
+    ) -> Result<Vec<pb::Tensor>, Skip> {
+        self.set_current(&job.assignment.job_id);
+        let (adversary, tools) = self.adversary();
+        let tensors = match adversary.instead_of_compute(&tools, job).await {
+            Some(tensors) => tensors,
+            None => {
+                let run = job.run.clone();
+                let device = self.cfg.device.clone();
+                tokio::task::spawn_blocking(move || {
+                    locus_workloads::execute(&run, &manifest, &inputs, &device)
+                })
                 .await
+                .map_err(|e| Skip::Compute(e.to_string()))
+                .and_then(|r| r.map_err(|e| Skip::Compute(e.to_string())))
+            }
         };
         self.set_current("");
         let mut tensors = tensors?;
-        if self.cfg.fault == Some(FaultMode::ReplayOld) {
-            match self.replay_store.get(&kind) {
-                Some(old) => tensors = old.clone(),
-                None => {
-                    self.replay_store.insert(kind, tensors.clone());
-                }
-            }
-        }
-        if self.cfg.fault == Some(FaultMode::Late) {
-            attacks::wait_past(assignment.deadline_unix_ms).await;
-        }
+        self.adversary.after_compute(job, &mut tensors).await;
+        Ok(tensors)
+    }
+
+    /// Writes the output artifact, then a receipt that commits to it, both
+    /// signed by this hotkey and written once (through the grant on S3).
+    async fn publish(
+        &mut self,
+        key: &str,
+        job: &Job<'_>,
+        access: &Access,
+        tensors: Vec<pb::Tensor>,
+        started: u64,
+    ) -> Result<(), Skip> {
+        let assignment = job.assignment;
+        let (run_id, job_id, attempt) =
+            (&assignment.run_id, &assignment.job_id, assignment.attempt);
+        self.adversary.before_publish(job).await;
         let artifact = pb::TensorArtifact {
             run_id: run_id.clone(),
             job_id: job_id.clone(),
             attempt,
             tensors,
         };
-        let artifact_key = layout.artifact(&run_id, &job_id, attempt);
+        let artifact_key = self.bucket.layout().artifact(run_id, job_id, attempt);
         let digest = access
             .create(
                 &self.http,
@@ -334,110 +403,49 @@ impl Worker {
                 &self.key,
             )
             .await?;
-        let size = prost::Message::encoded_len(&artifact) as u64;
-        let claimed = match self.cfg.fault {
-            Some(FaultMode::ForeignReceipt) => attacks::someone_else(&self.bucket, &hotkey).await,
-            _ => hotkey,
-        };
-        let receipt = pb::Receipt {
+        let mut receipt = pb::Receipt {
             run_id: run_id.clone(),
             job_id: job_id.clone(),
             attempt,
-            hotkey: claimed.to_bytes().to_vec(),
+            hotkey: self.key.hotkey().to_bytes().to_vec(),
             worker: self.cfg.index,
             assignment_key: key.to_string(),
             manifest_digest: assignment.manifest_digest.clone(),
             output: Some(pb::OutputCommitment {
                 key: artifact_key.clone(),
                 digest: digest.to_vec(),
-                size,
+                size: prost::Message::encoded_len(&artifact) as u64,
             }),
             backend: self.cfg.device.backend().into(),
             device: self.cfg.device.to_string(),
             cpu_features: self.cpu_features.clone(),
             started_unix_ms: started,
             finished_unix_ms: unix_ms(),
-            claimed_cost: (self.cfg.fault == Some(FaultMode::InflateCost))
-                .then(attacks::inflated_cost),
-            step,
+            claimed_cost: None,
+            step: assignment.step,
         };
-        let jobs_done = self.jobs_done();
-        if self.cfg.fault == Some(FaultMode::Bloat) && jobs_done < 2 {
-            // The first result's receipt is garbage; the second's verdict
-            // key is taken before the validator can write it.
-            let at = if jobs_done == 0 {
-                receipt_key.clone()
-            } else {
-                layout.verdict(&run_id, step, &job_id, attempt)
-            };
-            warn!("{}", hostile::bloat(&self.bucket, &at).await);
-            if jobs_done == 0 {
-                if let Ok(mut status) = self.status.lock() {
-                    status.jobs_done += 1;
-                }
-                return Err(Skip::Attack("bloat: garbage receipt".into()));
-            }
-        }
+        let (adversary, tools) = self.adversary();
+        adversary.before_receipt(&tools, job, &mut receipt).await?;
         access
-            .create(&self.http, &self.bucket, &receipt_key, &receipt, &self.key)
+            .create(
+                &self.http,
+                &self.bucket,
+                job.receipt_key,
+                &receipt,
+                &self.key,
+            )
             .await?;
         if let Ok(mut status) = self.status.lock() {
             status.jobs_done += 1;
         }
-        match self.cfg.fault {
-            Some(FaultMode::OverwriteOwn) => {
-                let verdict_key = layout.verdict(&run_id, step, &job_id, attempt);
-                let outcome = hostile::overwrite_own(
-                    &self.bucket,
-                    &self.key,
-                    &self.http,
-                    &access,
-                    &artifact_key,
-                    &artifact,
-                    &verdict_key,
-                )
-                .await;
-                warn!("{outcome}");
-            }
-            Some(FaultMode::DeleteReceipts) => {
-                if let Some(outcome) =
-                    hostile::delete_receipt(&self.bucket, &receipt_key, jobs_done).await
-                {
-                    warn!("{outcome}");
-                }
-            }
-            _ => {}
-        }
-        Ok(job_id)
-    }
-
-    async fn compute(
-        &self,
-        run: &pb::RunManifest,
-        manifest: pb::JobManifest,
-        inputs: Vec<pb::TensorArtifact>,
-        corrupt: bool,
-    ) -> Result<Vec<pb::Tensor>, Skip> {
-        if self.cfg.fault == Some(FaultMode::SkipCompute) {
-            let cfg = run.mlp.unwrap_or_default();
-            let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
-            return Ok(FaultMode::zeros(&mlp::output_spec(&cfg, kind)));
-        }
-        let run = run.clone();
-        let device = self.cfg.device.clone();
-        let salt = manifest.step as u64 ^ ((manifest.micro_batch as u64) << 16);
-        let mut tensors = tokio::task::spawn_blocking(move || {
-            locus_workloads::execute(&run, &manifest, &inputs, &device)
-        })
-        .await
-        .map_err(|e| Skip::Compute(e.to_string()))?
-        .map_err(|e| Skip::Compute(e.to_string()))?;
-        if let Some(fault) = self.cfg.fault
-            && corrupt
-        {
-            fault.corrupt(&mut tensors, salt);
-        }
-        Ok(tensors)
+        let published = Published {
+            access,
+            artifact_key: &artifact_key,
+            artifact: &artifact,
+        };
+        let (adversary, tools) = self.adversary();
+        adversary.after_publish(&tools, job, &published).await;
+        Ok(())
     }
 
     async fn run_manifest(&mut self, run_id: &str) -> Result<pb::RunManifest, Skip> {

@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 /// Directory holding `locus`, `orchestratord`, `minerd` and `validatord`,
-/// building the daemons (same profile as the tests) on first use.
+/// building the daemons (same profile and `fault-injection` feature as the
+/// tests) on first use.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -16,8 +17,13 @@ pub fn bin_dir() -> &'static Path {
         let dir = locus.parent().expect("bin dir").to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        // The same command as scripts/test.sh, so there it is a no-op.
+        // The same command as scripts/test.sh, so there it is a no-op; and
+        // the features this test was built with, or the daemons would be
+        // rebuilt without their fault modes (or with them).
         build.args(["build", "--workspace", "--bins"]);
+        if cfg!(feature = "fault-injection") {
+            build.args(["--features", "locus/fault-injection"]);
+        }
         if dir.ends_with("release") {
             build.arg("--release");
         }
