@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 # switches it on in every daemon and in the protocol crate.
 features=(--features locus/fault-injection)
 cargo build --workspace --bins "${features[@]}"
+# The process-level tests use these binaries as they are (tests/common).
+export LOCUS_TEST_BINS_BUILT=1
 cargo test --workspace --no-fail-fast "${features[@]}" "$@"
 
 # Fuzzing: every decoder of bucket data for a bounded time after the tests

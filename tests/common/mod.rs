@@ -15,6 +15,12 @@ pub fn bin_dir() -> &'static Path {
     DIR.get_or_init(|| {
         let locus = PathBuf::from(env!("CARGO_BIN_EXE_locus"));
         let dir = locus.parent().expect("bin dir").to_path_buf();
+        // scripts/test.sh builds them before the tests and says so: a cargo
+        // run from inside a test sees the test's environment, which makes
+        // cargo rebuild build-script crates (ring, aws-lc) for minutes.
+        if std::env::var_os("LOCUS_TEST_BINS_BUILT").is_some() {
+            return dir;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         // The same command as scripts/test.sh, so there it is a no-op; and

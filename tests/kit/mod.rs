@@ -1,0 +1,399 @@
+//! A whole system in one process: the real orchestrator, validator and
+//! miner workers, each on its own task with its own handle on one in-memory
+//! bucket, talking only through it. What needs no process boundary (no
+//! kill -9, no signals, no real S3) is tested with this, in seconds rather
+//! than the minute a process-level run takes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use locus_daemon::Shutdown;
+use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::{Bucket, Expect, Hotkey, Keypair, Verified};
+use locus_workloads::{Device, mlp};
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+use tokio::task::JoinHandle;
+
+pub const RUN: &str = "in-process";
+pub const NETUID: u16 = 7;
+
+type Task = JoinHandle<anyhow::Result<()>>;
+
+/// Writes to the bucket before the daemons start: (bucket, owner, miners).
+pub type Prepare = Box<dyn FnOnce(&Bucket, &Keypair, &[Keypair])>;
+
+/// What a test can change about a run before it starts.
+pub struct Setup {
+    pub steps: u32,
+    pub miners: usize,
+    pub micro_batches: u32,
+    pub sample_rate: f64,
+    pub probation_replays: u32,
+    pub lease: Duration,
+    /// Runs against the bucket before any daemon starts.
+    pub before: Option<Prepare>,
+    /// Miner 0 misbehaves in this way.
+    #[cfg(feature = "fault-injection")]
+    pub attack: Option<minerd::faults::FaultMode>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            steps: 2,
+            miners: 3,
+            micro_batches: 3,
+            sample_rate: 0.25,
+            probation_replays: 0,
+            lease: Duration::from_secs(20),
+            before: None,
+            #[cfg(feature = "fault-injection")]
+            attack: None,
+        }
+    }
+}
+
+/// A whole system in one process.
+pub struct System {
+    store: Arc<dyn ObjectStore>,
+    /// The test's own handle on the bucket.
+    pub bucket: Bucket,
+    pub owner: Keypair,
+    pub validator: Keypair,
+    pub miners: Vec<Hotkey>,
+    shutdown: Shutdown,
+    settings: orchestratord::driver::Settings,
+    /// The handles the orchestrator and the validator read through (their
+    /// request counts are theirs alone).
+    owner_buckets: Vec<Bucket>,
+    orchestrator: Task,
+    judge: Task,
+    workers: Vec<Task>,
+}
+
+impl System {
+    pub async fn start(setup: Setup) -> System {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let handle = || Bucket::from_store(store.clone(), "memory://", NETUID);
+        let bucket = handle();
+        let owner = Keypair::generate();
+        let validator = Keypair::generate();
+        let miner_keys: Vec<Keypair> = (0..setup.miners).map(|_| Keypair::generate()).collect();
+        if let Some(before) = setup.before {
+            before(&bucket, &owner, &miner_keys);
+        }
+        let shutdown = Shutdown::default();
+        let poll = Duration::from_millis(20);
+        let mut mlp = mlp::default_config(1);
+        mlp.micro_batches = setup.micro_batches;
+        mlp.replicas = 2;
+        let settings = orchestratord::driver::Settings {
+            netuid: NETUID,
+            run_id: RUN.into(),
+            steps: setup.steps,
+            mlp,
+            validators: vec![validator.hotkey()],
+            lease: setup.lease,
+            heartbeat_ttl: Duration::from_secs(10),
+            poll_min: poll,
+            poll_max: poll * 4,
+            max_inflight_per_worker: 2,
+            exit_when_done: true,
+            miners: Vec::new(),
+            max_workers_per_miner: 1,
+            min_workers: setup.miners,
+        };
+        let owner_bucket = handle();
+        let orchestrator = spawn_orchestrator(&owner_bucket, &owner, &settings, &shutdown).await;
+        let judge_bucket = handle();
+        let mut judge = validatord::driver::Validator::new(
+            judge_bucket.clone(),
+            owner.hotkey(),
+            copy(&validator),
+            validatord::driver::Settings {
+                sample_rate: setup.sample_rate,
+                probation_replays: setup.probation_replays,
+                poll_min: poll,
+                poll_max: poll * 4,
+                device: Device::Cpu,
+                exit_after_run: Some(RUN.into()),
+                chain: None,
+            },
+        );
+        let stop = shutdown.clone();
+        let judge = tokio::spawn(async move { judge.run(&stop).await });
+        let mut miners = Vec::new();
+        let mut workers = Vec::new();
+        for (index, key) in miner_keys.into_iter().enumerate() {
+            miners.push(key.hotkey());
+            let cfg = minerd::worker::WorkerConfig {
+                index: 0,
+                device: Device::Cpu,
+                owner: owner.hotkey(),
+                poll_min: poll,
+                poll_max: poll * 4,
+                heartbeat_every: Duration::from_secs(1),
+            };
+            let stop = shutdown.clone();
+            #[cfg(feature = "fault-injection")]
+            if let Some(mode) = setup.attack.filter(|_| index == 0) {
+                let attacker = minerd::attacker::Attacker::new(mode);
+                let mut worker =
+                    minerd::worker::Worker::with_adversary(handle(), key, cfg, attacker);
+                workers.push(tokio::spawn(async move { worker.run(&stop).await }));
+                continue;
+            }
+            let _ = index;
+            let mut worker = minerd::worker::Worker::new(handle(), key, cfg);
+            workers.push(tokio::spawn(async move { worker.run(&stop).await }));
+        }
+        System {
+            store,
+            bucket,
+            owner,
+            validator,
+            miners,
+            shutdown,
+            settings,
+            owner_buckets: vec![owner_bucket, judge_bucket],
+            orchestrator,
+            judge,
+            workers,
+        }
+    }
+
+    /// Kills the orchestrator where it stands (its task is dropped between
+    /// two awaits, as a crash would leave it) and starts a fresh one on the
+    /// same bucket, which resumes the run from what it finds there.
+    pub async fn restart_orchestrator(&mut self) {
+        self.orchestrator.abort();
+        let _ = (&mut self.orchestrator).await;
+        let bucket = Bucket::from_store(self.store.clone(), "memory://", NETUID);
+        self.orchestrator =
+            spawn_orchestrator(&bucket, &self.owner, &self.settings, &self.shutdown).await;
+        self.owner_buckets.push(bucket);
+    }
+
+    /// Waits until the owner has recorded `steps` completed steps.
+    pub async fn wait_for_steps(&self, steps: u32) {
+        let key = self.bucket.layout().run_state(RUN);
+        for _ in 0..2_000 {
+            let state = self
+                .bucket
+                .get_opt::<pb::RunState>(&key, Expect::Signer(&self.owner.hotkey()))
+                .await
+                .expect("reading the run state");
+            if state.is_some_and(|s| s.completed_steps >= steps) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{steps} steps not completed in time");
+    }
+
+    /// Waits for the orchestrator to finish the run and the validator to
+    /// score it; stops the workers; reads what the run left in the bucket.
+    pub async fn finish(self, within: Duration) -> Finished {
+        let System {
+            bucket,
+            owner,
+            validator,
+            miners,
+            shutdown,
+            orchestrator,
+            judge,
+            workers,
+            owner_buckets,
+            ..
+        } = self;
+        let both = async {
+            orchestrator.await.expect("orchestrator task")?;
+            judge.await.expect("validator task")
+        };
+        let ended = tokio::time::timeout(within, both).await;
+        shutdown.trigger();
+        for worker in workers {
+            worker
+                .await
+                .expect("worker task")
+                .expect("worker stops cleanly");
+        }
+        ended
+            .unwrap_or_else(|_| panic!("run not finished and scored within {within:?}"))
+            .expect("daemons end without error");
+        let owner_bytes_read = owner_buckets
+            .iter()
+            .map(|b| {
+                b.counts()
+                    .bytes_read
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .sum();
+        let layout = bucket.layout();
+        let state: Verified<pb::RunState> = bucket
+            .get(&layout.run_state(RUN), Expect::Signer(&owner.hotkey()))
+            .await
+            .expect("run state");
+        let window: Verified<pb::ScoreWindow> = bucket
+            .get(
+                &layout.score_window(RUN),
+                Expect::Signer(&validator.hotkey()),
+            )
+            .await
+            .expect("score window");
+        let attempts = bucket
+            .list(&layout.receipts(RUN), None)
+            .await
+            .expect("listing receipts")
+            .iter()
+            .filter_map(|key| layout.parse_receipt(RUN, key).map(|(_, _, a)| a))
+            .collect();
+        let mut verdicts = Vec::new();
+        for key in bucket
+            .list(&layout.verdicts(RUN), None)
+            .await
+            .expect("listing verdicts")
+        {
+            if let Ok(v) = bucket
+                .get::<pb::Verdict>(&key, Expect::Signer(&validator.hotkey()))
+                .await
+            {
+                verdicts.push(v.into_inner());
+            }
+        }
+        let params = state.params.clone().expect("final parameters");
+        let params: Verified<pb::TensorArtifact> = bucket
+            .get(&params.key, Expect::AnySigner)
+            .await
+            .expect("final parameters readable");
+        Finished {
+            params: params.into_inner().tensors,
+            attempts,
+            verdicts,
+            owner_bytes_read,
+            state: state.into_inner(),
+            window: window.into_inner(),
+            miners,
+        }
+    }
+}
+
+async fn spawn_orchestrator(
+    bucket: &Bucket,
+    owner: &Keypair,
+    settings: &orchestratord::driver::Settings,
+    shutdown: &Shutdown,
+) -> Task {
+    let mut orchestrator =
+        orchestratord::driver::Orchestrator::start(bucket.clone(), copy(owner), settings.clone())
+            .await
+            .expect("orchestrator starts");
+    let stop = shutdown.clone();
+    tokio::spawn(async move { orchestrator.run(&stop).await })
+}
+
+/// Each daemon owns its key; the test keeps its own copy.
+fn copy(key: &Keypair) -> Keypair {
+    Keypair::from_seed(&key.seed())
+}
+
+/// What a finished run left in the bucket.
+pub struct Finished {
+    pub state: pb::RunState,
+    pub window: pb::ScoreWindow,
+    pub miners: Vec<Hotkey>,
+    /// Attempt of every receipt in the run.
+    pub attempts: Vec<u32>,
+    /// Every verdict of the run's validator.
+    pub verdicts: Vec<pb::Verdict>,
+    /// The model after the last step.
+    pub params: Vec<pb::Tensor>,
+    /// Bytes the orchestrator(s) and the validator read from the bucket.
+    pub owner_bytes_read: u64,
+}
+
+impl Finished {
+    pub fn score(&self, miner: usize) -> pb::HotkeyScore {
+        let hotkey = self.miners[miner].to_bytes();
+        self.window
+            .scores
+            .iter()
+            .find(|s| s.hotkey == hotkey)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn weight(&self, miner: usize) -> f64 {
+        self.score(miner).weight
+    }
+
+    pub fn is_banned(&self, miner: usize) -> bool {
+        let hotkey = self.miners[miner].to_bytes();
+        self.state.banned.iter().any(|b| *b == hotkey)
+    }
+
+    /// The run is done, every step evaluated, every miner but `except`
+    /// paid, and the weights a distribution.
+    pub fn assert_complete(&self, steps: u32, except: Option<usize>) {
+        assert!(self.state.done, "run not done: {:?}", self.state);
+        assert_eq!(self.state.completed_steps, steps);
+        assert_eq!(self.state.eval_loss.len(), steps as usize);
+        assert!(self.window.complete, "score window incomplete");
+        for miner in (0..self.miners.len()).filter(|m| Some(*m) != except) {
+            assert!(self.weight(miner) > 0.0, "miner {miner} not paid");
+        }
+        let total: f64 = self.window.scores.iter().map(|s| s.weight).sum();
+        assert!((total - 1.0).abs() < 1e-6, "weights sum to {total}");
+    }
+
+    pub fn assert_complete_and_fair(&self, steps: u32) {
+        self.assert_complete(steps, None);
+    }
+
+    /// Every job was done by its first attempt: nothing was refused or
+    /// waited out.
+    pub fn assert_no_redo(&self) {
+        let first = self.attempts.iter().min().copied().unwrap_or_default();
+        assert!(
+            self.attempts.iter().all(|a| *a == first),
+            "some job was redone: attempts {:?}",
+            self.attempts
+        );
+    }
+
+    /// Job id → hotkeys whose verdict credits it (passed, with units).
+    pub fn credits(&self) -> BTreeMap<String, Vec<Vec<u8>>> {
+        let mut credits: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        for v in &self.verdicts {
+            let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
+            let passed = matches!(
+                outcome,
+                VerdictOutcome::Verified | VerdictOutcome::Unsampled
+            );
+            if passed && v.compute_units > 0 {
+                credits
+                    .entry(v.job_id.clone())
+                    .or_default()
+                    .push(v.hotkey.clone());
+            }
+        }
+        credits
+    }
+
+    /// No job earns twice, and every job of the run earned once.
+    pub fn assert_credited_once(&self, jobs: usize) {
+        let credits = self.credits();
+        for (job, hotkeys) in &credits {
+            assert_eq!(hotkeys.len(), 1, "{job} credited {} times", hotkeys.len());
+        }
+        assert!(
+            credits.len() >= jobs,
+            "only {} of {jobs} jobs credited",
+            credits.len()
+        );
+    }
+}
