@@ -122,7 +122,7 @@ where
     let mut tries = 0;
     loop {
         match call().await {
-            Err(BucketError::Storage { .. }) if tries < 8 => {
+            Err(e) if e.is_transient() && tries < 8 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

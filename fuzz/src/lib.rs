@@ -13,8 +13,7 @@
 
 use std::sync::LazyLock;
 
-use locus_protocol::{Digest, Hotkey, Keypair, pb};
-use prost::Message as _;
+use locus_protocol::{Hotkey, Keypair, pb};
 
 pub mod envelope;
 pub mod fixtures;
@@ -125,26 +124,11 @@ record_table!(
     HeartbeatGrant,
 );
 
-/// Seals raw payload bytes the way `envelope::seal` seals an encoded record,
-/// so targets can sign payloads that are not valid records and reach the
-/// payload decoder behind the signature check. Follows the signing message
-/// documented in `locus_protocol::envelope`; the seed generator checks the
-/// result equals `seal`'s byte for byte (ED25519 signing is deterministic).
+/// Seals raw payload bytes with the protocol's own signing, so targets can
+/// sign payloads that are not valid records and reach the payload decoder
+/// behind the signature check.
 pub fn seal_raw(record_type: &str, payload: &[u8], key: &str, signer: &Keypair) -> Vec<u8> {
-    let mut message = b"locus/v1/envelope\0".to_vec();
-    for part in [record_type.as_bytes(), key.as_bytes()] {
-        message.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        message.extend_from_slice(part);
-    }
-    message.extend_from_slice(Digest::of(payload).as_bytes());
-    pb::Envelope {
-        record_type: record_type.to_string(),
-        payload: payload.to_vec(),
-        signer: signer.hotkey().to_bytes().to_vec(),
-        signature: signer.sign(&message).to_vec(),
-        padding: Vec::new(),
-    }
-    .encode_to_vec()
+    locus_protocol::envelope::seal_payload(record_type, payload.to_vec(), key, signer).bytes
 }
 
 /// The record type names of the table, for the generator's coverage check.

@@ -157,7 +157,7 @@ pub async fn leaked_grant(
     let layout = bucket.layout();
     let me = key.hotkey();
     let mut outcomes = Vec::new();
-    let prefix = format!("{}/assignments/", layout.root());
+    let prefix = layout.assignments();
     let keys = bucket.list(&prefix, None).await.unwrap_or_default();
     let mut victim_receipt = None;
     for k in keys.iter().rev().take(64) {

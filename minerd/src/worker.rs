@@ -50,12 +50,11 @@ pub enum Skip {
 impl Skip {
     /// Failures of the storage rather than of the assignment.
     fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Skip::Bucket(BucketError::Storage { .. })
-                | Skip::Access(AccessError::Bucket(BucketError::Storage { .. }))
-                | Skip::Access(AccessError::Http { .. })
-        )
+        match self {
+            Skip::Bucket(e) | Skip::Access(AccessError::Bucket(e)) => e.is_transient(),
+            Skip::Access(AccessError::Http { .. }) => true,
+            _ => false,
+        }
     }
 }
 

@@ -824,7 +824,7 @@ impl Orchestrator {
                     .await
                 {
                     Ok(v) => v,
-                    Err(e @ (BucketError::Storage { .. } | BucketError::Open { .. })) => {
+                    Err(e) if e.is_transient() => {
                         warn!(run = %run_id, verdict = %key, error = %e, "cannot read verdict yet");
                         continue;
                     }

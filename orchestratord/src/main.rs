@@ -188,8 +188,6 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn is_storage_error(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<locus_protocol::BucketError>(),
-        Some(locus_protocol::BucketError::Storage { .. })
-    )
+    e.downcast_ref::<locus_protocol::BucketError>()
+        .is_some_and(locus_protocol::BucketError::is_transient)
 }

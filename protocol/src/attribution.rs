@@ -45,7 +45,7 @@ pub enum Misattribution {
     #[error("names {0:?}, which is not an assignment key")]
     NotAnAssignmentKey(String),
     #[error(
-        "names an assignment for run {run:?} step {step} job {job:?} attempt {attempt}, not the receipt's"
+        "names an assignment for another job (run {run:?} step {step} job {job:?} attempt {attempt})"
     )]
     AssignmentForAnotherJob {
         run: String,

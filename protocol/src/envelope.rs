@@ -162,11 +162,18 @@ pub struct Sealed {
 
 /// Encodes `record`, signs it for bucket key `key` and wraps it in an envelope.
 pub fn seal<T: Record>(record: &T, key: &str, signer: &Keypair) -> Sealed {
-    let payload = record.encode_to_vec();
+    seal_payload(T::TYPE, record.encode_to_vec(), key, signer)
+}
+
+/// Signs already encoded payload bytes as a record of `record_type` for
+/// bucket key `key`. [`seal`] is this for a typed record; the fuzz targets
+/// use it to sign payloads that are not valid records, so they reach the
+/// payload decoder behind the signature check.
+pub fn seal_payload(record_type: &str, payload: Vec<u8>, key: &str, signer: &Keypair) -> Sealed {
     let digest = Digest::of(&payload);
-    let signature = signer.sign(&signing_message(T::TYPE, key, &digest));
+    let signature = signer.sign(&signing_message(record_type, key, &digest));
     let envelope = pb::Envelope {
-        record_type: T::TYPE.to_string(),
+        record_type: record_type.to_string(),
         payload,
         signer: signer.hotkey().to_bytes().to_vec(),
         signature: signature.to_vec(),

@@ -365,35 +365,40 @@ impl Finished {
         );
     }
 
-    /// Job id → hotkeys whose verdict credits it (passed, with units).
-    pub fn credits(&self) -> BTreeMap<String, Vec<Vec<u8>>> {
-        let mut credits: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-        for v in &self.verdicts {
-            let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
-            let passed = matches!(
-                outcome,
-                VerdictOutcome::Verified | VerdictOutcome::Unsampled
-            );
-            if passed && v.compute_units > 0 {
-                credits
-                    .entry(v.job_id.clone())
-                    .or_default()
-                    .push(v.hotkey.clone());
-            }
-        }
-        credits
-    }
-
     /// No job earns twice, and every job of the run earned once.
     pub fn assert_credited_once(&self, jobs: usize) {
-        let credits = self.credits();
-        for (job, hotkeys) in &credits {
-            assert_eq!(hotkeys.len(), 1, "{job} credited {} times", hotkeys.len());
-        }
-        assert!(
-            credits.len() >= jobs,
-            "only {} of {jobs} jobs credited",
-            credits.len()
-        );
+        assert_credited_once(&self.verdicts, jobs);
     }
+}
+
+/// Job id → hotkeys whose verdict credits it (passed, with units).
+pub fn credits(verdicts: &[pb::Verdict]) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut credits: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for v in verdicts {
+        let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
+        let passed = matches!(
+            outcome,
+            VerdictOutcome::Verified | VerdictOutcome::Unsampled
+        );
+        if passed && v.compute_units > 0 {
+            credits
+                .entry(v.job_id.clone())
+                .or_default()
+                .push(v.hotkey.clone());
+        }
+    }
+    credits
+}
+
+/// No job earns twice, and at least `jobs` jobs earned once.
+pub fn assert_credited_once(verdicts: &[pb::Verdict], jobs: usize) {
+    let credits = credits(verdicts);
+    for (job, hotkeys) in &credits {
+        assert_eq!(hotkeys.len(), 1, "{job} credited {} times", hotkeys.len());
+    }
+    assert!(
+        credits.len() >= jobs,
+        "only {} of {jobs} jobs credited",
+        credits.len()
+    );
 }
