@@ -158,6 +158,11 @@ impl Fixture for pb::RunState {
                 reason: "s00001-reduce attempt 1 failed: replay mismatch".into(),
                 unix_ms: T0 + 4_000,
             }],
+            banned: vec![vec![9; 32]],
+            unverified: vec![pb::Unverified {
+                hotkey: vec![8; 32],
+                earliest_step: 1,
+            }],
         }
     }
     fn inspect(&self) {
