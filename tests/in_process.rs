@@ -84,3 +84,57 @@ async fn a_restarted_orchestrator_resumes_to_the_same_model() {
         "resumed run ends elsewhere"
     );
 }
+
+/// A worker alive by its heartbeats that never finishes its jobs holds each
+/// only until its lease runs out. Leases are a minute, far longer than the
+/// test may take: the owner's clock is moved past a lease whenever the
+/// silent worker holds one, and its jobs go to working miners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_that_runs_out_moves_the_job_to_a_working_miner() {
+    let setup = Setup {
+        steps: 1,
+        miners: 2,
+        silent: 1,
+        lease: Duration::from_secs(60),
+        // Heartbeats count by the storage's real clock: keep them fresh
+        // however far the owner's clock is moved.
+        heartbeat_ttl: Duration::from_secs(86_400),
+        ..Setup::default()
+    };
+    let system = System::start(setup).await;
+    let held = system.bucket.layout().assignments_of(&system.silent[0], 0);
+    let (bucket, clock) = (system.bucket.clone(), system.clock.clone());
+    let expirer = tokio::spawn(async move {
+        let mut expired = 0;
+        let mut seen = 0;
+        loop {
+            let assigned = bucket.list(&held, None).await.map_or(0, |k| k.len());
+            if assigned > seen {
+                seen = assigned;
+                // 60 s of lease and the owner's 5 s of grace.
+                clock.advance(Duration::from_secs(66));
+                expired += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if expired >= 20 {
+                return expired;
+            }
+        }
+    });
+    let silent = system.silent[0];
+    let finished = system.finish(Duration::from_secs(30)).await;
+    expirer.abort();
+    finished.assert_complete(1, None);
+    let paid = finished
+        .window
+        .scores
+        .iter()
+        .any(|s| s.hotkey == silent.to_bytes() && s.weight > 0.0);
+    assert!(!paid, "a worker that did nothing was paid");
+    let first = finished.attempts.iter().min().copied().unwrap_or_default();
+    assert!(
+        finished.attempts.iter().any(|a| *a > first),
+        "no job was reassigned: attempts {:?}",
+        finished.attempts
+    );
+}

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use locus_daemon::{Backoff, Shutdown};
 use locus_protocol::attribution;
 use locus_protocol::pb::{self, JobKind};
-use locus_protocol::time::unix_ms;
+use locus_protocol::time::Clock;
 use locus_protocol::{Bucket, BucketError, Digest, Expect, Hotkey, Keypair, Verified};
 use locus_workloads::plan::{self, Source};
 use locus_workloads::{WORKLOAD_MLP, cost, mlp};
@@ -38,6 +38,8 @@ pub struct Settings {
     /// Live workers to wait for before the first assignment, so the first
     /// jobs spread over the fleet instead of going to the first miner up.
     pub min_workers: usize,
+    /// What leases, heartbeats and held results are timed by.
+    pub clock: Clock,
 }
 
 /// Heartbeat grants last this long and are renewed when this much is left.
@@ -140,7 +142,7 @@ impl Orchestrator {
             workload: WORKLOAD_MLP.into(),
             steps: settings.steps,
             mlp: Some(settings.mlp),
-            created_unix_ms: unix_ms(),
+            created_unix_ms: settings.clock.now_ms(),
             validators: settings
                 .validators
                 .iter()
@@ -408,7 +410,7 @@ impl Orchestrator {
             from_step: step,
             hotkey: hotkey.ss58(),
             reason,
-            unix_ms: unix_ms(),
+            unix_ms: self.settings.clock.now_ms(),
         });
         self.state.completed_steps = self.state.completed_steps.min(step);
         self.state.done = false;
@@ -440,7 +442,7 @@ impl Orchestrator {
     /// Writes the run state, with the gate's bans and unverified results,
     /// so a restart resumes from it.
     async fn save_state(&mut self) -> anyhow::Result<()> {
-        self.state.unix_ms = unix_ms();
+        self.state.unix_ms = self.settings.clock.now_ms();
         self.gate.save(&mut self.state);
         let key = self.bucket.layout().run_state(&self.run.run_id);
         self.bucket.put(&key, &self.state, &self.owner).await?;
@@ -496,7 +498,11 @@ impl Orchestrator {
         progressed |= self.collect_verdicts().await?;
         // A short grace past the deadline: a receipt written just in time is
         // still accepted (the validator credits by the storage's write time).
-        let now = unix_ms().saturating_sub(LEASE_GRACE.as_millis() as u64);
+        let now = self
+            .settings
+            .clock
+            .now_ms()
+            .saturating_sub(LEASE_GRACE.as_millis() as u64);
         for (job, attempt, worker) in self.schedule.expire(now) {
             warn!(run = %self.run.run_id, job = %job, attempt, hotkey = %worker.hotkey, worker = worker.worker, "lease expired; reassigning");
             self.counters.expired.inc();
@@ -617,7 +623,7 @@ impl Orchestrator {
     /// unchanged. A receipt deleted or replaced before its verdict would
     /// otherwise never get one.
     async fn check_held(&mut self) -> anyhow::Result<bool> {
-        let now = unix_ms();
+        let now = self.settings.clock.now_ms();
         let every = self.settings.lease.as_millis() as u64;
         let due: Vec<String> = self
             .judging
@@ -672,7 +678,7 @@ impl Orchestrator {
                 return;
             }
         };
-        let now = unix_ms();
+        let now = self.settings.clock.now_ms();
         let ttl = self.settings.heartbeat_ttl.as_millis() as u64;
         let mut live = Vec::new();
         for object in objects {
@@ -738,7 +744,7 @@ impl Orchestrator {
                                 Held {
                                     receipt_key: key.clone(),
                                     receipt_digest,
-                                    checked_ms: unix_ms(),
+                                    checked_ms: self.settings.clock.now_ms(),
                                 },
                             );
                             progressed = true;
@@ -1003,7 +1009,7 @@ impl Orchestrator {
                 break;
             };
             let attempt = self.schedule.next_attempt(&spec.job_id);
-            let now = unix_ms();
+            let now = self.settings.clock.now_ms();
             let deadline = now.saturating_add(self.settings.lease.as_millis() as u64);
             let mut assignment = pb::Assignment {
                 run_id: self.run.run_id.clone(),
@@ -1129,7 +1135,11 @@ impl Orchestrator {
         wanted: Vec<(&str, String, locus_protocol::presign::Conditions)>,
         expires_ms: u64,
     ) -> anyhow::Result<pb::Grant> {
-        let valid_for = Duration::from_millis(expires_ms.saturating_sub(unix_ms()).max(1000));
+        let valid_for = Duration::from_millis(
+            expires_ms
+                .saturating_sub(self.settings.clock.now_ms())
+                .max(1000),
+        );
         let mut urls = Vec::with_capacity(wanted.len());
         for (method, key, conditions) in wanted {
             let url = self
@@ -1160,7 +1170,7 @@ impl Orchestrator {
         if !self.bucket.can_presign() || self.settings.miners.is_empty() {
             return Ok(());
         }
-        let now = unix_ms();
+        let now = self.settings.clock.now_ms();
         if self.heartbeat_grants_until > now + HEARTBEAT_GRANT_RENEW.as_millis() as u64 {
             return Ok(());
         }

@@ -156,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
         miners: args.miners,
         max_workers_per_miner: args.max_workers_per_miner,
         min_workers: args.min_workers,
+        clock: locus_protocol::time::Clock::system(),
     };
     let shutdown = Shutdown::install()?;
     let metrics = locus_observe::Metrics::new();

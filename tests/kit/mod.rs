@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use locus_daemon::Shutdown;
 use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::time::Clock;
 use locus_protocol::{Bucket, Expect, Hotkey, Keypair, Verified};
 use locus_workloads::{Device, mlp};
 use object_store::ObjectStore;
@@ -34,6 +35,9 @@ pub struct Setup {
     pub sample_rate: f64,
     pub probation_replays: u32,
     pub lease: Duration,
+    pub heartbeat_ttl: Duration,
+    /// Workers that send heartbeats and never work (after the real ones).
+    pub silent: usize,
     /// Runs against the bucket before any daemon starts.
     pub before: Option<Prepare>,
     /// Miner 0 misbehaves in this way.
@@ -50,6 +54,8 @@ impl Default for Setup {
             sample_rate: 0.25,
             probation_replays: 0,
             lease: Duration::from_secs(20),
+            heartbeat_ttl: Duration::from_secs(10),
+            silent: 0,
             before: None,
             #[cfg(feature = "fault-injection")]
             attack: None,
@@ -65,6 +71,10 @@ pub struct System {
     pub owner: Keypair,
     pub validator: Keypair,
     pub miners: Vec<Hotkey>,
+    /// Workers that only send heartbeats.
+    pub silent: Vec<Hotkey>,
+    /// The orchestrator's clock: a test moves it forward to run leases out.
+    pub clock: Clock,
     shutdown: Shutdown,
     settings: orchestratord::driver::Settings,
     /// The handles the orchestrator and the validator read through (their
@@ -87,6 +97,7 @@ impl System {
             before(&bucket, &owner, &miner_keys);
         }
         let shutdown = Shutdown::default();
+        let clock = Clock::system();
         let poll = Duration::from_millis(20);
         let mut mlp = mlp::default_config(1);
         mlp.micro_batches = setup.micro_batches;
@@ -98,14 +109,15 @@ impl System {
             mlp,
             validators: vec![validator.hotkey()],
             lease: setup.lease,
-            heartbeat_ttl: Duration::from_secs(10),
+            heartbeat_ttl: setup.heartbeat_ttl,
             poll_min: poll,
             poll_max: poll * 4,
             max_inflight_per_worker: 2,
             exit_when_done: true,
             miners: Vec::new(),
             max_workers_per_miner: 1,
-            min_workers: setup.miners,
+            min_workers: setup.miners + setup.silent,
+            clock: clock.clone(),
         };
         let owner_bucket = handle();
         let orchestrator = spawn_orchestrator(&owner_bucket, &owner, &settings, &shutdown).await;
@@ -151,12 +163,24 @@ impl System {
             let mut worker = minerd::worker::Worker::new(handle(), key, cfg);
             workers.push(tokio::spawn(async move { worker.run(&stop).await }));
         }
+        let mut silent = Vec::new();
+        for _ in 0..setup.silent {
+            let key = Keypair::generate();
+            silent.push(key.hotkey());
+            workers.push(tokio::spawn(heartbeats_only(
+                handle(),
+                key,
+                shutdown.clone(),
+            )));
+        }
         System {
             store,
             bucket,
             owner,
             validator,
             miners,
+            silent,
+            clock,
             shutdown,
             settings,
             owner_buckets: vec![owner_bucket, judge_bucket],
@@ -294,6 +318,25 @@ async fn spawn_orchestrator(
             .expect("orchestrator starts");
     let stop = shutdown.clone();
     tokio::spawn(async move { orchestrator.run(&stop).await })
+}
+
+/// A worker that is alive by its heartbeats and never does its work: what a
+/// crashed job or a hung GPU looks like from the bucket.
+async fn heartbeats_only(bucket: Bucket, key: Keypair, shutdown: Shutdown) -> anyhow::Result<()> {
+    let at = bucket.layout().heartbeat(&key.hotkey(), 0);
+    loop {
+        let heartbeat = pb::WorkerHeartbeat {
+            hotkey: key.hotkey().to_bytes().to_vec(),
+            worker: 0,
+            device: "cpu".into(),
+            unix_ms: locus_protocol::time::unix_ms(),
+            ..Default::default()
+        };
+        bucket.put(&at, &heartbeat, &key).await?;
+        if !shutdown.sleep(Duration::from_millis(500)).await {
+            return Ok(());
+        }
+    }
 }
 
 /// Each daemon owns its key; the test keeps its own copy.
