@@ -12,12 +12,15 @@ use locus_chain::{Mode, ValidatorSigner};
 use locus_daemon::Shutdown;
 use locus_protocol::pb;
 use locus_protocol::{Bucket, Expect, Hotkey, Keypair};
-use locus_workloads::plan::{self, Source};
-use locus_workloads::{Device, WORKLOAD_MLP, cost, mlp};
+use locus_workloads::Device;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use validatord::driver::{Settings, Validator};
 use validatord::weights::{ChainTarget, PushPolicy};
+
+mod common;
+
+use common::Job;
 
 /// Generous bound on one `tick()`: a pass over two one-receipt runs takes
 /// milliseconds; a pass that waited for the node would never end.
@@ -76,15 +79,6 @@ struct World {
     runs: u64,
 }
 
-/// A run's forward job of step 0, ready for its receipt.
-struct Job {
-    run: pb::RunManifest,
-    manifest: pb::JobManifest,
-    init: pb::TensorArtifact,
-    assignment_key: String,
-    manifest_digest: Vec<u8>,
-}
-
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
@@ -101,66 +95,10 @@ impl World {
     /// Publishes a one-step run and assigns its forward job; with `done`
     /// the owner has marked the run finished.
     async fn publish_run(&mut self, run_id: &str, done: bool) -> Job {
-        let layout = self.bucket.layout().clone();
-        let cfg = mlp::default_config(5);
-        let run = pb::RunManifest {
-            run_id: run_id.into(),
-            workload: WORKLOAD_MLP.into(),
-            steps: 1,
-            mlp: Some(cfg),
-            ..Default::default()
-        };
-        let owner = &self.owner;
-        self.bucket
-            .create(&layout.run_manifest(run_id), &run, owner)
-            .await
-            .unwrap();
-        let init_key = layout.artifact(run_id, plan::INITIAL, 0);
-        let init = pb::TensorArtifact {
-            run_id: run_id.into(),
-            job_id: plan::INITIAL.into(),
-            attempt: 0,
-            tensors: mlp::initial_artifact(&cfg),
-        };
-        let init_digest = self.bucket.create(&init_key, &init, owner).await.unwrap();
-        let spec = plan::step_jobs(&cfg, 0).remove(0);
-        assert_eq!(spec.inputs, vec![Source::Initial]);
-        let manifest = pb::JobManifest {
-            run_id: run_id.into(),
-            job_id: spec.job_id.clone(),
-            step: 0,
-            kind: spec.kind as i32,
-            inputs: vec![pb::InputRef {
-                key: init_key,
-                digest: init_digest.to_vec(),
-                writer: owner.hotkey().to_bytes().to_vec(),
-            }],
-            cost: Some(cost::mlp_cost(&cfg, spec.kind)),
-            ..Default::default()
-        };
-        let manifest_key = layout.job_manifest(run_id, &spec.job_id);
-        let manifest_digest = self
-            .bucket
-            .create(&manifest_key, &manifest, owner)
-            .await
-            .unwrap()
-            .to_vec();
-        let assignment_key = layout.assignment(&self.miner.hotkey(), 0, self.runs);
+        let seq = self.runs;
         self.runs += 1;
-        let assignment = pb::Assignment {
-            run_id: run_id.into(),
-            job_id: spec.job_id.clone(),
-            attempt: 1,
-            hotkey: self.miner.hotkey().to_bytes().to_vec(),
-            manifest_key,
-            manifest_digest: manifest_digest.clone(),
-            deadline_unix_ms: u64::MAX,
-            ..Default::default()
-        };
-        self.bucket
-            .create(&assignment_key, &assignment, owner)
-            .await
-            .unwrap();
+        let job =
+            common::publish_run(&self.bucket, &self.owner, &self.miner.hotkey(), run_id, seq).await;
         if done {
             let state = pb::RunState {
                 run_id: run_id.into(),
@@ -169,62 +107,16 @@ impl World {
                 ..Default::default()
             };
             self.bucket
-                .put(&layout.run_state(run_id), &state, owner)
+                .put(&self.bucket.layout().run_state(run_id), &state, &self.owner)
                 .await
                 .unwrap();
         }
-        Job {
-            run,
-            manifest,
-            init,
-            assignment_key,
-            manifest_digest,
-        }
+        job
     }
 
     /// The miner computes the job honestly and writes artifact and receipt.
     async fn write_receipt(&self, job: &Job) {
-        let layout = self.bucket.layout();
-        let run_id = &job.run.run_id;
-        let job_id = &job.manifest.job_id;
-        let tensors = locus_workloads::execute(
-            &job.run,
-            &job.manifest,
-            std::slice::from_ref(&job.init),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let artifact = pb::TensorArtifact {
-            run_id: run_id.clone(),
-            job_id: job_id.clone(),
-            attempt: 1,
-            tensors,
-        };
-        let artifact_key = layout.artifact(run_id, job_id, 1);
-        let digest = self
-            .bucket
-            .create(&artifact_key, &artifact, &self.miner)
-            .await
-            .unwrap();
-        let receipt = pb::Receipt {
-            run_id: run_id.clone(),
-            job_id: job_id.clone(),
-            attempt: 1,
-            hotkey: self.miner.hotkey().to_bytes().to_vec(),
-            assignment_key: job.assignment_key.clone(),
-            manifest_digest: job.manifest_digest.clone(),
-            output: Some(pb::OutputCommitment {
-                key: artifact_key,
-                digest: digest.to_vec(),
-                size: 0,
-            }),
-            backend: Device::Cpu.backend().into(),
-            ..Default::default()
-        };
-        self.bucket
-            .create(&layout.receipt(run_id, 0, job_id, 1), &receipt, &self.miner)
-            .await
-            .unwrap();
+        common::write_receipt(&self.bucket, &self.miner, job).await;
     }
 
     /// The verdict on `job`'s receipt, signed by `validator`.

@@ -3,10 +3,12 @@
 
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Keypair, envelope};
-use locus_workloads::plan::{self, Source};
-use locus_workloads::{Device, WORKLOAD_MLP, cost, mlp};
+use locus_workloads::Device;
+use locus_workloads::plan;
 use object_store::PutMode;
 use validatord::replay::{Judge, JudgeError};
+
+mod common;
 
 const RUN: &str = "judge";
 
@@ -27,95 +29,18 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let bucket = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
-    let layout = bucket.layout().clone();
     let (owner, miner, validator) = (
         Keypair::generate(),
         Keypair::generate(),
         Keypair::generate(),
     );
-    let cfg = mlp::default_config(5);
-    let run = pb::RunManifest {
-        run_id: RUN.into(),
-        workload: WORKLOAD_MLP.into(),
-        steps: 1,
-        mlp: Some(cfg),
-        ..Default::default()
-    };
-    bucket
-        .create(&layout.run_manifest(RUN), &run, &owner)
-        .await
-        .unwrap();
-    let init_key = layout.artifact(RUN, plan::INITIAL, 0);
-    let init = pb::TensorArtifact {
-        run_id: RUN.into(),
-        job_id: plan::INITIAL.into(),
-        attempt: 0,
-        tensors: mlp::initial_artifact(&cfg),
-    };
-    let init_digest = bucket.create(&init_key, &init, &owner).await.unwrap();
-    let spec = plan::step_jobs(&cfg, 0).remove(0);
-    assert_eq!(spec.inputs, vec![Source::Initial]);
-    let manifest = pb::JobManifest {
-        run_id: RUN.into(),
-        job_id: spec.job_id.clone(),
-        step: 0,
-        kind: spec.kind as i32,
-        inputs: vec![pb::InputRef {
-            key: init_key,
-            digest: init_digest.to_vec(),
-            writer: owner.hotkey().to_bytes().to_vec(),
-        }],
-        cost: Some(cost::mlp_cost(&cfg, spec.kind)),
-        ..Default::default()
-    };
-    let manifest_digest = bucket
-        .create(&layout.job_manifest(RUN, &spec.job_id), &manifest, &owner)
-        .await
-        .unwrap();
-    let assignment_key = layout.assignment(&miner.hotkey(), 0, 0);
-    let assignment = pb::Assignment {
-        run_id: RUN.into(),
-        job_id: spec.job_id.clone(),
-        attempt: 1,
-        hotkey: miner.hotkey().to_bytes().to_vec(),
-        manifest_key: layout.job_manifest(RUN, &spec.job_id),
-        manifest_digest: manifest_digest.to_vec(),
-        deadline_unix_ms: u64::MAX,
-        ..Default::default()
-    };
-    bucket
-        .create(&assignment_key, &assignment, &owner)
-        .await
-        .unwrap();
-    let tensors = locus_workloads::execute(&run, &manifest, &[init], &Device::Cpu).unwrap();
-    let artifact = pb::TensorArtifact {
-        run_id: RUN.into(),
-        job_id: spec.job_id.clone(),
-        attempt: 1,
-        tensors,
-    };
-    let artifact_key = layout.artifact(RUN, &spec.job_id, 1);
-    let digest = bucket
-        .create(&artifact_key, &artifact, &miner)
-        .await
-        .unwrap();
-    let receipt = pb::Receipt {
-        run_id: RUN.into(),
-        job_id: spec.job_id.clone(),
-        attempt: 1,
-        hotkey: miner.hotkey().to_bytes().to_vec(),
-        assignment_key,
-        manifest_digest: manifest_digest.to_vec(),
-        output: Some(pb::OutputCommitment {
-            key: artifact_key,
-            digest: digest.to_vec(),
-            size: 0,
-        }),
-        backend: Device::Cpu.backend().into(),
-        ..Default::default()
-    };
-    let receipt_key = layout.receipt(RUN, 0, &spec.job_id, 1);
-    bucket.create(&receipt_key, &receipt, &miner).await.unwrap();
+    let job = common::publish_run(&bucket, &owner, &miner.hotkey(), RUN, 0).await;
+    let common::Written {
+        receipt_key,
+        receipt,
+        artifact,
+    } = common::write_receipt(&bucket, &miner, &job).await;
+    let run = job.run;
     Fixture {
         _dir: dir,
         bucket,
