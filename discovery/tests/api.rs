@@ -7,40 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use locus_discovery::{DiscoveryIndex, IndexConfig, UiConfig, serve_ui_with};
+use locus_discovery::{DiscoveryIndex, IndexConfig};
 use locus_protocol::pb::VerdictOutcome;
 use serde_json::Value;
-
-async fn start_ui(f: &Fixture) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    // The UI gets its own handle so its requests are counted apart from the fixture's writes.
-    let bucket =
-        locus_protocol::Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
-    let config = UiConfig {
-        refresh_every: Duration::from_millis(100),
-        ..UiConfig::default()
-    };
-    let addr = serve_ui_with(
-        config,
-        bucket,
-        f.owner_hotkey(),
-        "127.0.0.1:0".parse().expect("addr"),
-        async {
-            let _ = rx.await;
-        },
-    )
-    .await
-    .expect("serve_ui");
-    // Wait for the first refresh.
-    for _ in 0..100 {
-        let (status, _, _) = http_get(addr, "/healthz").await;
-        if status == 200 {
-            return (addr, tx);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("discovery UI never became ready");
-}
 
 fn strs<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
     v.as_array()
@@ -53,7 +22,7 @@ fn strs<'a>(v: &'a Value, field: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_shows_workers_receipts_scores_and_rejections() {
     let f = Fixture::new().await;
-    let (addr, stop) = start_ui(&f).await;
+    let (addr, stop) = start_ui(&f, Duration::from_millis(100)).await;
 
     // Workers: three genuine heartbeats, the forged one is not a worker.
     let workers = get_json(addr, "/api/workers").await;

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::*;
 use locus_discovery::testkit::{HEADLESS_ARGS, INSTALL_HINT, find_chromium};
-use locus_discovery::{UiConfig, serve_ui_with};
 
 fn artifacts_dir() -> PathBuf {
     let dir = match std::env::var_os("LOCUS_TEST_ARTIFACTS") {
@@ -46,28 +45,7 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
         return;
     };
     let f = Fixture::new().await;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let config = UiConfig {
-        refresh_every: Duration::from_millis(200),
-        ..UiConfig::default()
-    };
-    let addr = serve_ui_with(
-        config,
-        f.bucket.clone(),
-        f.owner_hotkey(),
-        "127.0.0.1:0".parse().expect("addr"),
-        async {
-            let _ = rx.await;
-        },
-    )
-    .await
-    .expect("serve_ui");
-    for _ in 0..100 {
-        if http_get(addr, "/healthz").await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (addr, tx) = start_ui(&f, Duration::from_millis(200)).await;
 
     let artifacts = artifacts_dir();
     let profile = tempfile::tempdir().expect("profile dir");

@@ -10,6 +10,41 @@ use locus_protocol::pb::{self, JobKind, VerdictOutcome};
 use locus_protocol::{Bucket, Hotkey, Keypair};
 use object_store::PutMode;
 
+/// Serves the discovery UI over the fixture's bucket, refreshing every
+/// `refresh`, and returns once it answers `/healthz`; sending on (or
+/// dropping) the sender stops it. The UI gets its own bucket handle, so its
+/// requests are counted apart from the fixture's writes.
+pub async fn start_ui(
+    f: &Fixture,
+    refresh: std::time::Duration,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let bucket = Bucket::open(f.dir.path().to_str().expect("path"), NETUID).expect("bucket");
+    let config = locus_discovery::UiConfig {
+        refresh_every: refresh,
+        ..locus_discovery::UiConfig::default()
+    };
+    let addr = locus_discovery::serve_ui_with(
+        config,
+        bucket,
+        f.owner_hotkey(),
+        "127.0.0.1:0".parse().expect("addr"),
+        async {
+            let _ = rx.await;
+        },
+    )
+    .await
+    .expect("serve_ui");
+    // Wait for the first refresh.
+    for _ in 0..100 {
+        if http_get(addr, "/healthz").await.0 == 200 {
+            return (addr, tx);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("discovery UI never became ready");
+}
+
 pub const NETUID: u16 = 7;
 pub const RUN: &str = "run-1";
 
