@@ -14,7 +14,7 @@ use locus_workloads::plan::{self, Source};
 use locus_workloads::{WORKLOAD_MLP, cost, mlp};
 use tracing::{debug, info, warn};
 
-use crate::gate::{Decision, Gate};
+use crate::gate::{Conviction, Decision, Gate};
 use crate::schedule::{JobState, Output, Schedule, WorkerId};
 
 /// Everything the loop needs to know about the run and its pacing.
@@ -346,7 +346,6 @@ impl Orchestrator {
                 };
                 match pb::VerdictOutcome::try_from(verdict.outcome) {
                     Ok(pb::VerdictOutcome::Failed) => {
-                        self.gate.convict(hotkey);
                         self.ban(hotkey);
                     }
                     Ok(pb::VerdictOutcome::Unsampled) => {
@@ -601,8 +600,7 @@ impl Orchestrator {
     /// disagreeing) gets no more work, and whatever the run built on its
     /// unverified results is recomputed. Returns whether the run rewound.
     async fn convict(&mut self, hotkey: Hotkey, reason: String) -> anyhow::Result<bool> {
-        let conviction = self.gate.convict(hotkey);
-        self.ban(hotkey);
+        let conviction = self.ban(hotkey);
         match conviction.rewind_from {
             Some(step) => {
                 self.rewind(step, hotkey, reason).await?;
@@ -860,7 +858,6 @@ impl Orchestrator {
                 progressed = true;
                 self.judging.remove(&job);
                 let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
-                let step = self.schedule.spec(&job).map_or(step, |s| s.step);
                 match self.gate.on_verdict(outcome, held.by.hotkey, step) {
                     Decision::Use { .. } => {
                         if self.schedule.confirm(&job, attempt) {
@@ -889,12 +886,16 @@ impl Orchestrator {
         Ok(progressed)
     }
 
-    fn ban(&mut self, hotkey: Hotkey) {
-        if self.schedule.is_banned(&hotkey) {
-            return;
+    /// Bans `hotkey` from the run, the one place that does: the gate
+    /// remembers it (and says where a rewind goes back to), the schedule
+    /// takes its open jobs back and gives it no more.
+    fn ban(&mut self, hotkey: Hotkey) -> Conviction {
+        let conviction = self.gate.convict(hotkey);
+        if !self.schedule.is_banned(&hotkey) {
+            let taken = self.schedule.ban(hotkey);
+            warn!(run = %self.run.run_id, hotkey = %hotkey, reassigned = taken.len(), "hotkey banned from the run: it gets no more work");
         }
-        let taken = self.schedule.ban(hotkey);
-        warn!(run = %self.run.run_id, hotkey = %hotkey, reassigned = taken.len(), "hotkey banned from the run: it gets no more work");
+        conviction
     }
 
     /// Checks a receipt and its artifact before downstream jobs may read it;
