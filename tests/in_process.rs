@@ -10,10 +10,7 @@ use locus_protocol::{Keypair, pb};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_honest_run_finishes_and_pays_every_miner() {
-    let finished = System::start(Setup::default())
-        .await
-        .finish(Duration::from_secs(120))
-        .await;
+    let finished = kit::run(Setup::default(), Duration::from_secs(120)).await;
     finished.assert_complete_and_fair(2);
     finished.assert_no_redo();
 }
@@ -24,38 +21,35 @@ async fn an_honest_run_finishes_and_pays_every_miner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn planted_assignment_keys_do_not_stop_a_run() {
     let setup = Setup {
-        before: Some(Box::new(|bucket, _owner, miners| {
-            let stranger = Keypair::generate();
-            let layout = bucket.layout().clone();
-            let mut keys = Vec::new();
-            for miner in miners {
-                let prefix = layout.assignments_of(&miner.hotkey(), 0);
-                keys.push(format!("{prefix}18446744073709551615.pb"));
-                keys.push(format!("{prefix}999999999999.pb"));
-                keys.extend((0..4).map(|seq| layout.assignment(&miner.hotkey(), 0, seq)));
-            }
-            let bucket = bucket.clone();
-            futures::executor::block_on(async move {
-                for key in keys {
-                    let junk = pb::Assignment {
-                        run_id: RUN.into(),
-                        job_id: "s00000-forward-m00".into(),
-                        hotkey: stranger.hotkey().to_bytes().to_vec(),
-                        ..Default::default()
-                    };
-                    bucket
-                        .put(&key, &junk, &stranger)
-                        .await
-                        .expect("planting works");
+        before: Some(Box::new(|bucket, miners| {
+            Box::pin(async move {
+                let stranger = Keypair::generate();
+                let layout = bucket.layout();
+                for miner in &miners {
+                    let prefix = layout.assignments_of(miner, 0);
+                    let mut keys = vec![
+                        format!("{prefix}18446744073709551615.pb"),
+                        format!("{prefix}999999999999.pb"),
+                    ];
+                    keys.extend((0..4).map(|seq| layout.assignment(miner, 0, seq)));
+                    for key in keys {
+                        let junk = pb::Assignment {
+                            run_id: RUN.into(),
+                            job_id: "s00000-forward-m00".into(),
+                            hotkey: stranger.hotkey().to_bytes().to_vec(),
+                            ..Default::default()
+                        };
+                        bucket
+                            .put(&key, &junk, &stranger)
+                            .await
+                            .expect("planting works");
+                    }
                 }
-            });
+            })
         })),
         ..Setup::default()
     };
-    let finished = System::start(setup)
-        .await
-        .finish(Duration::from_secs(120))
-        .await;
+    let finished = kit::run(setup, Duration::from_secs(120)).await;
     finished.assert_complete_and_fair(2);
     finished.assert_no_redo();
 }
@@ -68,10 +62,7 @@ async fn a_restarted_orchestrator_resumes_to_the_same_model() {
         steps: 3,
         ..Setup::default()
     };
-    let reference = System::start(setup())
-        .await
-        .finish(Duration::from_secs(120))
-        .await;
+    let reference = kit::run(setup(), Duration::from_secs(120)).await;
     let mut system = System::start(setup()).await;
     system.wait_for_steps(1).await;
     system.restart_orchestrator().await;

@@ -13,7 +13,7 @@ mod kit;
 
 use std::time::Duration;
 
-use kit::{Finished, Setup, System};
+use kit::{Finished, Setup};
 use locus_protocol::pb::VerdictOutcome;
 use minerd::faults::FaultMode;
 use tokio::sync::OnceCell;
@@ -36,10 +36,7 @@ fn setup(attack: Option<FaultMode>) -> Setup {
 }
 
 async fn run(setup: Setup) -> Finished {
-    System::start(setup)
-        .await
-        .finish(Duration::from_secs(300))
-        .await
+    kit::run(setup, Duration::from_secs(300)).await
 }
 
 /// The model an all-honest run of [`setup`] trains (once per test binary).

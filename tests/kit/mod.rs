@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use locus_daemon::Shutdown;
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::time::Clock;
@@ -24,8 +25,8 @@ pub const NETUID: u16 = 7;
 
 type Task = JoinHandle<anyhow::Result<()>>;
 
-/// Writes to the bucket before the daemons start: (bucket, owner, miners).
-pub type Prepare = Box<dyn FnOnce(&Bucket, &Keypair, &[Keypair])>;
+/// Writes to the bucket before the daemons start, given the miners' hotkeys.
+pub type Prepare = Box<dyn FnOnce(Bucket, Vec<Hotkey>) -> BoxFuture<'static, ()>>;
 
 /// What a test can change about a run before it starts.
 pub struct Setup {
@@ -94,7 +95,11 @@ impl System {
         let validator = Keypair::generate();
         let miner_keys: Vec<Keypair> = (0..setup.miners).map(|_| Keypair::generate()).collect();
         if let Some(before) = setup.before {
-            before(&bucket, &owner, &miner_keys);
+            before(
+                bucket.clone(),
+                miner_keys.iter().map(Keypair::hotkey).collect(),
+            )
+            .await;
         }
         let shutdown = Shutdown::default();
         let clock = Clock::system();
@@ -304,6 +309,12 @@ impl System {
             miners,
         }
     }
+}
+
+/// Starts a system for `setup` and waits for its run to finish (see
+/// [`System::finish`]).
+pub async fn run(setup: Setup, within: Duration) -> Finished {
+    System::start(setup).await.finish(within).await
 }
 
 async fn spawn_orchestrator(
