@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::{Proc, System};
 use locus_protocol::{Expect, pb};
-use locus_workloads::plan;
+use locus_workloads::mlp;
 
 /// `--seed` of every run: the reference and all scenarios train the same model.
 const SEED: &str = "--seed=77";
@@ -652,7 +652,7 @@ fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
     // The parameters each step ended with: the eval job's input, as the owner signed it.
     let mut params = Vec::new();
     for step in 0..steps {
-        let eval = plan::job_id(step, pb::JobKind::Eval, 0, 0);
+        let eval = mlp::job_id(step, pb::JobKind::Eval, 0, 0);
         let manifest = rt
             .block_on(
                 sys.bucket.get::<pb::JobManifest>(
@@ -665,7 +665,7 @@ fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
         assert!(
             input
                 .key
-                .contains(&plan::job_id(step, pb::JobKind::Outer, 0, 0)),
+                .contains(&mlp::job_id(step, pb::JobKind::Outer, 0, 0)),
             "eval {step} reads {}",
             input.key
         );

@@ -39,6 +39,8 @@ pub struct Job<'a> {
     /// `JobKind` of the owner-signed manifest.
     pub kind: i32,
     pub micro_batch: u32,
+    /// Pipeline stage of the job (0 without stages).
+    pub stage: u32,
     /// Where this attempt's receipt goes.
     pub receipt_key: &'a str,
 }
@@ -160,6 +162,7 @@ mod tests {
             run: &run,
             kind: pb::JobKind::Inner as i32,
             micro_batch: 0,
+            stage: 0,
             receipt_key: "receipt",
         };
         let outputs = vec![F32Tensor::new(vec![2], vec![1.0, 2.0]).to_pb("x")];

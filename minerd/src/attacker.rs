@@ -8,7 +8,6 @@ use std::collections::HashMap;
 
 use locus_daemon::Shutdown;
 use locus_protocol::pb;
-use locus_workloads::mlp;
 use tracing::warn;
 
 use crate::adversary::{Adversary, Job, Published, Tools};
@@ -89,9 +88,13 @@ impl Adversary for Attacker {
                 .ok_or_else(|| Skip::Attack("copy: nothing to copy".into())),
             ),
             FaultMode::SkipCompute => {
-                let cfg = job.run.mlp.unwrap_or_default();
                 let kind = pb::JobKind::try_from(job.kind).unwrap_or_default();
-                Some(Ok(FaultMode::zeros(&mlp::output_spec(&cfg, kind))))
+                let spec =
+                    locus_workloads::for_run(job.run).map(|w| w.output_spec(kind, job.stage));
+                Some(
+                    spec.map(|spec| FaultMode::zeros(&spec))
+                        .map_err(|e| Skip::Attack(format!("skip-compute: {e}"))),
+                )
             }
             _ => None,
         }
@@ -218,6 +221,7 @@ mod tests {
             run: &run,
             kind: kind as i32,
             micro_batch: 0,
+            stage: 0,
             receipt_key: "receipt",
         };
         let mut tensors = vec![F32Tensor::new(vec![2], vec![first, 2.0]).to_pb("x")];

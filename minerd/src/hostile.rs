@@ -159,10 +159,11 @@ async fn wait_for_run(bucket: &Bucket, shutdown: &Shutdown) -> Option<pb::RunMan
 /// worker (and one whose sequence number would overflow).
 async fn plant(bucket: &Bucket, key: &Keypair, run: &pb::RunManifest) -> String {
     let layout = bucket.layout();
-    let cfg = run.mlp.unwrap_or_default();
     let mut manifests = 0;
+    let workload = locus_workloads::for_run(run).ok();
     for step in 1..run.steps.min(3) {
-        for spec in locus_workloads::plan::step_jobs(&cfg, step) {
+        let specs = workload.as_ref().map(|w| w.step_jobs(step, 0, 0));
+        for spec in specs.into_iter().flatten() {
             let fake = pb::JobManifest {
                 run_id: run.run_id.clone(),
                 job_id: spec.job_id.clone(),

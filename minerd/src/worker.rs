@@ -226,6 +226,7 @@ impl<A: Adversary> Worker<A> {
             run: &run,
             kind: manifest.kind,
             micro_batch: manifest.micro_batch,
+            stage: manifest.stage,
             receipt_key: &receipt_key,
         };
         let tensors = self.compute(&job, manifest, inputs).await?;

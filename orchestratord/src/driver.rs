@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use locus_daemon::{Backoff, Shutdown};
 use locus_protocol::attribution;
-use locus_protocol::pb::{self, JobKind};
+use locus_protocol::pb;
 use locus_protocol::time::Clock;
 use locus_protocol::{Bucket, BucketError, Digest, Expect, Hotkey, Keypair, Verified};
-use locus_workloads::plan::{self, Source};
-use locus_workloads::{WORKLOAD_MLP, cost, mlp};
+use locus_workloads::plan::{JobSpec, Source};
+use locus_workloads::{Workload, check_outputs, sealed_output_bound};
 use tracing::{debug, info, warn};
 
 use crate::gate::{Conviction, Decision, Gate};
@@ -23,7 +23,9 @@ pub struct Settings {
     pub netuid: u16,
     pub run_id: String,
     pub steps: u32,
-    pub mlp: pb::MlpConfig,
+    /// What the run trains, with the owner's data: the run manifest names
+    /// it and carries its configuration.
+    pub workload: std::sync::Arc<dyn Workload>,
     pub validators: Vec<Hotkey>,
     pub lease: Duration,
     pub heartbeat_ttl: Duration,
@@ -55,7 +57,9 @@ pub struct Orchestrator {
     owner: Keypair,
     settings: Settings,
     run: pb::RunManifest,
-    initial: Output,
+    /// Owner-written artifacts (initial parameters, data) by id, written
+    /// when a job first needs them.
+    owner_outputs: HashMap<String, Output>,
     schedule: Schedule,
     /// Next assignment sequence number (shared by all worker prefixes).
     next_seq: u64,
@@ -131,17 +135,14 @@ impl Counters {
 impl Orchestrator {
     /// Creates the run in the bucket, or resumes it if it already exists.
     pub async fn start(bucket: Bucket, owner: Keypair, settings: Settings) -> anyhow::Result<Self> {
-        mlp::validate_config(&settings.mlp)?;
         let layout = bucket.layout().clone();
         let run_id = settings.run_id.clone();
         let owner_key = owner.hotkey();
         let run_key = layout.run_manifest(&run_id);
-        let wanted = pb::RunManifest {
+        let mut wanted = pb::RunManifest {
             run_id: run_id.clone(),
             netuid: settings.netuid as u32,
-            workload: WORKLOAD_MLP.into(),
             steps: settings.steps,
-            mlp: Some(settings.mlp),
             created_unix_ms: settings.clock.now_ms(),
             validators: settings
                 .validators
@@ -149,7 +150,9 @@ impl Orchestrator {
                 .map(|v| v.to_bytes().to_vec())
                 .collect(),
             lease_ms: settings.lease.as_millis() as u64,
+            ..Default::default()
         };
+        settings.workload.configure(&mut wanted);
         let run = match bucket
             .get_opt::<pb::RunManifest>(&run_key, Expect::Signer(&owner_key))
             .await?
@@ -157,6 +160,7 @@ impl Orchestrator {
             Some(existing) => {
                 let same = existing.steps == wanted.steps
                     && existing.mlp == wanted.mlp
+                    && existing.gpt == wanted.gpt
                     && existing.workload == wanted.workload
                     && existing.validators == wanted.validators;
                 if !same {
@@ -174,7 +178,6 @@ impl Orchestrator {
                 wanted
             }
         };
-        let initial = Self::initial_artifact(&bucket, &owner, &run).await?;
         // Rewinds decide the ids of the jobs still to run, and bans and
         // unverified results what a verdict can still undo: keep them.
         let mut saved = bucket
@@ -194,7 +197,7 @@ impl Orchestrator {
             owner,
             settings,
             run,
-            initial,
+            owner_outputs: HashMap::new(),
             schedule: Schedule::default(),
             next_seq: 0,
             seen_receipts: Default::default(),
@@ -214,30 +217,34 @@ impl Orchestrator {
         Ok(orchestrator)
     }
 
-    async fn initial_artifact(
-        bucket: &Bucket,
-        owner: &Keypair,
-        run: &pb::RunManifest,
-    ) -> anyhow::Result<Output> {
-        let key = bucket.layout().artifact(&run.run_id, plan::INITIAL, 0);
-        let owner_key = owner.hotkey();
-        let digest = match bucket
+    /// The owner-written artifact `id`: found in the bucket if this owner
+    /// wrote it before, else computed by the workload and written now.
+    async fn owner_output(&mut self, id: &str) -> anyhow::Result<Output> {
+        if let Some(out) = self.owner_outputs.get(id) {
+            return Ok(out.clone());
+        }
+        let key = self.bucket.layout().artifact(&self.run.run_id, id, 0);
+        let owner_key = self.owner.hotkey();
+        let tensors = self.settings.workload.owner_artifact(id)?;
+        let artifact = pb::TensorArtifact {
+            run_id: self.run.run_id.clone(),
+            job_id: id.into(),
+            attempt: 0,
+            tensors,
+        };
+        let digest = match self
+            .bucket
             .get_opt::<pb::TensorArtifact>(&key, Expect::Signer(&owner_key))
             .await?
         {
-            Some(existing) => existing.digest(),
-            None => {
-                let cfg = run.mlp.as_ref().context("run has no mlp configuration")?;
-                let artifact = pb::TensorArtifact {
-                    run_id: run.run_id.clone(),
-                    job_id: plan::INITIAL.into(),
-                    attempt: 0,
-                    tensors: mlp::initial_artifact(cfg),
-                };
-                bucket.create(&key, &artifact, owner).await?
-            }
+            Some(existing) if *existing == artifact => existing.digest(),
+            Some(_) => bail!(
+                "owner artifact {key} holds other tensors than this run's configuration and data \
+                 make: was the run started with another token file?"
+            ),
+            None => self.bucket.create(&key, &artifact, &self.owner).await?,
         };
-        Ok(Output {
+        let out = Output {
             attempt: 0,
             by: WorkerId {
                 hotkey: owner_key,
@@ -245,7 +252,9 @@ impl Orchestrator {
             },
             key,
             digest,
-        })
+        };
+        self.owner_outputs.insert(id.to_string(), out.clone());
+        Ok(out)
     }
 
     /// Rebuilds in-memory state from what is already in the bucket: the
@@ -367,8 +376,8 @@ impl Orchestrator {
         Ok(())
     }
 
-    fn mlp(&self) -> &pb::MlpConfig {
-        &self.settings.mlp
+    fn workload(&self) -> &dyn Workload {
+        self.settings.workload.as_ref()
     }
 
     /// Keeps the DAG planned two steps ahead of the last completed step.
@@ -394,7 +403,7 @@ impl Orchestrator {
         } else {
             self.generation(step - 1)
         };
-        let jobs = plan::step_jobs_in(self.mlp(), step, self.generation(step), prev);
+        let jobs = self.workload().step_jobs(step, self.generation(step), prev);
         self.schedule.add_jobs(jobs);
     }
 
@@ -415,7 +424,7 @@ impl Orchestrator {
         self.state.done = false;
         self.state.eval_loss.truncate(step as usize);
         self.state.train_loss.truncate(step as usize);
-        self.state.params = self.params_after(step);
+        self.set_params(step);
         self.gate.forget_from(step);
         self.save_state().await?;
         for job in self.schedule.drop_steps_from(step) {
@@ -427,15 +436,29 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// The parameters after `completed` steps: the last outer output.
-    fn params_after(&self, completed: u32) -> Option<pb::InputRef> {
-        let last = completed.checked_sub(1)?;
-        let outer = plan::job_id_in(self.generation(last), last, JobKind::Outer, 0, 0);
-        self.schedule.output(&outer).map(|out| pb::InputRef {
-            key: out.key.clone(),
-            digest: out.digest.to_vec(),
-            writer: out.by.hotkey.to_bytes().to_vec(),
-        })
+    /// The parameter artifacts after `completed` steps, in the workload's
+    /// order (empty before the first step).
+    fn params_after(&self, completed: u32) -> Vec<pb::InputRef> {
+        let Some(last) = completed.checked_sub(1) else {
+            return Vec::new();
+        };
+        self.workload()
+            .param_jobs(last, self.generation(last))
+            .iter()
+            .filter_map(|job| self.schedule.output(job))
+            .map(|out| pb::InputRef {
+                key: out.key.clone(),
+                digest: out.digest.to_vec(),
+                writer: out.by.hotkey.to_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    /// Records the parameters after `completed` steps in the run state.
+    fn set_params(&mut self, completed: u32) {
+        let parts = self.params_after(completed);
+        self.state.params = parts.first().cloned();
+        self.state.param_parts = parts;
     }
 
     /// Writes the run state, with the gate's bans and unverified results,
@@ -524,21 +547,23 @@ impl Orchestrator {
         };
         for source in &spec.inputs {
             match source {
-                Source::Initial => {
+                Source::Owner(id) => {
+                    let Some(out) = self.owner_outputs.get(id).cloned() else {
+                        continue;
+                    };
                     let owner = self.owner.hotkey();
                     let found = self
                         .bucket
-                        .get::<pb::TensorArtifact>(&self.initial.key, Expect::Signer(&owner))
+                        .get::<pb::TensorArtifact>(&out.key, Expect::Signer(&owner))
                         .await;
                     match found {
-                        Ok(artifact) if artifact.digest() == self.initial.digest => {}
+                        Ok(artifact) if artifact.digest() == out.digest => {}
                         Err(e) if e.is_transient() => return Err(e.into()),
                         Ok(_) | Err(_) => {
-                            warn!(run = %self.run.run_id, key = %self.initial.key, "the initial parameters are lost; writing them again");
-                            self.bucket.delete(&self.initial.key).await?;
-                            self.initial =
-                                Self::initial_artifact(&self.bucket, &self.owner, &self.run)
-                                    .await?;
+                            warn!(run = %self.run.run_id, key = %out.key, "an owner artifact is lost; writing it again");
+                            self.bucket.delete(&out.key).await?;
+                            self.owner_outputs.remove(id);
+                            self.owner_output(id).await?;
                         }
                     }
                 }
@@ -955,7 +980,8 @@ impl Orchestrator {
             .schedule
             .spec(job)
             .ok_or_else(|| Refusal::Refused("unknown job".into()))?;
-        if let Err(e) = mlp::check_output_shapes(self.mlp(), spec.kind, &artifact.tensors) {
+        let expected = self.workload().output_spec(spec.kind, spec.stage);
+        if let Err(e) = check_outputs(&expected, &artifact.tensors) {
             return Err(Refusal::Refused(format!(
                 "artifact {expected_artifact}: {e}"
             )));
@@ -966,19 +992,13 @@ impl Orchestrator {
                 .ok()
                 .and_then(|t| t.values.first().copied())
         };
-        match spec.kind {
-            JobKind::Eval => {
-                if let Some(loss) = scalar("eval_loss") {
-                    info!(run = %run_id, step = spec.step, eval_loss = loss, "step evaluated");
-                    set_at(&mut self.state.eval_loss, spec.step, loss);
-                }
-            }
-            JobKind::Forward => {
-                if let Some(loss) = scalar("train_loss") {
-                    set_at(&mut self.state.train_loss, spec.step, loss);
-                }
-            }
-            _ => {}
+        // The workload conventions: these outputs are the step's losses.
+        if let Some(loss) = scalar("eval_loss") {
+            info!(run = %run_id, step = spec.step, eval_loss = loss, "step evaluated");
+            set_at(&mut self.state.eval_loss, spec.step, loss);
+        }
+        if let Some(loss) = scalar("train_loss") {
+            set_at(&mut self.state.train_loss, spec.step, loss);
         }
         Ok((
             Output {
@@ -1071,11 +1091,16 @@ impl Orchestrator {
     }
 
     /// Bucket keys of a job's inputs.
-    fn input_keys(&self, spec: &plan::JobSpec) -> anyhow::Result<Vec<String>> {
+    fn input_keys(&self, spec: &JobSpec) -> anyhow::Result<Vec<String>> {
         spec.inputs
             .iter()
             .map(|source| match source {
-                Source::Initial => Ok(self.initial.key.clone()),
+                Source::Owner(id) => Ok(self
+                    .owner_outputs
+                    .get(id)
+                    .context("owner artifact not written")?
+                    .key
+                    .clone()),
                 Source::Job(id) => Ok(self
                     .schedule
                     .output(id)
@@ -1093,7 +1118,7 @@ impl Orchestrator {
     /// class.
     async fn job_grant(
         &self,
-        spec: &plan::JobSpec,
+        spec: &JobSpec,
         attempt: u32,
         hotkey: Hotkey,
         inputs: &[String],
@@ -1109,8 +1134,12 @@ impl Orchestrator {
             .iter()
             .map(|k| ("GET", k.clone(), Conditions::NONE))
             .collect();
-        let artifact_size =
-            mlp::sealed_output_bound(self.mlp(), spec.kind, run_id, &spec.job_id, attempt);
+        let artifact_size = sealed_output_bound(
+            &self.workload().output_spec(spec.kind, spec.stage),
+            run_id,
+            &spec.job_id,
+            attempt,
+        );
         wanted.push((
             "PUT",
             layout.artifact(run_id, &spec.job_id, attempt),
@@ -1209,13 +1238,21 @@ impl Orchestrator {
     /// it is. A key already taken by something else (a foreign object, or
     /// an earlier manifest of ours that names inputs since lost) moves the
     /// manifest to the next revision; the assignment names the key.
-    async fn publish_manifest(&mut self, spec: &plan::JobSpec) -> anyhow::Result<Published> {
+    async fn publish_manifest(&mut self, spec: &JobSpec) -> anyhow::Result<Published> {
+        for source in &spec.inputs {
+            if let Source::Owner(id) = source {
+                self.owner_output(id).await?;
+            }
+        }
         let inputs = spec
             .inputs
             .iter()
             .map(|source| {
                 let out = match source {
-                    Source::Initial => &self.initial,
+                    Source::Owner(id) => self
+                        .owner_outputs
+                        .get(id)
+                        .context("owner artifact not written")?,
                     Source::Job(id) => self.schedule.output(id).context("input not ready")?,
                 };
                 Ok(pb::InputRef {
@@ -1241,8 +1278,9 @@ impl Orchestrator {
             kind: spec.kind as i32,
             micro_batch: spec.micro_batch,
             replica: spec.replica,
+            stage: spec.stage,
             inputs: inputs.clone(),
-            cost: Some(cost::mlp_cost(self.mlp(), spec.kind)),
+            cost: Some(self.workload().cost(spec.kind, spec.stage)),
             cross_backend_tolerance: 1e-4,
         };
         let owner = self.owner.hotkey();
@@ -1301,7 +1339,7 @@ impl Orchestrator {
         }
         self.state.completed_steps = completed;
         self.state.done = completed >= self.settings.steps;
-        self.state.params = self.params_after(completed);
+        self.set_params(completed);
         self.save_state().await?;
         let (waiting, assigned, done) = self.schedule.counts();
         info!(run = %self.run.run_id, completed_steps = completed, of = self.settings.steps, waiting, assigned, done, "progress");
@@ -1311,18 +1349,19 @@ impl Orchestrator {
 }
 
 impl Orchestrator {
-    /// The run's result is the last step's outer output: before the run is
-    /// declared done, make sure it is still what was accepted (it is
-    /// recomputed first if not).
+    /// The run's result is the last step's parameter artifacts: before the
+    /// run is declared done, make sure they are still what was accepted
+    /// (they are recomputed first if not).
     async fn final_params_intact(&mut self) -> anyhow::Result<bool> {
         let Some(last) = self.settings.steps.checked_sub(1) else {
             return Ok(true);
         };
-        let outer = plan::job_id_in(self.generation(last), last, JobKind::Outer, 0, 0);
-        if self.schedule.output(&outer).is_none() {
-            return Ok(false);
+        for job in self.workload().param_jobs(last, self.generation(last)) {
+            if self.schedule.output(&job).is_none() || !self.verify_output(&job).await? {
+                return Ok(false);
+            }
         }
-        self.verify_output(&outer).await
+        Ok(true)
     }
 }
 

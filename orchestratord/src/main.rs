@@ -145,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
         netuid: args.netuid,
         run_id: args.run_id,
         steps: args.steps,
-        mlp,
+        workload: std::sync::Arc::new(locus_workloads::mlp::MlpRound::new(mlp)?),
         validators: args.validators,
         lease: Duration::from_secs(args.lease_secs),
         heartbeat_ttl: Duration::from_secs(args.heartbeat_ttl_secs),

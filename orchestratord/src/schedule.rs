@@ -97,7 +97,7 @@ impl Schedule {
             })
             .filter(|spec| {
                 spec.inputs.iter().all(|input| match input {
-                    Source::Initial => true,
+                    Source::Owner(_) => true,
                     Source::Job(id) => self.output(id).is_some(),
                 })
             })
@@ -408,7 +408,7 @@ impl Schedule {
 mod tests {
     use super::*;
     use locus_protocol::{Digest, Keypair};
-    use locus_workloads::{mlp, plan};
+    use locus_workloads::mlp;
 
     fn workers(n: usize) -> Vec<WorkerId> {
         let mut w: Vec<WorkerId> = (0..n)
@@ -434,7 +434,7 @@ mod tests {
     fn spreads_ready_jobs_over_all_live_workers() {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();
-        s.add_jobs(plan::step_jobs(&cfg, 0));
+        s.add_jobs(mlp::step_jobs(&cfg, 0));
         let live = workers(4);
         let fwd = s.ready()[0].job_id.clone();
         assert_eq!(s.ready().len(), 1, "only forward is ready at first");
@@ -458,7 +458,7 @@ mod tests {
     fn expired_lease_is_reassigned_elsewhere_and_late_result_refused() {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();
-        s.add_jobs(plan::step_jobs(&cfg, 0));
+        s.add_jobs(mlp::step_jobs(&cfg, 0));
         let live = workers(2);
         let fwd = s.ready()[0].job_id.clone();
         let first = s.pick_worker(&fwd, &live, 1).unwrap();
@@ -481,7 +481,7 @@ mod tests {
     fn held_results_wait_for_the_verdict_and_cheaters_are_banned() {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();
-        s.add_jobs(plan::step_jobs(&cfg, 0));
+        s.add_jobs(mlp::step_jobs(&cfg, 0));
         let live = workers(2);
         let fwd = s.ready()[0].job_id.clone();
         let cheat = s.pick_worker(&fwd, &live, 2).unwrap();
@@ -513,7 +513,7 @@ mod tests {
     fn a_hotkey_that_lets_leases_lapse_gets_work_last() {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();
-        s.add_jobs(plan::step_jobs(&cfg, 0));
+        s.add_jobs(mlp::step_jobs(&cfg, 0));
         let live = workers(2);
         let fwd = s.ready()[0].job_id.clone();
         let slow = s.pick_worker(&fwd, &live, 4).unwrap();
@@ -542,14 +542,14 @@ mod tests {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();
         for step in 0..3 {
-            s.add_jobs(plan::step_jobs(&cfg, step));
+            s.add_jobs(mlp::step_jobs(&cfg, step));
         }
         let dropped = s.drop_steps_from(1);
         assert_eq!(dropped.len(), 16);
         assert!(dropped.iter().all(|j| !j.starts_with("s00000")));
         assert!(s.spec("s00000-forward").is_some());
         assert!(s.spec("s00001-forward").is_none());
-        s.add_jobs(plan::step_jobs_in(&cfg, 1, 1, 0));
+        s.add_jobs(mlp::step_jobs_in(&cfg, 1, 1, 0));
         assert!(s.spec("s00001-forward-g1").is_some());
     }
 
@@ -557,7 +557,7 @@ mod tests {
     fn respects_max_inflight() {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();
-        s.add_jobs(plan::step_jobs(&cfg, 0));
+        s.add_jobs(mlp::step_jobs(&cfg, 0));
         let live = workers(1);
         let fwd = s.ready()[0].job_id.clone();
         let w = s.pick_worker(&fwd, &live, 1).unwrap();
@@ -571,7 +571,7 @@ mod tests {
     fn a_lost_output_is_redone_before_its_readers_run() {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();
-        s.add_jobs(plan::step_jobs(&cfg, 0));
+        s.add_jobs(mlp::step_jobs(&cfg, 0));
         let live = workers(2);
         let fwd = s.ready()[0].job_id.clone();
         s.assign(&fwd, 1, live[0], 1000);

@@ -111,7 +111,7 @@ impl System {
             netuid: NETUID,
             run_id: RUN.into(),
             steps: setup.steps,
-            mlp,
+            workload: std::sync::Arc::new(mlp::MlpRound::new(mlp).expect("mlp configuration")),
             validators: vec![validator.hotkey()],
             lease: setup.lease,
             heartbeat_ttl: setup.heartbeat_ttl,

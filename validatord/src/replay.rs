@@ -306,9 +306,12 @@ impl Judge<'_> {
         }
         // Structure is checked on every receipt, sampled or not: the owner
         // refuses a result of the wrong shape, so it must never be paid.
-        let cfg = self.run.mlp.unwrap_or_default();
-        let kind = pb::JobKind::try_from(manifest.kind).unwrap_or_default();
-        if let Err(e) = locus_workloads::mlp::check_output_shapes(&cfg, kind, &artifact.tensors) {
+        let expected = locus_workloads::for_run(self.run)
+            .and_then(|w| Ok(w.output_spec(locus_workloads::job_kind(manifest)?, manifest.stage)));
+        let shape = expected
+            .map_err(|e| e.to_string())
+            .and_then(|spec| locus_workloads::check_outputs(&spec, &artifact.tensors));
+        if let Err(e) = shape {
             return Ok(Checked::Failed(format!("artifact {expected_key}: {e}")));
         }
         if !sampled {

@@ -4,7 +4,7 @@
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Keypair, envelope};
 use locus_workloads::Device;
-use locus_workloads::plan;
+use locus_workloads::mlp;
 use object_store::PutMode;
 use validatord::replay::{Judge, JudgeError};
 
@@ -257,7 +257,7 @@ async fn an_artifact_the_miner_did_not_sign_voids_the_result_without_blame() {
 async fn a_lost_input_voids_a_replay_without_blame() {
     let f = fixture().await;
     let layout = f.bucket.layout();
-    let init = layout.artifact(RUN, plan::INITIAL, 0);
+    let init = layout.artifact(RUN, mlp::INITIAL, 0);
     f.bucket.delete(&init).await.unwrap();
     let v = f.judge_at(1.0).await.unwrap();
     assert_eq!(outcome(&v), VerdictOutcome::Late, "{}", v.reason);

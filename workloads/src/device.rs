@@ -5,9 +5,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::backend::{Autodiff, NdArray};
-use locus_protocol::pb;
+use burn::tensor::backend::AutodiffBackend;
 
-use crate::{WorkloadError, mlp};
+use crate::WorkloadError;
+
+/// Work that runs on whichever Burn backend a [`Device`] picks: a workload
+/// writes its kernels once, generic over the backend.
+pub trait OnBackend {
+    type Output;
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Result<Self::Output, WorkloadError>;
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Device {
@@ -25,21 +32,18 @@ impl Device {
         }
     }
 
-    pub(crate) fn run_mlp(
-        &self,
-        cfg: &pb::MlpConfig,
-        job: &pb::JobManifest,
-        inputs: &[pb::TensorArtifact],
-    ) -> Result<Vec<pb::Tensor>, WorkloadError> {
+    /// Runs `job` on this device's Burn backend (autodiff over ndarray on
+    /// `cpu`, over CUDA on `cuda:N`).
+    pub fn run<J: OnBackend>(&self, job: J) -> Result<J::Output, WorkloadError> {
         match self {
             Device::Cpu => {
                 let device = burn::backend::ndarray::NdArrayDevice::Cpu;
-                mlp::execute::<Autodiff<NdArray<f32>>>(cfg, job, inputs, &device)
+                job.run::<Autodiff<NdArray<f32>>>(&device)
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(index) => {
                 let device = burn_cuda::CudaDevice::new(*index);
-                mlp::execute::<Autodiff<burn_cuda::Cuda<f32, i32>>>(cfg, job, inputs, &device)
+                job.run::<Autodiff<burn_cuda::Cuda<f32, i32>>>(&device)
             }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => Err(WorkloadError::Device(

@@ -1,18 +1,16 @@
-//! The job DAG of one training step, as plain data.
+//! The job DAG of a step as plain data, shared by every workload.
 //!
 //! The orchestrator publishes a job as soon as every [`Source`] it reads has
 //! a result; nothing here touches the bucket.
 
-use locus_protocol::pb::{JobKind, MlpConfig};
-
-/// The artifact id of the owner-written initial parameters.
-pub const INITIAL: &str = "init";
+use locus_protocol::pb::JobKind;
 
 /// Where one input of a job comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
-    /// The run's initial artifact, written by the owner.
-    Initial,
+    /// An artifact the owner writes (initial parameters, data), computed by
+    /// the workload's `owner_artifact` from the signed run manifest.
+    Owner(String),
     /// The accepted output of another job.
     Job(String),
 }
@@ -25,159 +23,18 @@ pub struct JobSpec {
     pub kind: JobKind,
     pub micro_batch: u32,
     pub replica: u32,
+    /// Pipeline stage (0 for workloads without stages).
+    pub stage: u32,
     pub inputs: Vec<Source>,
 }
 
-pub fn job_id(step: u32, kind: JobKind, micro_batch: u32, replica: u32) -> String {
-    match kind {
-        JobKind::Inner => format!("s{step:05}-inner-m{micro_batch:02}-r{replica:02}"),
-        JobKind::Forward => format!("s{step:05}-forward"),
-        JobKind::Reduce => format!("s{step:05}-reduce"),
-        JobKind::Outer => format!("s{step:05}-outer"),
-        JobKind::Eval => format!("s{step:05}-eval"),
-        JobKind::Unspecified => format!("s{step:05}-unspecified"),
-    }
-}
-
-/// Parameters (and outer momentum) in force at the start of `step`.
-/// The id of a job in generation `generation` of its step: a rewound step
-/// is planned again under new ids, so nothing of the thrown-away attempt
+/// The id `id` takes in rewind generation `generation`: a rewound step is
+/// planned again under new ids, so nothing of the thrown-away attempt
 /// (manifests, receipts, verdicts) is mistaken for the new one.
-pub fn job_id_in(
-    generation: u32,
-    step: u32,
-    kind: JobKind,
-    micro_batch: u32,
-    replica: u32,
-) -> String {
-    let id = job_id(step, kind, micro_batch, replica);
+pub fn in_generation(id: String, generation: u32) -> String {
     if generation == 0 {
         id
     } else {
         format!("{id}-g{generation}")
-    }
-}
-
-pub fn params_source(step: u32) -> Source {
-    params_source_in(step, 0)
-}
-
-fn params_source_in(step: u32, prev_generation: u32) -> Source {
-    if step == 0 {
-        Source::Initial
-    } else {
-        Source::Job(job_id_in(prev_generation, step - 1, JobKind::Outer, 0, 0))
-    }
-}
-
-fn spec(
-    generation: u32,
-    step: u32,
-    kind: JobKind,
-    micro_batch: u32,
-    replica: u32,
-    inputs: Vec<Source>,
-) -> JobSpec {
-    JobSpec {
-        job_id: job_id_in(generation, step, kind, micro_batch, replica),
-        step,
-        kind,
-        micro_batch,
-        replica,
-        inputs,
-    }
-}
-
-/// All jobs of `step`, in dependency order.
-pub fn step_jobs(cfg: &MlpConfig, step: u32) -> Vec<JobSpec> {
-    step_jobs_in(cfg, step, 0, 0)
-}
-
-/// The jobs of `step` in generation `generation`, reading the parameters
-/// the previous step's generation `prev_generation` produced.
-pub fn step_jobs_in(
-    cfg: &MlpConfig,
-    step: u32,
-    generation: u32,
-    prev_generation: u32,
-) -> Vec<JobSpec> {
-    let g = generation;
-    let params = params_source_in(step, prev_generation);
-    let forward = spec(g, step, JobKind::Forward, 0, 0, vec![params.clone()]);
-    let forward_out = Source::Job(forward.job_id.clone());
-    let mut jobs = vec![forward];
-    let mut deltas = Vec::new();
-    for m in 0..cfg.micro_batches {
-        for r in 0..cfg.replicas {
-            let inner = spec(
-                g,
-                step,
-                JobKind::Inner,
-                m,
-                r,
-                vec![params.clone(), forward_out.clone()],
-            );
-            deltas.push(Source::Job(inner.job_id.clone()));
-            jobs.push(inner);
-        }
-    }
-    let reduce = spec(g, step, JobKind::Reduce, 0, 0, deltas);
-    let outer = spec(
-        g,
-        step,
-        JobKind::Outer,
-        0,
-        0,
-        vec![params, Source::Job(reduce.job_id.clone())],
-    );
-    let eval = spec(
-        g,
-        step,
-        JobKind::Eval,
-        0,
-        0,
-        vec![Source::Job(outer.job_id.clone())],
-    );
-    jobs.extend([reduce, outer, eval]);
-    jobs
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mlp::default_config;
-
-    #[test]
-    fn dag_shape_and_order() {
-        let cfg = default_config(1);
-        let jobs = step_jobs(&cfg, 3);
-        assert_eq!(jobs.len(), 1 + 4 + 3);
-        assert_eq!(jobs[0].inputs, vec![Source::Job("s00002-outer".into())]);
-        let reduce = jobs.iter().find(|j| j.kind == JobKind::Reduce).unwrap();
-        assert_eq!(reduce.inputs.len(), 4);
-        // Every input is produced by an earlier job of the step or a previous step.
-        for (i, job) in jobs.iter().enumerate() {
-            for input in &job.inputs {
-                if let Source::Job(id) = input
-                    && id.starts_with("s00003")
-                {
-                    assert!(
-                        jobs[..i].iter().any(|j| &j.job_id == id),
-                        "{id} before {}",
-                        job.job_id
-                    );
-                }
-            }
-        }
-        assert_eq!(step_jobs(&cfg, 0)[0].inputs, vec![Source::Initial]);
-    }
-
-    #[test]
-    fn a_rewound_step_gets_new_ids_and_reads_its_own_generation() {
-        let cfg = default_config(1);
-        let jobs = step_jobs_in(&cfg, 3, 2, 1);
-        assert!(jobs.iter().all(|j| j.job_id.ends_with("-g2")));
-        assert_eq!(jobs[0].inputs, vec![Source::Job("s00002-outer-g1".into())]);
-        assert_eq!(step_jobs_in(&cfg, 3, 0, 0), step_jobs(&cfg, 3));
     }
 }

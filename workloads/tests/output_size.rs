@@ -1,50 +1,23 @@
 //! The size a grant signs for each job's output artifact against the real
 //! outputs of every job kind, sealed with the real ids.
 
-use std::collections::HashMap;
-
 use locus_protocol::envelope::seal;
 use locus_protocol::tensor::F32Tensor;
 use locus_protocol::{Keypair, pb};
-use locus_workloads::plan::{self, Source};
-use locus_workloads::{Device, WORKLOAD_MLP, execute, mlp};
+use locus_workloads::trainer::Trainer;
+use locus_workloads::{Device, OUTPUT_SLACK, WORKLOAD_MLP, for_run, mlp, sealed_output_bound};
 
-fn check(cfg: pb::MlpConfig, run_id: &str, steps: u32) {
-    let run = pb::RunManifest {
-        run_id: run_id.into(),
-        workload: WORKLOAD_MLP.into(),
-        steps,
-        mlp: Some(cfg),
-        ..Default::default()
-    };
+fn check(run: pb::RunManifest, steps: u32) -> Vec<pb::JobKind> {
+    let workload = for_run(&run).unwrap();
+    let run_id = run.run_id.as_str();
     let key = Keypair::generate();
     let layout = locus_protocol::Layout::new(1);
-    let initial = pb::TensorArtifact {
-        tensors: mlp::initial_artifact(&cfg),
-        ..Default::default()
-    };
-    let mut outputs: HashMap<String, pb::TensorArtifact> = HashMap::new();
+    let mut trainer = Trainer::new(workload.as_ref(), Device::Cpu);
     let mut kinds = Vec::new();
     for step in 0..steps {
-        for spec in plan::step_jobs(&cfg, step) {
-            let inputs: Vec<pb::TensorArtifact> = spec
-                .inputs
-                .iter()
-                .map(|s| match s {
-                    Source::Initial => initial.clone(),
-                    Source::Job(id) => outputs[id].clone(),
-                })
-                .collect();
-            let job = pb::JobManifest {
-                run_id: run_id.into(),
-                job_id: spec.job_id.clone(),
-                step,
-                kind: spec.kind as i32,
-                micro_batch: spec.micro_batch,
-                replica: spec.replica,
-                ..Default::default()
-            };
-            let tensors = execute(&run, &job, &inputs, &Device::Cpu).unwrap();
+        for spec in workload.step_jobs(step, 0, 0) {
+            let tensors = trainer.execute(&spec).unwrap();
+            let expected = workload.output_spec(spec.kind, spec.stage);
             // Attempts across the one- and two-byte varint widths.
             for attempt in [1, 127, 128, 70_000] {
                 let artifact = pb::TensorArtifact {
@@ -55,12 +28,11 @@ fn check(cfg: pb::MlpConfig, run_id: &str, steps: u32) {
                 };
                 let key_name = layout.artifact(run_id, &spec.job_id, attempt);
                 let real = seal(&artifact, &key_name, &key).bytes.len() as u64;
-                let bound =
-                    mlp::sealed_output_bound(&cfg, spec.kind, run_id, &spec.job_id, attempt);
-                assert_eq!(real + mlp::OUTPUT_SLACK, bound, "{}", spec.job_id);
+                let bound = sealed_output_bound(&expected, run_id, &spec.job_id, attempt);
+                assert_eq!(real + OUTPUT_SLACK, bound, "{}", spec.job_id);
                 // Zero-valued tensors of the same shapes seal to the same size.
                 let zeros = pb::TensorArtifact {
-                    tensors: mlp::output_spec(&cfg, spec.kind)
+                    tensors: expected
                         .iter()
                         .map(|(n, shape)| {
                             F32Tensor::new(shape.clone(), vec![0.0; shape.iter().product()])
@@ -71,22 +43,28 @@ fn check(cfg: pb::MlpConfig, run_id: &str, steps: u32) {
                 };
                 assert_eq!(seal(&zeros, &key_name, &key).bytes.len() as u64, real);
                 if attempt == 1 && step == 0 {
-                    println!(
-                        "width {}, {}: sealed output {real} bytes",
-                        cfg.width, spec.job_id
-                    );
+                    println!("{}: sealed output {real} bytes", spec.job_id);
                 }
             }
             kinds.push(spec.kind);
-            outputs.insert(
-                spec.job_id.clone(),
-                pb::TensorArtifact {
-                    tensors,
-                    ..Default::default()
-                },
-            );
+            trainer.record(&spec, tensors);
         }
     }
+    kinds
+}
+
+fn mlp_run(run_id: &str, cfg: pb::MlpConfig) -> pb::RunManifest {
+    pb::RunManifest {
+        run_id: run_id.into(),
+        workload: WORKLOAD_MLP.into(),
+        mlp: Some(cfg),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn mlp_output_bound_matches_real_outputs_of_every_kind() {
+    let kinds = check(mlp_run("r", mlp::default_config(7)), 2);
     for kind in [
         pb::JobKind::Forward,
         pb::JobKind::Inner,
@@ -96,11 +74,6 @@ fn check(cfg: pb::MlpConfig, run_id: &str, steps: u32) {
     ] {
         assert!(kinds.contains(&kind), "{kind:?} not covered");
     }
-}
-
-#[test]
-fn output_bound_matches_real_outputs_of_every_kind() {
-    check(mlp::default_config(7), "r", 2);
     // Wider, with forward outputs whose lengths take three-byte varints, and
     // a run id at its length limit.
     let cfg = pb::MlpConfig {
@@ -108,5 +81,5 @@ fn output_bound_matches_real_outputs_of_every_kind() {
         batch_size: 150,
         ..mlp::default_config(3)
     };
-    check(cfg, &"r".repeat(64), 1);
+    check(mlp_run(&"r".repeat(64), cfg), 1);
 }

@@ -5,8 +5,8 @@
 
 use locus_protocol::pb;
 use locus_protocol::{Bucket, Hotkey, Keypair};
-use locus_workloads::plan::{self, Source};
-use locus_workloads::{Device, WORKLOAD_MLP, cost, mlp};
+use locus_workloads::plan::Source;
+use locus_workloads::{Device, WORKLOAD_MLP, mlp};
 
 /// The forward job of step 0 of a one-step run, as the owner published it.
 pub struct Job {
@@ -46,16 +46,16 @@ pub async fn publish_run(
         .create(&layout.run_manifest(run_id), &run, owner)
         .await
         .unwrap();
-    let init_key = layout.artifact(run_id, plan::INITIAL, 0);
+    let init_key = layout.artifact(run_id, mlp::INITIAL, 0);
     let init = pb::TensorArtifact {
         run_id: run_id.into(),
-        job_id: plan::INITIAL.into(),
+        job_id: mlp::INITIAL.into(),
         attempt: 0,
         tensors: mlp::initial_artifact(&cfg),
     };
     let init_digest = bucket.create(&init_key, &init, owner).await.unwrap();
-    let spec = plan::step_jobs(&cfg, 0).remove(0);
-    assert_eq!(spec.inputs, vec![Source::Initial]);
+    let spec = mlp::step_jobs(&cfg, 0).remove(0);
+    assert_eq!(spec.inputs, vec![Source::Owner(mlp::INITIAL.into())]);
     let manifest = pb::JobManifest {
         run_id: run_id.into(),
         job_id: spec.job_id.clone(),
@@ -66,7 +66,7 @@ pub async fn publish_run(
             digest: init_digest.to_vec(),
             writer: owner.hotkey().to_bytes().to_vec(),
         }],
-        cost: Some(cost::mlp_cost(&cfg, spec.kind)),
+        cost: Some(mlp::mlp_cost(&cfg, spec.kind)),
         ..Default::default()
     };
     let manifest_key = layout.job_manifest(run_id, &spec.job_id);

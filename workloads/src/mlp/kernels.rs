@@ -1,19 +1,4 @@
-//! The round-style teacher/student MLP workload.
-//!
-//! A student `relu(x·W1 + b1)·W2 + b2` (width `D`) learns to imitate a fixed
-//! random teacher of the same shape under MSE. One step of training is a
-//! small DiLoCo-style round of jobs:
-//!
-//! ```text
-//! forward(s)              draw the step's batch, label it with the teacher, student loss
-//!   └ inner(s, m, r)      K local SGD steps on micro-batch m, replica r → parameter delta
-//!       └ reduce(s)       mean of all deltas (fixed order)
-//!           └ outer(s)    momentum update of the parameters → parameters of step s+1
-//!               └ eval(s) student loss on a fixed held-out set
-//! ```
-//!
-//! All tensor math runs on Burn; data and initial weights come from
-//! [`SplitMix64`] so that every replay sees identical inputs.
+//! The MLP workload's Burn kernels: what each job kind computes.
 
 use burn::tensor::activation::relu;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -26,46 +11,6 @@ use crate::rng::SplitMix64;
 
 /// Parameter tensors, in artifact order.
 pub const PARAMS: [&str; 4] = ["w1", "b1", "w2", "b2"];
-
-/// Defaults for a small run that trains visibly in a few steps on a laptop.
-pub fn default_config(seed: u64) -> MlpConfig {
-    MlpConfig {
-        width: 16,
-        micro_batches: 2,
-        replicas: 2,
-        batch_size: 32,
-        inner_steps: 4,
-        inner_lr: 0.05,
-        outer_lr: 0.8,
-        outer_momentum: 0.5,
-        eval_batch: 256,
-        seed,
-    }
-}
-
-/// Checks a configuration from the bucket before any allocation depends on it.
-pub fn validate_config(cfg: &MlpConfig) -> Result<(), WorkloadError> {
-    let bad = |what: &str| Err(WorkloadError::Config(what.to_string()));
-    if !(1..=1024).contains(&cfg.width) {
-        return bad("width must be 1..=1024");
-    }
-    if !(1..=64).contains(&cfg.micro_batches) || !(1..=64).contains(&cfg.replicas) {
-        return bad("micro_batches and replicas must be 1..=64");
-    }
-    if !(1..=4096).contains(&cfg.batch_size) || !(1..=65536).contains(&cfg.eval_batch) {
-        return bad("batch_size must be 1..=4096 and eval_batch 1..=65536");
-    }
-    if !(1..=1000).contains(&cfg.inner_steps) {
-        return bad("inner_steps must be 1..=1000");
-    }
-    if ![cfg.inner_lr, cfg.outer_lr, cfg.outer_momentum]
-        .iter()
-        .all(|v| v.is_finite())
-    {
-        return bad("learning rates and momentum must be finite");
-    }
-    Ok(())
-}
 
 fn dims(cfg: &MlpConfig) -> usize {
     cfg.width as usize
@@ -234,43 +179,7 @@ fn mse<B: Backend>(pred: Tensor<B, 2>, target: Tensor<B, 2>) -> Tensor<B, 1> {
     (err.clone() * err).mean()
 }
 
-/// Names and shapes of the tensors a job of `kind` outputs. Lets readers
-/// check an artifact's structure without running the job.
-/// Checks that `tensors` have exactly the names and shapes a `kind` job
-/// outputs: the structural check every reader applies before using or
-/// crediting a result.
-pub fn check_output_shapes(
-    cfg: &MlpConfig,
-    kind: JobKind,
-    tensors: &[locus_protocol::pb::Tensor],
-) -> Result<(), String> {
-    let expected = output_spec(cfg, kind);
-    let got: Vec<(String, Vec<usize>)> = tensors
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                t.shape.iter().map(|&d| d as usize).collect(),
-            )
-        })
-        .collect();
-    if got == expected {
-        Ok(())
-    } else {
-        let names = |v: &[(String, Vec<usize>)]| {
-            v.iter()
-                .map(|(n, s)| format!("{n}{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        Err(format!(
-            "outputs are [{}], a {kind:?} job writes [{}]",
-            names(&got),
-            names(&expected)
-        ))
-    }
-}
-
+/// Names and shapes of the tensors a job of `kind` outputs.
 pub fn output_spec(cfg: &MlpConfig, kind: JobKind) -> Vec<(String, Vec<usize>)> {
     let d = dims(cfg);
     let params = |prefix: &str| -> Vec<(String, Vec<usize>)> {
@@ -305,29 +214,8 @@ pub fn output_spec(cfg: &MlpConfig, kind: JobKind) -> Vec<(String, Vec<usize>)> 
             out
         }
         JobKind::Eval => vec![scalar("eval_loss")],
-        JobKind::Unspecified => Vec::new(),
+        JobKind::Unspecified | JobKind::Backward => Vec::new(),
     }
-}
-
-/// Room a grant leaves above the exact sealed size of an output artifact.
-pub const OUTPUT_SLACK: u64 = 64;
-
-/// The size a grant signs for the output artifact of attempt `attempt` of
-/// job `job_id` (a `kind` job of run `run_id`): the sealed envelope of a
-/// [`pb::TensorArtifact`] with these ids and the tensors [`output_spec`]
-/// names, plus [`OUTPUT_SLACK`]. Elements are fixed-width, so the size does
-/// not depend on the values; a miner's real output seals to exactly the size
-/// without the slack.
-pub fn sealed_output_bound(
-    cfg: &MlpConfig,
-    kind: JobKind,
-    run_id: &str,
-    job_id: &str,
-    attempt: u32,
-) -> u64 {
-    let spec = output_spec(cfg, kind);
-    locus_protocol::tensor::sealed_artifact_len(run_id, job_id, attempt, &spec) as u64
-        + OUTPUT_SLACK
 }
 
 /// Executes one job of this workload and returns its output tensors.
@@ -338,7 +226,6 @@ pub fn execute<B: AutodiffBackend>(
     inputs: &[pb::TensorArtifact],
     device: &B::Device,
 ) -> Result<Vec<pb::Tensor>, WorkloadError> {
-    validate_config(cfg)?;
     let d = dims(cfg);
     let expect_inputs = |n: usize| {
         if inputs.len() == n {
@@ -495,6 +382,6 @@ pub fn execute<B: AutodiffBackend>(
             let loss = mse(student.forward(x.clone()), teacher.forward(x));
             Ok(vec![to_pb("eval_loss", loss)?])
         }
-        JobKind::Unspecified => Err(WorkloadError::UnknownKind(job.kind)),
+        JobKind::Unspecified | JobKind::Backward => Err(WorkloadError::UnknownKind(job.kind)),
     }
 }
