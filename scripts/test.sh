@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # set for the build and the tests, so `cargo test` (and the tests' own
 # `cargo build`, tests/common/mod.rs) rebuild nothing: `locus/fault-injection`
 # switches it on in every daemon and in the protocol crate.
-features=(--features locus/fault-injection)
+features=(--features locus/fault-injection,locus-workloads/tokenizer)
 cargo build --workspace --bins "${features[@]}"
 # The process-level tests use these binaries as they are (tests/common).
 export LOCUS_TEST_BINS_BUILT=1

@@ -50,15 +50,9 @@ pub struct SmokeArgs {
     /// another miner; at least 2.
     #[arg(long, default_value_t = 120, value_parser = limits::lease_secs())]
     pub lease_secs: u64,
-    /// Seed of the training run.
-    #[arg(long, default_value_t = 1234)]
-    pub seed: u64,
-    /// Micro-batches per step (inner jobs = micro-batches × replicas), 1 to 64.
-    #[arg(long, default_value_t = 2, value_parser = limits::micro_batches())]
-    pub micro_batches: u32,
-    /// Replicas per micro-batch, 1 to 64.
-    #[arg(long, default_value_t = 2, value_parser = limits::replicas())]
-    pub replicas: u32,
+    /// What the run trains (`--workload gpt_pipe` for the pipelined GPT).
+    #[command(flatten)]
+    pub workload: orchestratord::workload::WorkloadArgs,
     /// Keep the bucket and logs in this directory instead of a temporary one.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
@@ -240,26 +234,25 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         .map(|(_, h)| h.ss58())
         .collect::<Vec<_>>()
         .join(",");
+    let mut orchestrator_flags = vec![
+        format!("--owner-key={}", owner_file.display()),
+        format!("--run-id={RUN_ID}"),
+        format!("--steps={}", args.steps),
+        format!("--validator={validator}"),
+        format!("--lease-secs={}", args.lease_secs),
+        format!("--min-workers={expected}"),
+        format!("--miner={miner_list}"),
+        format!(
+            "--stats-file={}",
+            stats.join("orchestratord.json").display()
+        ),
+    ];
+    orchestrator_flags.extend(args.workload.to_flags());
     let mut orchestrator = Daemon::spawn(
         &bins,
         "orchestratord",
         "orchestratord",
-        &common(&[
-            format!("--owner-key={}", owner_file.display()),
-            format!("--run-id={RUN_ID}"),
-            format!("--steps={}", args.steps),
-            format!("--seed={}", args.seed),
-            format!("--micro-batches={}", args.micro_batches),
-            format!("--replicas={}", args.replicas),
-            format!("--validator={validator}"),
-            format!("--lease-secs={}", args.lease_secs),
-            format!("--min-workers={expected}"),
-            format!("--miner={miner_list}"),
-            format!(
-                "--stats-file={}",
-                stats.join("orchestratord.json").display()
-            ),
-        ]),
+        &common(&orchestrator_flags),
         &storage.owner_env,
         &logs,
     )?;

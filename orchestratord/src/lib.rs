@@ -8,3 +8,4 @@
 pub mod driver;
 pub mod gate;
 pub mod schedule;
+pub mod workload;

@@ -28,24 +28,11 @@ struct Args {
     /// Run id: [A-Za-z0-9._-], at most 64 characters. An existing run resumes.
     #[arg(long, env = "LOCUS_RUN_ID")]
     run_id: String,
-    /// Training steps (rounds of forward → inner → reduce → outer → eval);
-    /// at least 1.
+    /// Training steps (each a DAG of jobs ending in an eval); at least 1.
     #[arg(long, env = "LOCUS_STEPS", default_value_t = 5, value_parser = limits::steps())]
     steps: u32,
-    /// Seed for data, teacher and initial weights.
-    #[arg(long, env = "LOCUS_SEED", default_value_t = 1234)]
-    seed: u64,
-    /// Micro-batches per step, 1 to 64.
-    #[arg(
-        long,
-        env = "LOCUS_MICRO_BATCHES",
-        default_value_t = 2,
-        value_parser = limits::micro_batches()
-    )]
-    micro_batches: u32,
-    /// Replicas per micro-batch (each an independent inner job), 1 to 64.
-    #[arg(long, env = "LOCUS_REPLICAS", default_value_t = 2, value_parser = limits::replicas())]
-    replicas: u32,
+    #[command(flatten)]
+    workload: orchestratord::workload::WorkloadArgs,
     /// Validator hotkeys (SS58) whose verdicts count for this run. Repeatable.
     #[arg(
         long = "validator",
@@ -138,14 +125,13 @@ async fn main() -> anyhow::Result<()> {
         owner = %owner.hotkey(), validators = args.validators.len(), lease_secs = args.lease_secs,
         "orchestratord starting"
     );
-    let mut mlp = locus_workloads::mlp::default_config(args.seed);
-    mlp.micro_batches = args.micro_batches;
-    mlp.replicas = args.replicas;
+    let workload = args.workload.build()?;
+    tracing::info!(workload = workload.name(), "workload ready");
     let settings = Settings {
         netuid: args.netuid,
         run_id: args.run_id,
         steps: args.steps,
-        workload: std::sync::Arc::new(locus_workloads::mlp::MlpRound::new(mlp)?),
+        workload,
         validators: args.validators,
         lease: Duration::from_secs(args.lease_secs),
         heartbeat_ttl: Duration::from_secs(args.heartbeat_ttl_secs),

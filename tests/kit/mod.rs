@@ -44,6 +44,8 @@ pub struct Setup {
     /// Miner 0 misbehaves in this way.
     #[cfg(feature = "fault-injection")]
     pub attack: Option<minerd::faults::FaultMode>,
+    /// What the run trains (default: the MLP with `micro_batches`).
+    pub workload: Option<Arc<dyn locus_workloads::Workload>>,
 }
 
 impl Default for Setup {
@@ -60,6 +62,7 @@ impl Default for Setup {
             before: None,
             #[cfg(feature = "fault-injection")]
             attack: None,
+            workload: None,
         }
     }
 }
@@ -104,14 +107,17 @@ impl System {
         let shutdown = Shutdown::default();
         let clock = Clock::system();
         let poll = Duration::from_millis(20);
-        let mut mlp = mlp::default_config(1);
-        mlp.micro_batches = setup.micro_batches;
-        mlp.replicas = 2;
+        let workload = setup.workload.clone().unwrap_or_else(|| {
+            let mut mlp = mlp::default_config(1);
+            mlp.micro_batches = setup.micro_batches;
+            mlp.replicas = 2;
+            Arc::new(mlp::MlpRound::new(mlp).expect("mlp configuration"))
+        });
         let settings = orchestratord::driver::Settings {
             netuid: NETUID,
             run_id: RUN.into(),
             steps: setup.steps,
-            workload: std::sync::Arc::new(mlp::MlpRound::new(mlp).expect("mlp configuration")),
+            workload,
             validators: vec![validator.hotkey()],
             lease: setup.lease,
             heartbeat_ttl: setup.heartbeat_ttl,
@@ -294,13 +300,18 @@ impl System {
                 verdicts.push(v.into_inner());
             }
         }
-        let params = state.params.clone().expect("final parameters");
-        let params: Verified<pb::TensorArtifact> = bucket
-            .get(&params.key, Expect::AnySigner)
-            .await
-            .expect("final parameters readable");
+        assert!(!state.param_parts.is_empty(), "final parameters");
+        assert_eq!(state.params.as_ref(), state.param_parts.first());
+        let mut params = Vec::new();
+        for part in &state.param_parts {
+            let artifact: Verified<pb::TensorArtifact> = bucket
+                .get(&part.key, Expect::AnySigner)
+                .await
+                .expect("final parameters readable");
+            params.extend(artifact.into_inner().tensors);
+        }
         Finished {
-            params: params.into_inner().tensors,
+            params,
             attempts,
             verdicts,
             owner_bytes_read,

@@ -10,6 +10,7 @@
 pub mod compare;
 pub mod cost;
 pub mod device;
+pub mod gpt;
 pub mod mlp;
 pub mod plan;
 pub mod rng;
@@ -103,6 +104,13 @@ pub fn for_run(run: &pb::RunManifest) -> Result<Arc<dyn Workload>, WorkloadError
                 .mlp
                 .ok_or_else(|| WorkloadError::Config("run has no mlp configuration".into()))?;
             Ok(Arc::new(mlp::MlpRound::new(cfg)?))
+        }
+        gpt::WORKLOAD_GPT => {
+            let cfg = run
+                .gpt
+                .clone()
+                .ok_or_else(|| WorkloadError::Config("run has no gpt configuration".into()))?;
+            Ok(Arc::new(gpt::GptPipe::new(cfg)?))
         }
         other => Err(WorkloadError::UnknownWorkload(other.to_string())),
     }

@@ -5,14 +5,20 @@ use locus_protocol::envelope::seal;
 use locus_protocol::tensor::F32Tensor;
 use locus_protocol::{Keypair, pb};
 use locus_workloads::trainer::Trainer;
-use locus_workloads::{Device, OUTPUT_SLACK, WORKLOAD_MLP, for_run, mlp, sealed_output_bound};
+use locus_workloads::{
+    Device, OUTPUT_SLACK, WORKLOAD_MLP, Workload, for_run, mlp, sealed_output_bound,
+};
 
 fn check(run: pb::RunManifest, steps: u32) -> Vec<pb::JobKind> {
     let workload = for_run(&run).unwrap();
+    check_with(workload.as_ref(), run, steps)
+}
+
+fn check_with(workload: &dyn Workload, run: pb::RunManifest, steps: u32) -> Vec<pb::JobKind> {
     let run_id = run.run_id.as_str();
     let key = Keypair::generate();
     let layout = locus_protocol::Layout::new(1);
-    let mut trainer = Trainer::new(workload.as_ref(), Device::Cpu);
+    let mut trainer = Trainer::new(workload, Device::Cpu);
     let mut kinds = Vec::new();
     for step in 0..steps {
         for spec in workload.step_jobs(step, 0, 0) {
@@ -82,4 +88,39 @@ fn mlp_output_bound_matches_real_outputs_of_every_kind() {
         ..mlp::default_config(3)
     };
     check(mlp_run(&"r".repeat(64), cfg), 1);
+}
+
+#[test]
+fn gpt_output_bound_matches_real_outputs_of_every_kind() {
+    use locus_workloads::gpt::{self, GptPipe, TokenData, tokens::Tokens};
+    let cfg = pb::GptConfig {
+        vocab: 211,
+        d_model: 8,
+        heads: 2,
+        d_ff: 12,
+        seq_len: 6,
+        batch: 2,
+        stages: 3,
+        micro_batches: 2,
+        eval_sequences: 3,
+        ..gpt::default_config(1)
+    };
+    let ids = (0..4000u32).map(|i| (i * 7919) % 211).collect();
+    let data = TokenData::new(Tokens::from_ids(ids, 211).unwrap(), &cfg).unwrap();
+    let pipe = GptPipe::for_owner(cfg, data).unwrap();
+    let mut run = pb::RunManifest {
+        run_id: "g".into(),
+        ..Default::default()
+    };
+    locus_workloads::Workload::configure(&pipe, &mut run);
+    // The owner's side has the data; execution only needs the manifest.
+    let kinds = check_with(&pipe, run, 2);
+    for kind in [
+        pb::JobKind::Forward,
+        pb::JobKind::Backward,
+        pb::JobKind::Outer,
+        pb::JobKind::Eval,
+    ] {
+        assert!(kinds.contains(&kind), "{kind:?} not covered");
+    }
 }

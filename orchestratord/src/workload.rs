@@ -1,0 +1,143 @@
+//! The owner's choice of workload on the command line, and the one place
+//! that maps a workload name to its implementation with the owner's data.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use locus_workloads::gpt::{self, GptPipe, TokenData, tokens::Tokens};
+use locus_workloads::{Workload, mlp};
+
+/// The corpus this repository ships (see `data/corpus/README.md`): GPT-2
+/// BPE tokens of 14 Shakespeare plays, the default `gpt_pipe` data.
+pub const SHIPPED_TOKENS: &[u8] = include_bytes!("../../data/corpus/shakespeare.tokens.bin");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum WorkloadName {
+    /// Round-style teacher/student MLP jobs.
+    MlpRound,
+    /// A GPT trained pipeline-parallel across miners on GPT-2 BPE tokens.
+    GptPipe,
+}
+
+/// What the run trains: shared by `orchestratord` and `locus local-smoke`.
+#[derive(Args, Clone, Debug)]
+pub struct WorkloadArgs {
+    /// The workload: `mlp_round` or `gpt_pipe`.
+    #[arg(long, env = "LOCUS_WORKLOAD", value_enum, default_value = "mlp-round")]
+    pub workload: WorkloadName,
+    /// Seed for data order and initial weights.
+    #[arg(long, env = "LOCUS_SEED", default_value_t = 1234)]
+    pub seed: u64,
+    /// Micro-batches per step, 1 to 64.
+    #[arg(
+        long,
+        env = "LOCUS_MICRO_BATCHES",
+        value_parser = locus_daemon::limits::micro_batches()
+    )]
+    pub micro_batches: Option<u32>,
+    /// mlp_round: replicas per micro-batch (each an independent inner job), 1 to 64.
+    #[arg(long, env = "LOCUS_REPLICAS", default_value_t = 2, value_parser = locus_daemon::limits::replicas())]
+    pub replicas: u32,
+    /// gpt_pipe: an int32 little-endian GPT-2 token file (the `tokens.bin`
+    /// layout); default: the shipped Shakespeare corpus. The last 5 % is
+    /// held out for evaluation.
+    #[arg(long, env = "LOCUS_TOKENS", value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// gpt_pipe: pipeline stages (one miner job per stage and micro-batch).
+    #[arg(long, env = "LOCUS_STAGES", default_value_t = 4)]
+    pub stages: u32,
+    /// gpt_pipe: transformer blocks per stage.
+    #[arg(long, env = "LOCUS_BLOCKS_PER_STAGE", default_value_t = 1)]
+    pub blocks_per_stage: u32,
+    /// gpt_pipe: model width.
+    #[arg(long, env = "LOCUS_D_MODEL", default_value_t = 64)]
+    pub d_model: u32,
+    /// gpt_pipe: attention heads (must divide --d-model).
+    #[arg(long, env = "LOCUS_HEADS", default_value_t = 4)]
+    pub heads: u32,
+    /// gpt_pipe: feed-forward width.
+    #[arg(long, env = "LOCUS_D_FF", default_value_t = 172)]
+    pub d_ff: u32,
+    /// gpt_pipe: tokens per sequence.
+    #[arg(long, env = "LOCUS_SEQ_LEN", default_value_t = 64)]
+    pub seq_len: u32,
+    /// gpt_pipe: sequences per micro-batch.
+    #[arg(long, env = "LOCUS_BATCH", default_value_t = 4)]
+    pub batch: u32,
+    /// gpt_pipe: AdamW learning rate.
+    #[arg(long, env = "LOCUS_LR", default_value_t = 1e-2)]
+    pub lr: f32,
+}
+
+impl WorkloadArgs {
+    /// The workload these arguments describe, with the owner's data.
+    pub fn build(&self) -> anyhow::Result<Arc<dyn Workload>> {
+        match self.workload {
+            WorkloadName::MlpRound => {
+                let mut cfg = mlp::default_config(self.seed);
+                cfg.micro_batches = self.micro_batches.unwrap_or(2);
+                cfg.replicas = self.replicas;
+                Ok(Arc::new(mlp::MlpRound::new(cfg)?))
+            }
+            WorkloadName::GptPipe => {
+                let cfg = locus_protocol::pb::GptConfig {
+                    stages: self.stages,
+                    blocks_per_stage: self.blocks_per_stage,
+                    d_model: self.d_model,
+                    heads: self.heads,
+                    d_ff: self.d_ff,
+                    seq_len: self.seq_len,
+                    batch: self.batch,
+                    micro_batches: self.micro_batches.unwrap_or(4),
+                    lr: self.lr,
+                    ..gpt::default_config(self.seed)
+                };
+                let tokens = match &self.tokens {
+                    Some(path) => Tokens::read(path, cfg.vocab)
+                        .with_context(|| format!("reading the token file {}", path.display()))?,
+                    None => Tokens::from_le_bytes(SHIPPED_TOKENS, cfg.vocab)
+                        .context("the shipped corpus")?,
+                };
+                let data = TokenData::new(tokens, &cfg)?;
+                Ok(Arc::new(GptPipe::for_owner(cfg, data)?))
+            }
+        }
+    }
+
+    /// The same arguments as command-line flags, for a child orchestrator.
+    pub fn to_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            "--workload".to_string(),
+            self.workload
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--replicas".into(),
+            self.replicas.to_string(),
+        ];
+        if let Some(m) = self.micro_batches {
+            flags.extend(["--micro-batches".into(), m.to_string()]);
+        }
+        if let Some(path) = &self.tokens {
+            flags.extend(["--tokens".into(), path.display().to_string()]);
+        }
+        for (flag, value) in [
+            ("--stages", self.stages),
+            ("--blocks-per-stage", self.blocks_per_stage),
+            ("--d-model", self.d_model),
+            ("--heads", self.heads),
+            ("--d-ff", self.d_ff),
+            ("--seq-len", self.seq_len),
+            ("--batch", self.batch),
+        ] {
+            flags.extend([flag.to_string(), value.to_string()]);
+        }
+        flags.extend(["--lr".into(), self.lr.to_string()]);
+        flags
+    }
+}

@@ -1,0 +1,81 @@
+//! The gpt_pipe workload run by the three daemon loops in one process over
+//! an in-memory bucket (`tests/kit`): the pipelined, bucket-streamed run
+//! ends with exactly the parameters of the single-process trainer.
+
+mod kit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kit::Setup;
+use locus_protocol::pb;
+use locus_workloads::gpt::{self, GptPipe, TokenData, tokens::Tokens};
+use locus_workloads::trainer::Trainer;
+use locus_workloads::{Device, Workload};
+
+/// A tiny GPT (3 stages) on a synthetic token stream: small enough for a
+/// debug build, with every job kind and stage boundary of the real one.
+fn tiny_pipe() -> GptPipe {
+    let cfg = pb::GptConfig {
+        vocab: 211,
+        d_model: 8,
+        heads: 2,
+        d_ff: 16,
+        seq_len: 8,
+        batch: 2,
+        stages: 3,
+        micro_batches: 3,
+        eval_sequences: 4,
+        ..gpt::default_config(5)
+    };
+    let ids = (0..6000u32).map(|i| (i * 7919 + i / 7) % 211).collect();
+    let tokens = Tokens::from_ids(ids, cfg.vocab).expect("synthetic tokens");
+    let data = TokenData::new(tokens, &cfg).expect("split");
+    GptPipe::for_owner(cfg, data).expect("configuration")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
+    let steps = 2;
+    let pipe = Arc::new(tiny_pipe());
+    let mut trainer = Trainer::new(pipe.as_ref(), Device::Cpu);
+    let mut eval = Vec::new();
+    for step in 0..steps {
+        eval.push(
+            trainer
+                .step(step)
+                .expect("trainer step")
+                .eval_loss
+                .expect("eval loss"),
+        );
+    }
+    let reference: Vec<pb::Tensor> = trainer
+        .params_after(steps - 1)
+        .into_iter()
+        .flat_map(|a| a.tensors.clone())
+        .collect();
+    let workload: Arc<dyn Workload> = pipe.clone();
+    let finished = kit::run(
+        Setup {
+            steps,
+            miners: 3,
+            workload: Some(workload),
+            ..Setup::default()
+        },
+        Duration::from_secs(240),
+    )
+    .await;
+    finished.assert_complete_and_fair(steps);
+    assert_eq!(
+        finished.state.param_parts.len(),
+        3,
+        "one artifact per stage"
+    );
+    assert!(
+        finished.params == reference,
+        "the distributed run's parameters differ from the trainer's"
+    );
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&finished.state.eval_loss), bits(&eval));
+    assert_eq!(finished.state.train_loss.len(), steps as usize);
+}
