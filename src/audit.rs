@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, BucketError, Expect, Hotkey};
 use locus_workloads::cost;
@@ -93,21 +92,28 @@ async fn owner_manifest(
 /// artifact the run state names), equal across runs that trained the same
 /// model whoever computed it.
 pub async fn params_fingerprint(bucket: &Bucket, state: &pb::RunState) -> anyhow::Result<String> {
-    let params = state
-        .params
-        .as_ref()
-        .context("the run state names no parameters")?;
-    let writer = Hotkey::from_bytes(&params.writer)?;
-    let artifact =
-        retry(|| bucket.get::<pb::TensorArtifact>(&params.key, Expect::Signer(&writer))).await?;
-    anyhow::ensure!(
-        artifact.digest().as_bytes().as_slice() == params.digest.as_slice(),
-        "artifact {} does not match the run state's digest",
-        params.key
-    );
+    // Every part (one per pipeline stage for gpt_pipe); states written
+    // before `param_parts` name the MLP's one artifact in `params` only.
+    let parts = if state.param_parts.is_empty() {
+        state.params.iter().cloned().collect()
+    } else {
+        state.param_parts.clone()
+    };
+    anyhow::ensure!(!parts.is_empty(), "the run state names no parameters");
     let mut hasher = blake3::Hasher::new();
-    for tensor in &artifact.tensors {
-        hasher.update(&prost::Message::encode_to_vec(tensor));
+    for params in &parts {
+        let writer = Hotkey::from_bytes(&params.writer)?;
+        let artifact =
+            retry(|| bucket.get::<pb::TensorArtifact>(&params.key, Expect::Signer(&writer)))
+                .await?;
+        anyhow::ensure!(
+            artifact.digest().as_bytes().as_slice() == params.digest.as_slice(),
+            "artifact {} does not match the run state's digest",
+            params.key
+        );
+        for tensor in &artifact.tensors {
+            hasher.update(&prost::Message::encode_to_vec(tensor));
+        }
     }
     Ok(hasher.finalize().to_hex()[..16].to_string())
 }

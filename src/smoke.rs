@@ -302,6 +302,11 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     print_table(&window, &miners, bad_miner(&args));
     let losses: Vec<String> = state.eval_loss.iter().map(|l| format!("{l:.5}")).collect();
     println!("eval loss by step: [{}]", losses.join(", "));
+    if let Some(entropy) = args.workload.heldout_unigram_entropy()? {
+        println!(
+            "held-out unigram entropy: {entropy:.4} nats (the loss of a model that knows only token frequencies)"
+        );
+    }
     println!(
         "final parameters: {}",
         crate::audit::params_fingerprint(&bucket, &state).await?
@@ -461,12 +466,13 @@ async fn wait_for_run(
             .await
         {
             while shown < state.completed_steps {
-                let loss = state
-                    .eval_loss
-                    .get(shown as usize)
-                    .copied()
-                    .unwrap_or(f32::NAN);
-                println!("step {}/{steps} done: eval loss {loss:.5}", shown + 1);
+                let at = |v: &[f32]| v.get(shown as usize).copied().unwrap_or(f32::NAN);
+                println!(
+                    "step {}/{steps} done: train loss {:.5}, eval loss {:.5}",
+                    shown + 1,
+                    at(&state.train_loss),
+                    at(&state.eval_loss)
+                );
                 shown += 1;
             }
         }

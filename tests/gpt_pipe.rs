@@ -79,3 +79,63 @@ async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
     assert_eq!(bits(&finished.state.eval_loss), bits(&eval));
     assert_eq!(finished.state.train_loss.len(), steps as usize);
 }
+
+/// A stage miner that corrupts what it sends down the pipeline (one
+/// element of its activations or gradients), or skips the compute, at the
+/// default sample rate over several steps: it is caught and paid nothing,
+/// and the run still ends with exactly the honest parameters.
+#[cfg(feature = "fault-injection")]
+mod attacks {
+    use super::*;
+
+    async fn caught(mode: &str, why: &str) {
+        let steps = 3;
+        let pipe = Arc::new(tiny_pipe());
+        let mut trainer = Trainer::new(pipe.as_ref(), Device::Cpu);
+        for step in 0..steps {
+            trainer.step(step).expect("trainer step");
+        }
+        let honest: Vec<pb::Tensor> = trainer
+            .params_after(steps - 1)
+            .into_iter()
+            .flat_map(|a| a.tensors.clone())
+            .collect();
+        let workload: Arc<dyn Workload> = pipe;
+        let attacked = kit::run(
+            Setup {
+                steps,
+                miners: 4,
+                sample_rate: 0.25,
+                probation_replays: 3,
+                lease: Duration::from_secs(4),
+                attack: Some(mode.parse().expect("a fault mode")),
+                workload: Some(workload),
+                ..Setup::default()
+            },
+            Duration::from_secs(300),
+        )
+        .await;
+        attacked.assert_complete(steps, Some(0));
+        assert!(
+            attacked.params == honest,
+            "{mode}: the attacked run trained another model"
+        );
+        let score = attacked.score(0);
+        assert_eq!(score.weight, 0.0, "{mode}: the attacker was paid");
+        assert!(
+            score.reason.contains(why),
+            "{mode}: reason {:?} lacks {why:?}",
+            score.reason
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn corrupt_activations_or_gradients_earn_nothing() {
+        caught("partial_corrupt", "failed verdict: replay mismatch").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn skipped_compute_earns_nothing() {
+        caught("skip_compute", "failed verdict: replay mismatch").await;
+    }
+}

@@ -95,16 +95,38 @@ impl WorkloadArgs {
                     lr: self.lr,
                     ..gpt::default_config(self.seed)
                 };
-                let tokens = match &self.tokens {
-                    Some(path) => Tokens::read(path, cfg.vocab)
-                        .with_context(|| format!("reading the token file {}", path.display()))?,
-                    None => Tokens::from_le_bytes(SHIPPED_TOKENS, cfg.vocab)
-                        .context("the shipped corpus")?,
-                };
+                let tokens = self.tokens(cfg.vocab)?;
                 let data = TokenData::new(tokens, &cfg)?;
                 Ok(Arc::new(GptPipe::for_owner(cfg, data)?))
             }
         }
+    }
+
+    /// gpt_pipe: the unigram entropy of the held-out tokens, the bar a
+    /// trained model's held-out loss should get below.
+    pub fn heldout_unigram_entropy(&self) -> anyhow::Result<Option<f64>> {
+        if self.workload != WorkloadName::GptPipe {
+            return Ok(None);
+        }
+        let cfg = gpt::default_config(self.seed);
+        let tokens = self.tokens(cfg.vocab)?;
+        let data = TokenData::new(
+            tokens,
+            &locus_protocol::pb::GptConfig {
+                seq_len: self.seq_len,
+                ..cfg
+            },
+        )?;
+        let ids = &data.tokens.ids()[data.heldout.clone()];
+        Ok(Some(gpt::tokens::unigram_entropy(ids)))
+    }
+
+    fn tokens(&self, vocab: u32) -> anyhow::Result<Tokens> {
+        Ok(match &self.tokens {
+            Some(path) => Tokens::read(path, vocab)
+                .with_context(|| format!("reading the token file {}", path.display()))?,
+            None => Tokens::from_le_bytes(SHIPPED_TOKENS, vocab).context("the shipped corpus")?,
+        })
     }
 
     /// The same arguments as command-line flags, for a child orchestrator.
