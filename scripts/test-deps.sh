@@ -10,5 +10,9 @@ done
 if ! python3 -c "import bittensor_wallet" >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check bittensor-wallet==4.1.1
 fi
+# The export test loads `locus export`'s file with the safetensors package.
+if ! python3 -c "import safetensors.numpy, numpy" >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check safetensors==0.7.0 numpy==2.4.6
+fi
 # Fuzzing needs the nightly toolchain and cargo-fuzz (version pinned there).
 ./scripts/fuzz.sh --install

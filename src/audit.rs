@@ -100,7 +100,7 @@ pub async fn params_fingerprint(bucket: &Bucket, state: &pb::RunState) -> anyhow
         state.param_parts.clone()
     };
     anyhow::ensure!(!parts.is_empty(), "the run state names no parameters");
-    let mut hasher = blake3::Hasher::new();
+    let mut tensors = Vec::new();
     for params in &parts {
         let writer = Hotkey::from_bytes(&params.writer)?;
         let artifact =
@@ -111,11 +111,19 @@ pub async fn params_fingerprint(bucket: &Bucket, state: &pb::RunState) -> anyhow
             "artifact {} does not match the run state's digest",
             params.key
         );
-        for tensor in &artifact.tensors {
-            hasher.update(&prost::Message::encode_to_vec(tensor));
-        }
+        tensors.extend(artifact.into_inner().tensors);
     }
-    Ok(hasher.finalize().to_hex()[..16].to_string())
+    Ok(fingerprint(&tensors))
+}
+
+/// A short digest of a model's parameter tensors, in order: equal
+/// fingerprints mean bitwise-equal parameters.
+pub fn fingerprint<'a>(tensors: impl IntoIterator<Item = &'a pb::Tensor>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for tensor in tensors {
+        hasher.update(&prost::Message::encode_to_vec(tensor));
+    }
+    hasher.finalize().to_hex()[..16].to_string()
 }
 
 /// Retries a bucket call through passing storage errors (a flaky network,

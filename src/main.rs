@@ -2,7 +2,9 @@
 //! local smoke run of all three daemons.
 
 mod audit;
+mod export;
 mod smoke;
+mod train;
 
 use std::path::PathBuf;
 
@@ -29,6 +31,12 @@ enum Command {
     /// Run orchestrator, miners and validator as separate processes on a
     /// temporary local bucket and print the resulting scores and weights.
     LocalSmoke(smoke::SmokeArgs),
+    /// Write a run's trained model (its final parameters, verified against
+    /// the owner's run state) as a safetensors file.
+    Export(export::ExportArgs),
+    /// Train a workload in this process alone, without a bucket: the
+    /// reference a distributed run ends equal to, and its speed baseline.
+    Train(train::TrainArgs),
     /// Serve the live discovery UI (read-only) over a bucket: workers, runs,
     /// receipts, verdicts and scores, traceable to each receipt.
     DiscoveryUi(DiscoveryUiArgs),
@@ -72,6 +80,11 @@ fn main() -> anyhow::Result<()> {
         Command::DiscoveryUi(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(discovery_ui(args))
+        }
+        Command::Train(args) => train::run(args),
+        Command::Export(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(export::run(args))
         }
         Command::LocalSmoke(args) => {
             let runtime = tokio::runtime::Runtime::new()?;

@@ -248,6 +248,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         ),
     ];
     orchestrator_flags.extend(args.workload.to_flags());
+    let run_started = Instant::now();
     let mut orchestrator = Daemon::spawn(
         &bins,
         "orchestratord",
@@ -268,6 +269,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         deadline,
     )
     .await;
+    let run_secs = run_started.elapsed().as_secs_f64();
     for d in &daemons {
         d.terminate();
     }
@@ -320,6 +322,11 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         requests as f64 / jobs as f64,
         window.receipts,
         started.elapsed().as_secs_f64()
+    );
+    let examples = args.workload.build()?.step_examples() * args.steps as u64;
+    println!(
+        "throughput: {:.0} examples/s ({examples} examples in {run_secs:.1} s from the orchestrator's start; compare `locus train`)",
+        examples as f64 / run_secs
     );
     for daemon in ["orchestratord", "validatord"] {
         let read = stat(&stats.join(format!("{daemon}.json")), "bytes_read").unwrap_or(0);

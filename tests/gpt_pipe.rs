@@ -80,6 +80,41 @@ async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
     assert_eq!(finished.state.train_loss.len(), steps as usize);
 }
 
+/// An owner that dies twice mid-run resumes from the bucket (its run
+/// state, its owner artifacts, the stages' parameter and optimizer
+/// artifacts) and ends with exactly the trainer's parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_owner_resumes_a_pipelined_run_bitwise() {
+    let steps = 3;
+    let pipe = Arc::new(tiny_pipe());
+    let mut trainer = Trainer::new(pipe.as_ref(), Device::Cpu);
+    for step in 0..steps {
+        trainer.step(step).expect("trainer step");
+    }
+    let reference: Vec<pb::Tensor> = trainer
+        .params_after(steps - 1)
+        .into_iter()
+        .flat_map(|a| a.tensors.clone())
+        .collect();
+    let workload: Arc<dyn Workload> = pipe;
+    let mut system = kit::System::start(Setup {
+        steps,
+        workload: Some(workload),
+        ..Setup::default()
+    })
+    .await;
+    system.wait_for_steps(1).await;
+    system.restart_orchestrator().await;
+    system.wait_for_steps(2).await;
+    system.restart_orchestrator().await;
+    let resumed = system.finish(Duration::from_secs(240)).await;
+    resumed.assert_complete_and_fair(steps);
+    assert!(
+        resumed.params == reference,
+        "the resumed run ends elsewhere"
+    );
+}
+
 /// A stage miner that corrupts what it sends down the pipeline (one
 /// element of its activations or gradients), or skips the compute, at the
 /// default sample rate over several steps: it is caught and paid nothing,

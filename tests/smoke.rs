@@ -32,3 +32,47 @@ fn honest_run_pays_every_miner_and_loss_falls() {
         "eval loss must fall every step: {losses:?}"
     );
 }
+
+/// The gpt_pipe smoke, streamed stage to stage over real processes and a
+/// real bucket directory, ends with exactly the parameters `locus train`
+/// computes in one process from the same flags.
+#[test]
+fn gpt_pipe_smoke_equals_the_single_process_trainer() {
+    let model = [
+        "--workload",
+        "gpt_pipe",
+        "--stages",
+        "3",
+        "--d-model",
+        "8",
+        "--heads",
+        "2",
+        "--d-ff",
+        "16",
+        "--seq-len",
+        "8",
+        "--batch",
+        "2",
+        "--micro-batches",
+        "2",
+    ];
+    let mut args = vec!["--steps", "2", "--miners", "3"];
+    args.extend(model);
+    let out = smoke(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "gpt_pipe smoke failed:\n{stdout}");
+    assert!(stdout.contains("held-out unigram entropy: "), "{stdout}");
+    let trained = common::locus()
+        .arg("train")
+        .args(["--steps", "2"])
+        .args(model)
+        .output()
+        .expect("running locus train");
+    let train_out = String::from_utf8_lossy(&trained.stdout);
+    assert!(trained.status.success(), "locus train failed:\n{train_out}");
+    assert_eq!(
+        common::fingerprint(&stdout),
+        common::fingerprint(&train_out),
+        "the distributed run and the trainer end with different parameters"
+    );
+}

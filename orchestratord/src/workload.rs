@@ -26,7 +26,7 @@ pub enum WorkloadName {
 #[derive(Args, Clone, Debug)]
 pub struct WorkloadArgs {
     /// The workload: `mlp_round` or `gpt_pipe`.
-    #[arg(long, env = "LOCUS_WORKLOAD", value_enum, default_value = "mlp-round")]
+    #[arg(long, env = "LOCUS_WORKLOAD", value_enum, default_value = "mlp_round")]
     pub workload: WorkloadName,
     /// Seed for data order and initial weights.
     #[arg(long, env = "LOCUS_SEED", default_value_t = 1234)]

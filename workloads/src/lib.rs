@@ -78,12 +78,23 @@ pub trait Workload: Send + Sync {
     /// can always write it again.
     fn owner_artifact(&self, id: &str) -> Result<Vec<pb::Tensor>, WorkloadError>;
 
+    /// Training examples one step consumes (tokens for a language model,
+    /// rows for the MLP): the unit of throughput figures.
+    fn step_examples(&self) -> u64;
+
     /// The static cost of a job, written into its manifest.
     fn cost(&self, kind: JobKind, stage: u32) -> pb::StaticCost;
 
     /// Names and shapes of the tensors a job writes: every reader checks an
     /// artifact's structure against it before using or crediting it.
     fn output_spec(&self, kind: JobKind, stage: u32) -> OutputSpec;
+
+    /// The trained model in `parts` (the artifacts of [`param_jobs`], in
+    /// order) under its export names, without optimizer state: what
+    /// `locus export` writes.
+    ///
+    /// [`param_jobs`]: Workload::param_jobs
+    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<Vec<pb::Tensor>, WorkloadError>;
 
     /// Runs `job` on `device`. `inputs` are the artifacts the manifest
     /// lists, in manifest order.

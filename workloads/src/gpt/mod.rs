@@ -247,6 +247,32 @@ impl GptPipe {
     }
 }
 
+impl GptPipe {
+    /// A stage parameter's name in the whole model: blocks are numbered
+    /// across stages (`blocks.{global}.{param}`); embeddings, the final norm
+    /// and the LM head keep their names.
+    pub fn export_name(&self, stage: u32, name: &str) -> String {
+        let block = name
+            .strip_prefix('h')
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(b, param)| Some((b.parse::<u32>().ok()?, param)));
+        match block {
+            Some((local, param)) => {
+                let global = stage * self.cfg.blocks_per_stage + local;
+                format!("blocks.{global}.{param}")
+            }
+            None => name.to_string(),
+        }
+    }
+}
+
+fn input_error_named(name: &str, got: &[usize], want: &[usize]) -> WorkloadError {
+    WorkloadError::Input(TensorError::Invalid {
+        name: name.to_string(),
+        reason: format!("shape {got:?}, expected {want:?}"),
+    })
+}
+
 impl Workload for GptPipe {
     fn name(&self) -> &'static str {
         WORKLOAD_GPT
@@ -378,6 +404,10 @@ impl Workload for GptPipe {
         Ok(windows(ids, self.cfg.batch))
     }
 
+    fn step_examples(&self) -> u64 {
+        self.cfg.micro_batches as u64 * self.cfg.batch as u64 * self.cfg.seq_len as u64
+    }
+
     fn cost(&self, kind: JobKind, stage: u32) -> pb::StaticCost {
         let tokens = self.cfg.batch as u64 * self.cfg.seq_len as u64;
         let act_bytes = tokens * self.cfg.d_model as u64 * 4;
@@ -433,6 +463,27 @@ impl Workload for GptPipe {
             JobKind::Eval => vec![scalar("eval_loss")],
             _ => Vec::new(),
         }
+    }
+
+    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<Vec<pb::Tensor>, WorkloadError> {
+        if parts.len() != self.cfg.stages as usize {
+            return Err(WorkloadError::Config(format!(
+                "{} parameter artifacts for {} stages",
+                parts.len(),
+                self.cfg.stages
+            )));
+        }
+        let mut out = Vec::new();
+        for (stage, part) in (0..self.cfg.stages).zip(parts) {
+            for (name, shape) in model::stage_params(&self.cfg, stage) {
+                let t = part.tensor(&name)?;
+                if t.shape != shape {
+                    return Err(input_error_named(&name, &t.shape, &shape));
+                }
+                out.push(t.to_pb(&self.export_name(stage, &name)));
+            }
+        }
+        Ok(out)
     }
 
     fn execute(

@@ -105,12 +105,40 @@ impl Workload for MlpRound {
         }
     }
 
+    fn step_examples(&self) -> u64 {
+        step_rows(&self.cfg) as u64
+    }
+
     fn cost(&self, kind: JobKind, _stage: u32) -> pb::StaticCost {
         mlp_cost(&self.cfg, kind)
     }
 
     fn output_spec(&self, kind: JobKind, _stage: u32) -> OutputSpec {
         output_spec(&self.cfg, kind)
+    }
+
+    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<Vec<pb::Tensor>, WorkloadError> {
+        let [params] = parts else {
+            return Err(WorkloadError::Config(format!(
+                "{} parameter artifacts, the MLP has one",
+                parts.len()
+            )));
+        };
+        PARAMS
+            .iter()
+            .map(|name| {
+                params
+                    .tensors
+                    .iter()
+                    .find(|t| t.name == *name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        WorkloadError::Input(locus_protocol::tensor::TensorError::Missing(
+                            (*name).into(),
+                        ))
+                    })
+            })
+            .collect()
     }
 
     fn execute(
