@@ -144,3 +144,34 @@ where
         }
     }
 }
+
+/// How a run's receipts spread over time: the job time workers report
+/// (each receipt's start to finish: fetch, compute and upload) and the span
+/// from the first start to the last finish.
+pub struct Busy {
+    pub receipts: usize,
+    pub job_ms: u64,
+    pub span_ms: u64,
+}
+
+/// Reads every receipt of `run` (informational: any signer).
+pub async fn worker_busy(bucket: &Bucket, run: &str) -> anyhow::Result<Busy> {
+    let prefix = bucket.layout().receipts(run);
+    let (mut job_ms, mut first, mut last, mut receipts) = (0u64, u64::MAX, 0u64, 0usize);
+    for key in retry(|| bucket.list(&prefix, None)).await? {
+        let Ok(receipt) = retry(|| bucket.get::<pb::Receipt>(&key, Expect::AnySigner)).await else {
+            continue;
+        };
+        receipts += 1;
+        job_ms += receipt
+            .finished_unix_ms
+            .saturating_sub(receipt.started_unix_ms);
+        first = first.min(receipt.started_unix_ms);
+        last = last.max(receipt.finished_unix_ms);
+    }
+    Ok(Busy {
+        receipts,
+        job_ms,
+        span_ms: last.saturating_sub(first.min(last)),
+    })
+}

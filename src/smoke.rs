@@ -323,11 +323,32 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         window.receipts,
         started.elapsed().as_secs_f64()
     );
-    let examples = args.workload.build()?.step_examples() * args.steps as u64;
+    let workload = args.workload.build()?;
+    let examples = workload.step_examples() * args.steps as u64;
     println!(
         "throughput: {:.0} examples/s ({examples} examples in {run_secs:.1} s from the orchestrator's start; compare `locus train`)",
         examples as f64 / run_secs
     );
+    let busy = crate::audit::worker_busy(&bucket, RUN_ID).await?;
+    let workers = args.miners as f64 * args.workers_per_miner as f64;
+    println!(
+        "workers busy with a job (fetch, compute, upload): {:.0} % of {workers} workers over {:.1} s ({} receipts, {:.2} s per job)",
+        100.0 * busy.job_ms as f64 / (workers * busy.span_ms.max(1) as f64),
+        busy.span_ms as f64 / 1000.0,
+        busy.receipts,
+        busy.job_ms as f64 / 1000.0 / busy.receipts.max(1) as f64
+    );
+    let mut sizes: Vec<String> = Vec::new();
+    for spec in workload.step_jobs(0, 0, 0) {
+        let label = format!("{:?}/p{}", spec.kind, spec.stage);
+        if sizes.iter().any(|s| s.starts_with(&format!("{label} "))) {
+            continue;
+        }
+        let spec_out = workload.output_spec(spec.kind, spec.stage);
+        let bytes = locus_workloads::sealed_output_bound(&spec_out, RUN_ID, &spec.job_id, 1);
+        sizes.push(format!("{label} {bytes}"));
+    }
+    println!("output bytes per job (kind/stage): {}", sizes.join(", "));
     for daemon in ["orchestratord", "validatord"] {
         let read = stat(&stats.join(format!("{daemon}.json")), "bytes_read").unwrap_or(0);
         println!("bytes read by {daemon}: {read}");

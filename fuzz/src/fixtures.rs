@@ -163,6 +163,11 @@ impl Fixture for pb::RunState {
                 hotkey: vec![8; 32],
                 earliest_step: 1,
             }],
+            param_parts: vec![pb::InputRef {
+                key: format!("v1/netuid=3/runs/{RUN}/artifacts/s00001-outer/a001.pb"),
+                digest: vec![7; 32],
+                writer: vec![9; 32],
+            }],
         }
     }
     fn inspect(&self) {
