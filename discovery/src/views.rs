@@ -37,6 +37,16 @@ pub struct StepProgress {
     pub verdicts: u64,
 }
 
+/// Jobs of one pipeline stage across the run (one entry for workloads
+/// without stages).
+#[derive(Clone, Debug, Serialize)]
+pub struct StageProgress {
+    pub stage: u32,
+    pub jobs: u64,
+    pub receipts: u64,
+    pub verdicts: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunView {
     pub run_id: String,
@@ -61,6 +71,7 @@ pub struct RunView {
     /// Verdicts for attempts past their lease (no credit, no penalty).
     pub late: u64,
     pub step_progress: Vec<StepProgress>,
+    pub stage_progress: Vec<StageProgress>,
     pub signature: &'static str,
 }
 

@@ -53,6 +53,12 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     assert_eq!(run["state_signature"], "verified");
     assert_eq!(run["eval_loss"].as_array().expect("loss").len(), 3);
     assert_eq!(run["step_progress"][1]["jobs"], 5);
+    // Jobs by pipeline stage (all stage 0 here): each job once, its
+    // receipts and verdicts.
+    assert_eq!(run["stage_progress"].as_array().expect("stages").len(), 1);
+    assert_eq!(run["stage_progress"][0]["jobs"], 10);
+    assert_eq!(run["stage_progress"][0]["receipts"], 10);
+    assert_eq!(run["stage_progress"][0]["verdicts"], 10);
 
     // Receipts with their verdicts; the filter by hotkey.
     let receipts = get_json(addr, "/api/receipts").await;

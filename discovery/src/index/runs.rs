@@ -24,6 +24,9 @@ pub(super) struct RunEntry {
     pub(super) state_status: String,
     pub(super) jobs: Cursor,
     pub(super) job_steps: BTreeMap<u32, u64>,
+    /// The pipeline stage of each job with a verified manifest (0 for
+    /// workloads without stages).
+    pub(super) job_stages: std::collections::HashMap<String, u32>,
     pub(super) receipts_cur: Cursor,
     pub(super) receipts: BTreeMap<String, ReceiptEntry>,
     pub(super) verdicts_cur: Cursor,
@@ -42,6 +45,7 @@ impl RunEntry {
             state_status: "missing".into(),
             jobs: Cursor::default(),
             job_steps: BTreeMap::new(),
+            job_stages: Default::default(),
             receipts_cur: Cursor::default(),
             receipts: BTreeMap::new(),
             verdicts_cur: Cursor::default(),
@@ -228,13 +232,14 @@ impl DiscoveryIndex {
                         )
                     },
                 )
-                .map(|()| job.step)
+                .map(|()| (job.step, job.stage, job.job_id.clone()))
             });
             match checked {
-                Ok(step) => {
+                Ok((step, stage, job_id)) => {
                     self.seen(run, WriteOnce::Jobs, &key);
                     if let Some(entry) = self.runs.get_mut(run) {
                         *entry.job_steps.entry(step).or_default() += 1;
+                        entry.job_stages.insert(job_id, stage);
                     }
                 }
                 Err(reason) => self.reject_seen(run, WriteOnce::Jobs, &key, reason, report),

@@ -33,6 +33,15 @@ fn step_entry(steps: &mut BTreeMap<u32, StepProgress>, step: u32) -> &mut StepPr
     })
 }
 
+fn stage_entry(stages: &mut BTreeMap<u32, StageProgress>, stage: u32) -> &mut StageProgress {
+    stages.entry(stage).or_insert_with(|| StageProgress {
+        stage,
+        jobs: 0,
+        receipts: 0,
+        verdicts: 0,
+    })
+}
+
 impl DiscoveryIndex {
     /// Builds the views the UI serves from what is indexed.
     pub fn snapshot(&self) -> Snapshot {
@@ -44,6 +53,10 @@ impl DiscoveryIndex {
             let mut steps: BTreeMap<u32, StepProgress> = BTreeMap::new();
             for (step, n) in &run.job_steps {
                 step_entry(&mut steps, *step).jobs = *n;
+            }
+            let mut stages: BTreeMap<u32, StageProgress> = BTreeMap::new();
+            for stage in run.job_stages.values() {
+                stage_entry(&mut stages, *stage).jobs += 1;
             }
             let (mut verified, mut unsampled, mut failed, mut late, mut verdicts) = (0, 0, 0, 0, 0);
             for (key, receipt) in &run.receipts {
@@ -77,6 +90,11 @@ impl DiscoveryIndex {
                 let p = step_entry(&mut steps, row.step);
                 p.receipts += 1;
                 p.verdicts += u64::from(row.verdict.is_some());
+                if let Some(stage) = run.job_stages.get(&row.job_id) {
+                    let p = stage_entry(&mut stages, *stage);
+                    p.receipts += 1;
+                    p.verdicts += u64::from(row.verdict.is_some());
+                }
                 receipts.push(row);
             }
             let state = run.state.clone().unwrap_or_default();
@@ -101,6 +119,7 @@ impl DiscoveryIndex {
                 failed,
                 late,
                 step_progress: steps.into_values().collect(),
+                stage_progress: stages.into_values().collect(),
                 signature: VERIFIED,
             });
         }
