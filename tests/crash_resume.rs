@@ -37,8 +37,36 @@ use locus_workloads::mlp;
 const SEED: &str = "--seed=77";
 /// Steps of the reference run; scenarios run 3 or 4 of them.
 const MAX_STEPS: u32 = 4;
-/// Forward, 2×2 inner, reduce, outer, eval.
-const JOBS_PER_STEP: usize = 1 + 4 + 3;
+/// What a run trains: its `orchestratord` flags and the jobs of one step.
+struct Case {
+    name: &'static str,
+    flags: &'static [&'static str],
+    jobs_per_step: usize,
+}
+
+/// The MLP: forward, 2×2 inner, reduce, outer, eval.
+const MLP: Case = Case {
+    name: "mlp_round",
+    flags: &[],
+    jobs_per_step: 1 + 4 + 3,
+};
+
+/// A 3-stage gpt_pipe with 2 micro-batches: 2×2 forward, 3×2 backward,
+/// 3 outer, eval.
+const GPT: Case = Case {
+    name: "gpt_pipe",
+    flags: &[
+        "--workload=gpt_pipe",
+        "--stages=3",
+        "--d-model=8",
+        "--heads=2",
+        "--d-ff=16",
+        "--seq-len=8",
+        "--batch=2",
+        "--micro-batches=2",
+    ],
+    jobs_per_step: 4 + 6 + 3 + 1,
+};
 /// Short enough that a lease run out costs a scenario seconds, not a minute.
 const LEASE_SECS: u64 = 10;
 /// Seeds run when `LOCUS_KILL_SEED` is not set.
@@ -214,12 +242,14 @@ impl Scenario {
     }
 }
 
-fn orchestrator_args(steps: u32) -> Vec<String> {
-    vec![
+fn orchestrator_args(case: &Case, steps: u32) -> Vec<String> {
+    let mut args = vec![
         format!("--steps={steps}"),
         SEED.into(),
         format!("--lease-secs={LEASE_SECS}"),
-    ]
+    ];
+    args.extend(case.flags.iter().map(|f| f.to_string()));
+    args
 }
 
 fn kill9(pid: u32) {
@@ -271,6 +301,7 @@ struct Pending {
 /// One scenario's daemons, and everything the test did to them.
 struct Storm<'a> {
     sys: &'a System,
+    case: &'a Case,
     run: String,
     steps: u32,
     orchestrator: Proc,
@@ -290,7 +321,7 @@ struct Storm<'a> {
 
 impl<'a> Storm<'a> {
     fn orchestrator_args(&self) -> Vec<String> {
-        orchestrator_args(self.steps)
+        orchestrator_args(self.case, self.steps)
     }
 
     fn note(&mut self, what: String) {
@@ -521,7 +552,7 @@ struct Outcome {
 }
 
 /// Checks the run's bookkeeping and reads its results.
-fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
+fn audit(sys: &System, case: &Case, run: &str, steps: u32) -> Outcome {
     let layout = sys.bucket.layout().clone();
     let owner = sys.owner.1.hotkey();
     let rt = &sys.rt;
@@ -530,7 +561,7 @@ fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
     let credited = sys.credited(run);
     assert_eq!(
         credited.len(),
-        steps as usize * JOBS_PER_STEP,
+        steps as usize * case.jobs_per_step,
         "every job credited: {credited:?}"
     );
     assert!(
@@ -580,7 +611,7 @@ fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
         let (_, job, attempt) = layout.parse_receipt(run, &object.key).expect("receipt key");
         receipted.insert((job, attempt), object.modified_unix_ms);
     }
-    assert_eq!(attempts.len(), steps as usize * JOBS_PER_STEP);
+    assert_eq!(attempts.len(), steps as usize * case.jobs_per_step);
     let mut reassigned = 0;
     for (job, list) in attempts.iter_mut() {
         list.sort_by_key(|a| a.attempt);
@@ -661,23 +692,23 @@ fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
                 ),
             )
             .expect("eval manifest");
-        let input = manifest.inputs.first().expect("eval input");
-        assert!(
-            input
-                .key
-                .contains(&mlp::job_id(step, pb::JobKind::Outer, 0, 0)),
-            "eval {step} reads {}",
-            input.key
-        );
-        let writer = locus_protocol::Hotkey::from_bytes(&input.writer).expect("writer");
-        let artifact = rt
-            .block_on(
-                sys.bucket
-                    .get::<pb::TensorArtifact>(&input.key, Expect::Signer(&writer)),
-            )
-            .expect("accepted outer artifact");
-        assert_eq!(artifact.digest().as_bytes().as_slice(), input.digest);
-        params.push(artifact.into_inner().tensors);
+        // The eval reads the step's outer outputs (one per pipeline stage
+        // for gpt_pipe), then any held-out data of the owner.
+        let outer = mlp::job_id(step, pb::JobKind::Outer, 0, 0);
+        let mut tensors = Vec::new();
+        for input in manifest.inputs.iter().filter(|i| i.key.contains(&outer)) {
+            let writer = locus_protocol::Hotkey::from_bytes(&input.writer).expect("writer");
+            let artifact = rt
+                .block_on(
+                    sys.bucket
+                        .get::<pb::TensorArtifact>(&input.key, Expect::Signer(&writer)),
+                )
+                .expect("accepted outer artifact");
+            assert_eq!(artifact.digest().as_bytes().as_slice(), input.digest);
+            tensors.extend(artifact.into_inner().tensors);
+        }
+        assert!(!tensors.is_empty(), "eval {step} reads no outer output");
+        params.push(tensors);
     }
     let state = sys.run_state(run).expect("run state");
     assert!(state.done && state.completed_steps == steps, "{state:?}");
@@ -689,14 +720,14 @@ fn audit(sys: &System, run: &str, steps: u32) -> Outcome {
 }
 
 /// An undisturbed run of [`MAX_STEPS`] steps: what every scenario must match.
-fn reference() -> Outcome {
+fn reference(case: &Case) -> Outcome {
     let sys = System::new(2);
     let run = "calm";
     let started = Instant::now();
     let mut validator = sys.start_validator("validatord", run, &["--sample-rate=1.0"]);
     let mut miners: Vec<_> = (0..2).map(|i| sys.start_miner(i, &[])).collect();
     sys.wait_heartbeats(2);
-    let args = orchestrator_args(MAX_STEPS);
+    let args = orchestrator_args(case, MAX_STEPS);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut orchestrator = sys.start_orchestrator("orchestratord", run, &args);
     assert!(orchestrator.wait(240).success());
@@ -705,7 +736,7 @@ fn reference() -> Outcome {
         m.terminate();
         assert!(m.wait(60).success());
     }
-    let outcome = audit(&sys, run, MAX_STEPS);
+    let outcome = audit(&sys, case, run, MAX_STEPS);
     println!(
         "reference: {MAX_STEPS} steps undisturbed in {:.1}s, eval losses {:?}",
         started.elapsed().as_secs_f64(),
@@ -719,7 +750,7 @@ fn bits(values: &[f32]) -> Vec<u32> {
 }
 
 /// Runs one scenario to the end and checks it against the reference.
-fn storm(scenario: &Scenario, expected: &Outcome) -> String {
+fn storm(case: &Case, scenario: &Scenario, expected: &Outcome) -> String {
     println!("\n{}", scenario.describe());
     let sys = System::new(2);
     let run = "storm".to_string();
@@ -727,11 +758,12 @@ fn storm(scenario: &Scenario, expected: &Outcome) -> String {
     let validator = sys.start_validator("validatord-0", &run, &["--sample-rate=1.0"]);
     let miners: Vec<_> = (0..2).map(|i| sys.start_miner(i, &[])).collect();
     sys.wait_heartbeats(2);
-    let args = orchestrator_args(scenario.steps);
+    let args = orchestrator_args(case, scenario.steps);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let orchestrator = sys.start_orchestrator("orchestratord-0", &run, &args);
     let mut storm = Storm {
         sys: &sys,
+        case,
         run: run.clone(),
         steps: scenario.steps,
         orchestrator,
@@ -769,7 +801,7 @@ fn storm(scenario: &Scenario, expected: &Outcome) -> String {
                 log.display()
             );
         }
-        let got = audit(&sys, &run, scenario.steps);
+        let got = audit(&sys, case, &run, scenario.steps);
         let last = scenario.steps as usize - 1;
         assert!(
             got.params[last] == expected.params[last],
@@ -866,23 +898,32 @@ fn seeds() -> Option<Vec<u64>> {
     )
 }
 
-#[test]
-fn killed_daemons_resume_to_the_same_parameters() {
+/// Runs the fixed scenario and `default_seeds` (or `LOCUS_KILL_SEED`) on
+/// `case` against its undisturbed reference.
+fn kill_matrix(case: &Case, default_seeds: &[u64]) {
+    // One matrix at a time: their kills are timed, and two at once on a
+    // small machine would time each other's.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Build the daemons first, so the timings below are the runs' own.
     common::bin_dir();
     let started = Instant::now();
-    let expected = reference();
+    let expected = reference(case);
     let mut scenarios = Vec::new();
     let chosen = seeds();
     if chosen.is_none() {
         scenarios.push(Scenario::after_step_zero());
     }
-    for seed in chosen.unwrap_or_else(|| DEFAULT_SEEDS.to_vec()) {
+    for seed in chosen.unwrap_or_else(|| default_seeds.to_vec()) {
         scenarios.push(Scenario::from_seed(seed));
     }
-    let summaries: Vec<String> = scenarios.iter().map(|s| storm(s, &expected)).collect();
+    let summaries: Vec<String> = scenarios
+        .iter()
+        .map(|s| storm(case, s, &expected))
+        .collect();
     println!(
-        "\ncrash-resume summary ({:.1}s in all):\n  {}",
+        "\ncrash-resume summary of {} ({:.1}s in all):\n  {}",
+        case.name,
         started.elapsed().as_secs_f64(),
         summaries.join("\n  ")
     );
@@ -891,4 +932,17 @@ fn killed_daemons_resume_to_the_same_parameters() {
         failed.is_empty(),
         "scenarios failed (rerun one with LOCUS_KILL_SEED=N):\n{failed:#?}"
     );
+}
+
+#[test]
+fn killed_daemons_resume_to_the_same_parameters() {
+    kill_matrix(&MLP, DEFAULT_SEEDS);
+}
+
+/// The same for a gpt_pipe run: the stages' parameters and AdamW state,
+/// the owner's data artifacts and the streamed activations and gradients
+/// all survive kill -9 of any daemon.
+#[test]
+fn killed_daemons_resume_a_gpt_pipe_run_to_the_same_parameters() {
+    kill_matrix(&GPT, &[3]);
 }
