@@ -55,16 +55,7 @@ const MLP: Case = Case {
 /// 3 outer, eval.
 const GPT: Case = Case {
     name: "gpt_pipe",
-    flags: &[
-        "--workload=gpt_pipe",
-        "--stages=3",
-        "--d-model=8",
-        "--heads=2",
-        "--d-ff=16",
-        "--seq-len=8",
-        "--batch=2",
-        "--micro-batches=2",
-    ],
+    flags: &common::TINY_GPT,
     jobs_per_step: 4 + 6 + 3 + 1,
 };
 /// Short enough that a lease run out costs a scenario seconds, not a minute.

@@ -11,27 +11,6 @@ use std::process::Command;
 use common::{locus, smoke};
 use locus_protocol::{Bucket, Expect, Hotkey, pb};
 
-const MODEL: [&str; 18] = [
-    "--workload",
-    "gpt_pipe",
-    "--stages",
-    "3",
-    "--d-model",
-    "8",
-    "--heads",
-    "2",
-    "--d-ff",
-    "16",
-    "--seq-len",
-    "8",
-    "--batch",
-    "2",
-    "--micro-batches",
-    "2",
-    "--steps",
-    "1",
-];
-
 #[test]
 fn exported_model_loads_in_python_with_the_run_s_values() {
     let work = tempfile::tempdir().expect("temp dir");
@@ -39,24 +18,29 @@ fn exported_model_loads_in_python_with_the_run_s_values() {
     let mut args = vec![
         "--miners",
         "2",
+        "--steps",
+        "1",
         "--workdir",
         workdir.to_str().expect("utf-8 path"),
     ];
-    args.extend(MODEL);
+    args.extend(common::TINY_GPT);
     assert!(smoke(&args).status.success(), "gpt_pipe smoke failed");
     let owner_file = std::fs::read_to_string(workdir.join("keys/owner.json")).expect("owner key");
     let owner: serde_json::Value = serde_json::from_str(&owner_file).expect("key json");
     let owner = owner["ss58Address"].as_str().expect("ss58").to_string();
     let bucket_dir = workdir.join("bucket");
     let out = work.path().join("model.safetensors");
-    let exported = locus()
-        .args(["export", "--run-id", "smoke", "--owner", &owner])
-        .arg("--bucket")
-        .arg(&bucket_dir)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("running locus export");
+    let export = || {
+        locus()
+            .args(["export", "--run-id", "smoke", "--owner", &owner])
+            .arg("--bucket")
+            .arg(&bucket_dir)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("running locus export")
+    };
+    let exported = export();
     assert!(
         exported.status.success(),
         "export failed: {}",
@@ -133,13 +117,5 @@ print(f"{len(model)} tensors match")
         String::from_utf8_lossy(&python.stderr)
     );
     // A second export never overwrites the first.
-    let again = locus()
-        .args(["export", "--run-id", "smoke", "--owner", &owner])
-        .arg("--bucket")
-        .arg(&bucket_dir)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .expect("running locus export");
-    assert!(!again.status.success(), "export overwrote its file");
+    assert!(!export().status.success(), "export overwrote its file");
 }

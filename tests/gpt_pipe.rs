@@ -34,26 +34,29 @@ fn tiny_pipe() -> GptPipe {
     GptPipe::for_owner(cfg, data).expect("configuration")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
-    let steps = 2;
-    let pipe = Arc::new(tiny_pipe());
-    let mut trainer = Trainer::new(pipe.as_ref(), Device::Cpu);
-    let mut eval = Vec::new();
-    for step in 0..steps {
-        eval.push(
-            trainer
-                .step(step)
-                .expect("trainer step")
-                .eval_loss
-                .expect("eval loss"),
-        );
-    }
-    let reference: Vec<pb::Tensor> = trainer
+/// The parameters the single-process trainer ends `steps` steps with (all
+/// stages, in order), and its held-out loss per step.
+fn trained(pipe: &GptPipe, steps: u32) -> (Vec<pb::Tensor>, Vec<f32>) {
+    let mut trainer = Trainer::new(pipe, Device::Cpu);
+    let eval = (0..steps)
+        .map(|step| {
+            let losses = trainer.step(step).expect("trainer step");
+            losses.eval_loss.expect("eval loss")
+        })
+        .collect();
+    let params = trainer
         .params_after(steps - 1)
         .into_iter()
         .flat_map(|a| a.tensors.clone())
         .collect();
+    (params, eval)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
+    let steps = 2;
+    let pipe = Arc::new(tiny_pipe());
+    let (reference, eval) = trained(&pipe, steps);
     let workload: Arc<dyn Workload> = pipe.clone();
     let finished = kit::run(
         Setup {
@@ -87,15 +90,7 @@ async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
 async fn a_restarted_owner_resumes_a_pipelined_run_bitwise() {
     let steps = 3;
     let pipe = Arc::new(tiny_pipe());
-    let mut trainer = Trainer::new(pipe.as_ref(), Device::Cpu);
-    for step in 0..steps {
-        trainer.step(step).expect("trainer step");
-    }
-    let reference: Vec<pb::Tensor> = trainer
-        .params_after(steps - 1)
-        .into_iter()
-        .flat_map(|a| a.tensors.clone())
-        .collect();
+    let (reference, _) = trained(&pipe, steps);
     let workload: Arc<dyn Workload> = pipe;
     let mut system = kit::System::start(Setup {
         steps,
@@ -126,15 +121,7 @@ mod attacks {
     async fn caught(mode: &str, why: &str) {
         let steps = 3;
         let pipe = Arc::new(tiny_pipe());
-        let mut trainer = Trainer::new(pipe.as_ref(), Device::Cpu);
-        for step in 0..steps {
-            trainer.step(step).expect("trainer step");
-        }
-        let honest: Vec<pb::Tensor> = trainer
-            .params_after(steps - 1)
-            .into_iter()
-            .flat_map(|a| a.tensors.clone())
-            .collect();
+        let (honest, _) = trained(&pipe, steps);
         let workload: Arc<dyn Workload> = pipe;
         let attacked = kit::run(
             Setup {

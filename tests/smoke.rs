@@ -38,24 +38,7 @@ fn honest_run_pays_every_miner_and_loss_falls() {
 /// computes in one process from the same flags.
 #[test]
 fn gpt_pipe_smoke_equals_the_single_process_trainer() {
-    let model = [
-        "--workload",
-        "gpt_pipe",
-        "--stages",
-        "3",
-        "--d-model",
-        "8",
-        "--heads",
-        "2",
-        "--d-ff",
-        "16",
-        "--seq-len",
-        "8",
-        "--batch",
-        "2",
-        "--micro-batches",
-        "2",
-    ];
+    let model = common::TINY_GPT;
     let mut args = vec!["--steps", "2", "--miners", "3"];
     args.extend(model);
     let out = smoke(&args);

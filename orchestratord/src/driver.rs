@@ -1273,15 +1273,8 @@ impl Orchestrator {
             .map_or(0, |(_, revision)| revision + 1);
         let manifest = pb::JobManifest {
             run_id: run_id.clone(),
-            job_id: spec.job_id.clone(),
-            step: spec.step,
-            kind: spec.kind as i32,
-            micro_batch: spec.micro_batch,
-            replica: spec.replica,
-            stage: spec.stage,
             inputs: inputs.clone(),
-            cost: Some(self.workload().cost(spec.kind, spec.stage)),
-            cross_backend_tolerance: 1e-4,
+            ..locus_workloads::job_manifest(self.workload(), spec)
         };
         let owner = self.owner.hotkey();
         for revision in first..locus_protocol::paths::MAX_MANIFEST_REVISIONS {

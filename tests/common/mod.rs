@@ -44,6 +44,27 @@ pub fn locus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_locus"))
 }
 
+/// A 3-stage gpt_pipe small enough for a debug build: `local-smoke`,
+/// `train` and `orchestratord` flags.
+pub const TINY_GPT: [&str; 16] = [
+    "--workload",
+    "gpt_pipe",
+    "--stages",
+    "3",
+    "--d-model",
+    "8",
+    "--heads",
+    "2",
+    "--d-ff",
+    "16",
+    "--seq-len",
+    "8",
+    "--batch",
+    "2",
+    "--micro-batches",
+    "2",
+];
+
 /// Runs `locus local-smoke` with `args`; returns its output.
 pub fn smoke(args: &[&str]) -> Output {
     let out = locus()

@@ -184,3 +184,24 @@ pub const OUTPUT_SLACK: u64 = 64;
 pub fn sealed_output_bound(spec: &OutputSpec, run_id: &str, job_id: &str, attempt: u32) -> u64 {
     locus_protocol::tensor::sealed_artifact_len(run_id, job_id, attempt, spec) as u64 + OUTPUT_SLACK
 }
+
+/// Relative tolerance a manifest allows when miner and replayer run
+/// different backends (same-backend replays must match bitwise).
+pub const CROSS_BACKEND_TOLERANCE: f32 = 1e-4;
+
+/// The manifest of `spec` without the bucket's part (run id and inputs,
+/// which the orchestrator fills in): ids, kind, position in the DAG and the
+/// static cost.
+pub fn job_manifest(workload: &dyn Workload, spec: &JobSpec) -> pb::JobManifest {
+    pb::JobManifest {
+        job_id: spec.job_id.clone(),
+        step: spec.step,
+        kind: spec.kind as i32,
+        micro_batch: spec.micro_batch,
+        replica: spec.replica,
+        stage: spec.stage,
+        cost: Some(workload.cost(spec.kind, spec.stage)),
+        cross_backend_tolerance: CROSS_BACKEND_TOLERANCE,
+        ..Default::default()
+    }
+}

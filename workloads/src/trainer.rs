@@ -95,7 +95,7 @@ impl<'a> Trainer<'a> {
             };
             inputs.push(artifact.clone());
         }
-        let job = manifest(self.workload, spec);
+        let job = crate::job_manifest(self.workload, spec);
         self.jobs += 1;
         self.workload.execute(&job, &inputs, &self.device)
     }
@@ -112,20 +112,5 @@ impl<'a> Trainer<'a> {
             .iter()
             .filter_map(|id| self.outputs.get(id))
             .collect()
-    }
-}
-
-/// The manifest fields a job's execution depends on (inputs and ids of the
-/// bucket aside).
-pub fn manifest(workload: &dyn Workload, spec: &JobSpec) -> pb::JobManifest {
-    pb::JobManifest {
-        job_id: spec.job_id.clone(),
-        step: spec.step,
-        kind: spec.kind as i32,
-        micro_batch: spec.micro_batch,
-        replica: spec.replica,
-        stage: spec.stage,
-        cost: Some(workload.cost(spec.kind, spec.stage)),
-        ..Default::default()
     }
 }
