@@ -110,6 +110,44 @@ async fn a_restarted_owner_resumes_a_pipelined_run_bitwise() {
     );
 }
 
+/// A stranger with write access to a local bucket planted objects at the
+/// owner's artifact keys (a stage's initial parameters, a micro-batch's
+/// windows, the held-out windows) before the run: the owner replaces them
+/// and the run ends with the trainer's parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_planted_at_owner_artifact_keys_do_not_stop_a_run() {
+    let steps = 2;
+    let pipe = Arc::new(tiny_pipe());
+    let (reference, _) = trained(&pipe, steps);
+    let workload: Arc<dyn Workload> = pipe;
+    let finished = kit::run(
+        Setup {
+            steps,
+            workload: Some(workload),
+            before: Some(Box::new(|bucket, _miners| {
+                Box::pin(async move {
+                    let stranger = locus_protocol::Keypair::generate();
+                    let ids = [gpt::init_id(1), gpt::batch_id(1, 0), gpt::HELDOUT.into()];
+                    for id in ids {
+                        let key = bucket.layout().artifact(kit::RUN, &id, 0);
+                        let junk = pb::TensorArtifact {
+                            run_id: kit::RUN.into(),
+                            job_id: id,
+                            ..Default::default()
+                        };
+                        bucket.create(&key, &junk, &stranger).await.expect("plant");
+                    }
+                })
+            })),
+            ..Setup::default()
+        },
+        Duration::from_secs(240),
+    )
+    .await;
+    finished.assert_complete_and_fair(steps);
+    assert!(finished.params == reference, "the run ends elsewhere");
+}
+
 /// A stage miner that corrupts what it sends down the pipeline (one
 /// element of its activations or gradients), or skips the compute, at the
 /// default sample rate over several steps: it is caught and paid nothing,

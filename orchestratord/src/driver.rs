@@ -232,11 +232,22 @@ impl Orchestrator {
             attempt: 0,
             tensors,
         };
-        let digest = match self
+        let found = match self
             .bucket
             .get_opt::<pb::TensorArtifact>(&key, Expect::Signer(&owner_key))
-            .await?
+            .await
         {
+            Ok(found) => found,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            // The key is the owner's alone (no job id looks like an owner
+            // id): whatever else sits there is removed, not waited on.
+            Err(e) => {
+                warn!(run = %self.run.run_id, key = %key, error = %e, "a foreign object sits at an owner artifact key; replacing it");
+                self.bucket.delete(&key).await?;
+                None
+            }
+        };
+        let digest = match found {
             Some(existing) if *existing == artifact => existing.digest(),
             Some(_) => bail!(
                 "owner artifact {key} holds other tensors than this run's configuration and data \
