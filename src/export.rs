@@ -77,16 +77,45 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         parts.push(artifact.into_inner());
     }
     let workload = locus_workloads::for_run(&run)?;
-    let tensors = workload.export(&parts)?;
-    let views = tensors
+    let model = workload.export(&parts)?;
+    // Integer tables as int32, the layout of `tokens.bin`.
+    let ids: Vec<(String, Vec<u8>, usize)> = model
+        .ids
+        .iter()
+        .map(|(name, ids)| {
+            let bytes = ids
+                .iter()
+                .flat_map(|&id| i32::try_from(id).unwrap_or(i32::MAX).to_le_bytes())
+                .collect();
+            (name.clone(), bytes, ids.len())
+        })
+        .collect();
+    let views = model
+        .tensors
         .iter()
         .map(|t| {
             let shape = t.shape.iter().map(|&d| d as usize).collect();
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &t.data)?;
-            Ok((t.name.clone(), view))
+            (
+                t.name.as_str(),
+                safetensors::Dtype::F32,
+                shape,
+                t.data.as_slice(),
+            )
+        })
+        .chain(ids.iter().map(|(name, bytes, n)| {
+            (
+                name.as_str(),
+                safetensors::Dtype::I32,
+                vec![*n],
+                bytes.as_slice(),
+            )
+        }))
+        .map(|(name, dtype, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(dtype, shape, data)?;
+            Ok((name.to_string(), view))
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+    let count = views.len();
     let metadata = HashMap::from([
         ("run_id".to_string(), run.run_id.clone()),
         ("workload".to_string(), run.workload.clone()),
@@ -106,7 +135,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     println!(
         "wrote {} ({} tensors, {} bytes) from run {} after step {}",
         args.out.display(),
-        tensors.len(),
+        count,
         bytes.len(),
         run.run_id,
         state.completed_steps

@@ -59,7 +59,21 @@ fn exported_model_loads_in_python_with_the_run_s_values() {
                 .expect("run state")
                 .into_inner();
             assert_eq!(state.param_parts.len(), 3);
+            let run = bucket
+                .get::<pb::RunManifest>(
+                    &bucket.layout().run_manifest("smoke"),
+                    Expect::Signer(&owner),
+                )
+                .await
+                .expect("run manifest")
+                .into_inner();
+            let token_ids = run.gpt.expect("gpt configuration").token_ids;
+            assert!(!token_ids.is_empty(), "the smoke compacts its vocabulary");
             let mut expected = BTreeMap::new();
+            expected.insert(
+                "token_ids".to_string(),
+                serde_json::json!({"ids": token_ids}),
+            );
             for (stage, part) in state.param_parts.iter().enumerate() {
                 let artifact = bucket
                     .get::<pb::TensorArtifact>(&part.key, Expect::AnySigner)
@@ -81,7 +95,7 @@ fn exported_model_loads_in_python_with_the_run_s_values() {
             }
             expected
         });
-    assert_eq!(expected.len(), 2 + 3 * 9 + 2, "{:?}", expected.keys());
+    assert_eq!(expected.len(), 2 + 3 * 9 + 2 + 1, "{:?}", expected.keys());
     let expected_file = work.path().join("expected.json");
     std::fs::write(&expected_file, serde_json::to_vec(&expected).expect("json")).expect("write");
     let check = r#"
@@ -94,6 +108,10 @@ expected = json.load(open(sys.argv[2]))
 assert sorted(model) == sorted(expected), (sorted(model), sorted(expected))
 for name, want in expected.items():
     got = model[name]
+    if "ids" in want:
+        assert got.dtype == np.int32, (name, got.dtype)
+        assert got.tolist() == want["ids"], name
+        continue
     assert got.dtype == np.float32, (name, got.dtype)
     assert list(got.shape) == want["shape"], (name, got.shape, want["shape"])
     bits = np.ascontiguousarray(got).view(np.uint32).reshape(-1)

@@ -67,6 +67,10 @@ pub struct WorkloadArgs {
     /// gpt_pipe: sequences per micro-batch.
     #[arg(long, env = "LOCUS_BATCH", default_value_t = 4)]
     pub batch: u32,
+    /// gpt_pipe: give the model all 50,304 GPT-2 ids (the reference's
+    /// layout) instead of only the ids the token file uses.
+    #[arg(long, env = "LOCUS_FULL_VOCAB")]
+    pub full_vocab: bool,
     /// gpt_pipe: AdamW learning rate.
     #[arg(long, env = "LOCUS_LR", default_value_t = 1e-2)]
     pub lr: f32,
@@ -96,6 +100,11 @@ impl WorkloadArgs {
                     ..gpt::default_config(self.seed)
                 };
                 let tokens = self.tokens(cfg.vocab)?;
+                let cfg = if self.full_vocab {
+                    cfg
+                } else {
+                    gpt::with_compact_vocabulary(cfg, &tokens)
+                };
                 let data = TokenData::new(tokens, &cfg)?;
                 Ok(Arc::new(GptPipe::for_owner(cfg, data)?))
             }
@@ -160,6 +169,9 @@ impl WorkloadArgs {
             flags.extend([flag.to_string(), value.to_string()]);
         }
         flags.extend(["--lr".into(), self.lr.to_string()]);
+        if self.full_vocab {
+            flags.push("--full-vocab".into());
+        }
         flags
     }
 }

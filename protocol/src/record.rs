@@ -32,9 +32,10 @@ macro_rules! records {
 
 // Caps leave wide room above the largest honest object: a job manifest or
 // assignment grows with a job's inputs (a reduce reads every micro-batch),
-// run state with steps and rewinds, score windows with hotkeys.
+// run state with steps and rewinds, score windows with hotkeys, a run
+// manifest with its compacted vocabulary (at most 65,536 ids of ≤ 5 bytes).
 records!(
-    RunManifest => 64 * KIB,
+    RunManifest => 512 * KIB,
     RunState => 4 * MIB,
     JobManifest => MIB,
     Assignment => 4 * MIB,

@@ -94,7 +94,7 @@ pub trait Workload: Send + Sync {
     /// `locus export` writes.
     ///
     /// [`param_jobs`]: Workload::param_jobs
-    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<Vec<pb::Tensor>, WorkloadError>;
+    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<ExportedModel, WorkloadError>;
 
     /// Runs `job` on `device`. `inputs` are the artifacts the manifest
     /// lists, in manifest order.
@@ -104,6 +104,16 @@ pub trait Workload: Send + Sync {
         inputs: &[pb::TensorArtifact],
         device: &Device,
     ) -> Result<Vec<pb::Tensor>, WorkloadError>;
+}
+
+/// A trained model as `locus export` writes it.
+#[derive(Clone, Debug, Default)]
+pub struct ExportedModel {
+    /// f32 parameters under their export names, without optimizer state.
+    pub tensors: Vec<pb::Tensor>,
+    /// Integer tables a user needs beside them, by name (a compacted
+    /// vocabulary's GPT-2 ids).
+    pub ids: Vec<(String, Vec<u32>)>,
 }
 
 /// The workload a run manifest names, with its configuration checked

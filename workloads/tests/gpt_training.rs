@@ -96,41 +96,81 @@ fn the_owner_writes_windows_only_with_the_token_file() {
     assert_ne!(batch, pipe.owner_artifact(&gpt::batch_id(5, 0)).unwrap());
 }
 
-/// The default size's learning curve and speed (`--ignored`, release).
+/// A compacted vocabulary: the model has one row per id the corpus uses,
+/// the owner's windows carry indices into it that map back to the corpus's
+/// own tokens, and the export names the GPT-2 id of every row.
 #[test]
-#[ignore]
-fn default_size_curve() {
-    let steps: u32 = std::env::var("STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    let lr: f32 = std::env::var("LR")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3e-3);
-    let env = |k: &str, d: u32| {
-        std::env::var(k)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
-    let cfg = pb::GptConfig {
-        lr,
-        batch: env("BATCH", 8),
-        seq_len: env("SEQ", 64),
-        micro_batches: env("MB", 4),
-        ..gpt::default_config(1)
-    };
-    let pipe = owner(cfg);
+fn a_compacted_vocabulary_maps_windows_back_to_the_corpus() {
+    let tokens = Tokens::read(&corpus(), tiny().vocab).expect("the shipped corpus");
+    let cfg = gpt::with_compact_vocabulary(tiny(), &tokens);
+    assert_eq!(cfg.vocab as usize, cfg.token_ids.len());
+    assert!(
+        (10_000..20_000).contains(&cfg.vocab),
+        "the corpus uses {} ids",
+        cfg.vocab
+    );
+    let data = TokenData::new(tokens.clone(), &cfg).unwrap();
+    let heldout = data.heldout.clone();
+    let pipe = GptPipe::for_owner(cfg.clone(), data).unwrap();
+    // The run manifest still names the corpus itself.
+    assert_eq!(pipe.config().tokens_digest, tokens.digest().to_vec());
+    let windows = pipe.owner_artifact(gpt::HELDOUT).unwrap();
+    let model_ids: Vec<u32> = windows[0]
+        .data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u32)
+        .collect();
+    assert!(model_ids.iter().all(|&id| id < cfg.vocab));
+    let window = cfg.seq_len as usize + 1;
+    let gpt2: Vec<u32> = model_ids[..window]
+        .iter()
+        .map(|&id| cfg.token_ids[id as usize])
+        .collect();
+    assert_eq!(gpt2, tokens.ids()[heldout.start..heldout.start + window]);
+    // Training runs on the small vocabulary.
     let mut trainer = Trainer::new(&pipe, Device::Cpu);
-    let start = std::time::Instant::now();
-    for step in 0..steps {
-        let l = trainer.step(step).unwrap();
-        println!(
-            "step {step}: train {:.4} eval {:.4} at {:.1} s",
-            l.train_loss.unwrap(),
-            l.eval_loss.unwrap(),
-            start.elapsed().as_secs_f64()
+    let loss = trainer.step(0).unwrap().train_loss.unwrap();
+    assert!((loss - (cfg.vocab as f32).ln()).abs() < 0.5, "{loss}");
+    let exported = pipe
+        .export(
+            &trainer
+                .params_after(0)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    assert_eq!(
+        exported.ids,
+        vec![(gpt::TOKEN_IDS.to_string(), cfg.token_ids.clone())]
+    );
+    let shape = |name: &str| {
+        let t = exported.tensors.iter().find(|t| t.name == name);
+        t.expect("exported").shape.clone()
+    };
+    assert_eq!(shape("tok_emb"), vec![u64::from(cfg.vocab), 16]);
+    assert_eq!(shape("lm_head"), vec![16, u64::from(cfg.vocab)]);
+
+    // A manifest whose table does not match its vocabulary is refused.
+    for token_ids in [vec![5, 3], vec![3, 3], vec![1, 2, 3], vec![0, u32::MAX]] {
+        let bad = pb::GptConfig {
+            vocab: 2,
+            token_ids,
+            ..tiny()
+        };
+        assert!(
+            matches!(GptPipe::new(bad.clone()), Err(WorkloadError::Config(_))),
+            "{:?}",
+            bad.token_ids
         );
     }
+    // A corpus id outside the owner's table is refused with its name.
+    let data = TokenData::new(tokens.clone(), &cfg).unwrap();
+    let short = pb::GptConfig {
+        vocab: 2,
+        token_ids: vec![0, 1],
+        ..cfg
+    };
+    let err = GptPipe::for_owner(short, data).err().expect("refused");
+    assert!(err.to_string().contains("token"), "{err}");
 }

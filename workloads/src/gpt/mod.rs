@@ -28,12 +28,16 @@ use locus_protocol::tensor::{F32Tensor, TensorError};
 
 use crate::device::OnBackend;
 use crate::plan::{JobSpec, Source, in_generation};
-use crate::{Device, OutputSpec, Workload, WorkloadError};
+use crate::{Device, ExportedModel, OutputSpec, Workload, WorkloadError};
 use model::{Named, StageInput, Upstream};
 use tokens::Tokens;
 
 /// The name run manifests carry.
 pub const WORKLOAD_GPT: &str = "gpt_pipe";
+
+/// The exported table of a compacted vocabulary: row `i` of `tok_emb` and
+/// column `i` of `lm_head` are GPT-2 token `token_ids[i]`.
+pub const TOKEN_IDS: &str = "token_ids";
 
 /// Owner artifact of the fixed held-out sequences.
 pub const HELDOUT: &str = "heldout";
@@ -62,6 +66,24 @@ pub fn default_config(seed: u64) -> GptConfig {
         tokens_digest: Vec::new(),
         train_tokens: 0,
         heldout_tokens: 0,
+        token_ids: Vec::new(),
+    }
+}
+
+/// The most ids a compacted vocabulary lists (GPT-2 has 50,257).
+pub const MAX_TOKEN_IDS: usize = 1 << 16;
+
+/// `cfg` with its vocabulary compacted to the ids `tokens` uses. Rows of
+/// the embedding and LM head for ids the corpus never holds cannot learn
+/// anything but "never": dropping them makes the vocabulary-sized matrices,
+/// which dominate a small model's compute and artifacts, several times
+/// smaller, and the loss starts at ln(ids used) instead of ln(50304).
+pub fn with_compact_vocabulary(cfg: GptConfig, tokens: &Tokens) -> GptConfig {
+    let token_ids = tokens.distinct();
+    GptConfig {
+        vocab: token_ids.len() as u32,
+        token_ids,
+        ..cfg
     }
 }
 
@@ -81,6 +103,20 @@ pub fn validate_config(cfg: &GptConfig) -> Result<(), WorkloadError> {
     let finite = [cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay];
     if !finite.iter().all(|v| v.is_finite() && *v >= 0.0) || cfg.beta1 >= 1.0 || cfg.beta2 >= 1.0 {
         return bad("lr, betas, eps and weight decay must be finite and ≥ 0, betas below 1");
+    }
+    // Exported as int32, the token file's type; the run manifest has room
+    // for 2^16 of them.
+    let ascending = cfg.token_ids.windows(2).all(|w| w[0] < w[1]);
+    let int32 = cfg.token_ids.last().is_none_or(|&id| id <= i32::MAX as u32);
+    if !cfg.token_ids.is_empty()
+        && (cfg.token_ids.len() != cfg.vocab as usize
+            || cfg.token_ids.len() > MAX_TOKEN_IDS
+            || !ascending
+            || !int32)
+    {
+        return bad(
+            "token_ids must list `vocab` (at most 65,536) distinct int32 token ids in ascending order",
+        );
     }
     // Logits of the largest batch, the biggest tensor a job holds.
     let rows = cfg.batch.max(cfg.eval_sequences) as u64;
@@ -132,17 +168,24 @@ impl GptPipe {
 
     /// The owner's side: `cfg` completed with the digest and split sizes of
     /// `data`, which it draws micro-batches from.
-    pub fn for_owner(mut cfg: GptConfig, data: TokenData) -> Result<Self, WorkloadError> {
+    /// With `cfg.token_ids` set, the tokens are renumbered into that
+    /// vocabulary here: the windows the owner writes carry model ids.
+    pub fn for_owner(mut cfg: GptConfig, mut data: TokenData) -> Result<Self, WorkloadError> {
         cfg.tokens_digest = data.tokens.digest().to_vec();
         cfg.train_tokens = data.train.len() as u64;
         cfg.heldout_tokens = data.heldout.len() as u64;
-        if let Some(bad) = data.tokens.ids().iter().find(|&&id| id >= cfg.vocab) {
+        validate_config(&cfg)?;
+        if !cfg.token_ids.is_empty() {
+            data.tokens = data
+                .tokens
+                .renumbered(&cfg.token_ids)
+                .map_err(|e| WorkloadError::Config(e.to_string()))?;
+        } else if let Some(bad) = data.tokens.ids().iter().find(|&&id| id >= cfg.vocab) {
             return Err(WorkloadError::Config(format!(
                 "token id {bad} is outside the vocabulary of {}",
                 cfg.vocab
             )));
         }
-        validate_config(&cfg)?;
         Ok(GptPipe {
             cfg,
             data: Some(Arc::new(data)),
@@ -461,7 +504,7 @@ impl Workload for GptPipe {
         }
     }
 
-    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<Vec<pb::Tensor>, WorkloadError> {
+    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<ExportedModel, WorkloadError> {
         if parts.len() != self.cfg.stages as usize {
             return Err(WorkloadError::Config(format!(
                 "{} parameter artifacts for {} stages",
@@ -479,7 +522,11 @@ impl Workload for GptPipe {
                 out.push(t.to_pb(&self.export_name(stage, &name)));
             }
         }
-        Ok(out)
+        let mut ids = Vec::new();
+        if !self.cfg.token_ids.is_empty() {
+            ids.push((TOKEN_IDS.to_string(), self.cfg.token_ids.clone()));
+        }
+        Ok(ExportedModel { tensors: out, ids })
     }
 
     fn execute(

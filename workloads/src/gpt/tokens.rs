@@ -50,6 +50,8 @@ pub enum TokenError {
         id: i64,
         vocab: u32,
     },
+    #[error("token id {id} (token {index}) is not among the {size} ids of the run's vocabulary")]
+    NotInVocabulary { index: usize, id: u32, size: usize },
     #[error("cannot split {len} tokens: {reason}")]
     Split { len: usize, reason: String },
     #[error("tokenizer: {0}")]
@@ -139,6 +141,35 @@ impl Tokens {
 
     pub fn ids(&self) -> &[u32] {
         &self.ids
+    }
+
+    /// The distinct ids these tokens use, ascending: a compact vocabulary
+    /// (a corpus rarely uses all of GPT-2's 50,257 ids; the shipped one
+    /// uses about 14,000).
+    pub fn distinct(&self) -> Vec<u32> {
+        let mut ids = self.ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// These tokens renumbered into `vocabulary` (ascending ids, as
+    /// [`Tokens::distinct`] gives): token `t` becomes its index there.
+    pub fn renumbered(&self, vocabulary: &[u32]) -> Result<Tokens, TokenError> {
+        let mut ids = Vec::with_capacity(self.ids.len());
+        for (index, &id) in self.ids.iter().enumerate() {
+            match vocabulary.binary_search(&id) {
+                Ok(model_id) => ids.push(model_id as u32),
+                Err(_) => {
+                    return Err(TokenError::NotInVocabulary {
+                        index,
+                        id,
+                        size: vocabulary.len(),
+                    });
+                }
+            }
+        }
+        Ok(Tokens { ids })
     }
 
     /// Training and held-out split: the last `heldout_fraction` of the tokens
@@ -338,6 +369,23 @@ mod tests {
         assert!(msg.contains("/nonexistent/x.tokens.bin"), "{msg}");
 
         assert!(Tokens::from_le_bytes(&[], 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn renumbers_into_the_distinct_ids() {
+        let t = Tokens::from_ids(vec![50256, 7, 256, 7, 0], GPT2_VOCAB).unwrap();
+        let vocabulary = t.distinct();
+        assert_eq!(vocabulary, vec![0, 7, 256, 50256]);
+        let model = t.renumbered(&vocabulary).unwrap();
+        assert_eq!(model.ids(), &[3, 1, 2, 1, 0]);
+        let back: Vec<u32> = model
+            .ids()
+            .iter()
+            .map(|&i| vocabulary[i as usize])
+            .collect();
+        assert_eq!(back, t.ids());
+        let err = t.renumbered(&[0, 7, 256]).unwrap_err().to_string();
+        assert!(err.contains("50256") && err.contains("token 0"), "{err}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use kernels::{PARAMS, initial_artifact, output_spec, step_rows};
 
 use crate::device::OnBackend;
 use crate::plan::JobSpec;
-use crate::{Device, OutputSpec, WORKLOAD_MLP, Workload, WorkloadError};
+use crate::{Device, ExportedModel, OutputSpec, WORKLOAD_MLP, Workload, WorkloadError};
 
 /// Defaults for a small run that trains visibly in a few steps on a laptop.
 pub fn default_config(seed: u64) -> MlpConfig {
@@ -117,14 +117,14 @@ impl Workload for MlpRound {
         output_spec(&self.cfg, kind)
     }
 
-    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<Vec<pb::Tensor>, WorkloadError> {
+    fn export(&self, parts: &[pb::TensorArtifact]) -> Result<ExportedModel, WorkloadError> {
         let [params] = parts else {
             return Err(WorkloadError::Config(format!(
                 "{} parameter artifacts, the MLP has one",
                 parts.len()
             )));
         };
-        PARAMS
+        let tensors = PARAMS
             .iter()
             .map(|name| {
                 params
@@ -138,7 +138,11 @@ impl Workload for MlpRound {
                         ))
                     })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(ExportedModel {
+            tensors,
+            ids: Vec::new(),
+        })
     }
 
     fn execute(
