@@ -9,6 +9,8 @@ pub mod logging;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
+pub mod wake;
 
 pub use backoff::Backoff;
 pub use shutdown::Shutdown;
+pub use wake::Wake;

@@ -54,6 +54,16 @@ impl Shutdown {
         }
     }
 
+    /// Sleeps for `duration`, or until `wake` reports a change, unless
+    /// shutdown comes first. Returns `false` when interrupted by shutdown.
+    pub async fn sleep_or_wake(&self, duration: std::time::Duration, wake: &crate::Wake) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => !self.requested(),
+            _ = wake.changed() => !self.requested(),
+            _ = self.wait() => false,
+        }
+    }
+
     /// Sleeps for `duration` unless shutdown comes first. Returns `false`
     /// when interrupted by shutdown.
     pub async fn sleep(&self, duration: std::time::Duration) -> bool {

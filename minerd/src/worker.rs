@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use locus_daemon::{Backoff, Shutdown};
+use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::pb;
 use locus_protocol::time::unix_ms;
 use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, Verified};
@@ -144,6 +144,7 @@ impl<A: Adversary> Worker<A> {
         let mut first_pass = true;
         let mut refused = std::collections::HashSet::new();
         let mut backoff = Backoff::new(self.cfg.poll_min, self.cfg.poll_max);
+        let wake = Wake::on(&self.bucket, std::slice::from_ref(&prefix));
         info!(hotkey = %hotkey, worker = self.cfg.index, device = %self.cfg.device, "worker ready");
         while !shutdown.requested() {
             let keys = match self.bucket.list(&prefix, cursor.as_deref()).await {
@@ -193,7 +194,7 @@ impl<A: Adversary> Worker<A> {
             first_pass = false;
             if found {
                 backoff.reset();
-            } else if !shutdown.sleep(backoff.next_delay()).await {
+            } else if !shutdown.sleep_or_wake(backoff.next_delay(), &wake).await {
                 break;
             }
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use locus_daemon::{Backoff, Shutdown};
+use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::attribution;
 use locus_protocol::pb;
 use locus_protocol::time::Clock;
@@ -490,6 +490,10 @@ impl Orchestrator {
     /// Runs until the run is done (with `exit_when_done`) or shutdown.
     pub async fn run(&mut self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
+        // What moves the run on: results, and verdicts on them.
+        let layout = self.bucket.layout();
+        let run = &self.run.run_id;
+        let wake = Wake::on(&self.bucket, &[layout.receipts(run), layout.verdicts(run)]);
         let mut last_wait_log = std::time::Instant::now() - Duration::from_secs(60);
         loop {
             // Storage errors are transient as far as the loop is concerned:
@@ -506,7 +510,8 @@ impl Orchestrator {
                 return Ok(());
             }
             let (_, in_flight, _) = self.schedule.counts();
-            if progressed {
+            if progressed || self.warming_up() {
+                // Warming up: heartbeats do not wake this loop.
                 backoff.reset();
             } else if in_flight > 0 {
                 // Results are due soon: keep polling briskly.
@@ -515,7 +520,7 @@ impl Orchestrator {
                 info!(run = %self.run.run_id, "waiting for live miners (heartbeats)");
                 last_wait_log = std::time::Instant::now();
             }
-            if !shutdown.sleep(backoff.next_delay()).await {
+            if !shutdown.sleep_or_wake(backoff.next_delay(), &wake).await {
                 info!(run = %self.run.run_id, "stopping; the run resumes from the bucket on restart");
                 return Ok(());
             }
@@ -697,10 +702,12 @@ impl Orchestrator {
     }
 
     async fn refresh_workers(&mut self) {
+        // Until the first assignment goes out every pass looks, so the run
+        // starts the moment the expected workers are live.
         let fresh_enough = self
             .last_worker_refresh
             .is_some_and(|t| t.elapsed() < Duration::from_secs(2));
-        if fresh_enough && !self.live.is_empty() {
+        if fresh_enough && !self.live.is_empty() && !self.warming_up() {
             return;
         }
         self.last_worker_refresh = Some(std::time::Instant::now());
@@ -1022,12 +1029,18 @@ impl Orchestrator {
         ))
     }
 
+    /// Whether the run has not started and waits for `min_workers` live
+    /// workers, so that the first step is spread over all of them.
+    fn warming_up(&self) -> bool {
+        let (_, assigned, done) = self.schedule.counts();
+        assigned == 0 && done == 0 && self.live.len() < self.settings.min_workers
+    }
+
     /// Publishes a manifest for every ready job and assigns it.
     async fn publish_ready(&mut self) -> anyhow::Result<bool> {
         let ready: Vec<_> = self.schedule.ready().into_iter().cloned().collect();
         let mut progressed = false;
-        let (_, assigned, done) = self.schedule.counts();
-        let warming_up = assigned == 0 && done == 0 && self.live.len() < self.settings.min_workers;
+        let warming_up = self.warming_up();
         for spec in ready {
             if self.live.is_empty() || warming_up {
                 break;

@@ -158,6 +158,8 @@ pub struct Bucket {
     url: String,
     counts: Arc<RequestCounts>,
     rejected: Arc<RejectedObjects>,
+    /// The directory of a local bucket, where readers can watch for changes.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 /// What identifies one version of an object without reading it: its size
@@ -258,7 +260,15 @@ impl Bucket {
         }
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|e| open_err(e.to_string()))?;
-        Ok(Self::from_store(Arc::new(store), url, netuid))
+        let mut bucket = Self::from_store(Arc::new(store), url, netuid);
+        bucket.local_dir = Some(std::path::PathBuf::from(dir));
+        Ok(bucket)
+    }
+
+    /// The directory a local bucket keeps its objects in (key `k` is the
+    /// file `dir/k`); `None` for other stores.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
     }
 
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str, netuid: u16) -> Self {
@@ -275,6 +285,7 @@ impl Bucket {
             url: url.to_string(),
             counts: Arc::default(),
             rejected: Arc::default(),
+            local_dir: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use locus_daemon::{Backoff, Shutdown};
+use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::time::unix_ms;
 use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair};
@@ -143,6 +143,10 @@ impl Validator {
     /// `exit_after_run` run is complete (else shutdown came).
     async fn judge_until(&mut self, shutdown: &Shutdown) -> bool {
         let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
+        // New runs, and the receipts of the runs found so far (added as
+        // runs appear).
+        let wake = Wake::on(&self.bucket, &[]);
+        wake.add_shallow(&self.bucket.layout().runs());
         loop {
             let progressed = match self.tick().await {
                 Ok(p) => p,
@@ -164,7 +168,10 @@ impl Validator {
                 // run is live, keep the delay to a new receipt short.
                 backoff.cap(self.settings.poll_min * 4);
             }
-            if !shutdown.sleep(backoff.next_delay()).await {
+            for run in self.runs.keys() {
+                wake.add(&self.bucket.layout().receipts(run));
+            }
+            if !shutdown.sleep_or_wake(backoff.next_delay(), &wake).await {
                 return false;
             }
         }
@@ -182,9 +189,13 @@ impl Validator {
     }
 
     async fn discover_runs(&mut self) -> anyhow::Result<()> {
-        if self
-            .last_discovery
-            .is_some_and(|t| t.elapsed() < RUN_DISCOVERY_EVERY)
+        // While no run is live there is nothing else to do: look every
+        // pass (the back-off bounds the rate), so a new run is judged at once.
+        let judging = self.runs.values().any(|t| !t.complete);
+        if judging
+            && self
+                .last_discovery
+                .is_some_and(|t| t.elapsed() < RUN_DISCOVERY_EVERY)
         {
             return Ok(());
         }

@@ -1,0 +1,208 @@
+//! Waking a polling loop as soon as what it waits for is written.
+//!
+//! On a local bucket, filesystem events cut a hop of the pipeline (a receipt
+//! to its verdict, a verdict to the next assignment, an assignment to its
+//! pick-up) from a poll interval to the write itself. Polling stays: it is
+//! the only signal on S3, and the fallback for an event the kernel drops or
+//! a directory created before its watch was added — a missed event costs one
+//! back-off interval, never correctness, because the loop re-reads the
+//! bucket either way.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use locus_protocol::Bucket;
+use notify::event::{EventKind, ModifyKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::Notify;
+use tracing::warn;
+
+/// Fires when an object appears, is replaced or removed under the watched
+/// key prefixes of a local bucket; never fires on other stores.
+pub struct Wake {
+    changed: Arc<Notify>,
+    watch: Option<Watch>,
+}
+
+struct Watch {
+    root: PathBuf,
+    watcher: Mutex<RecommendedWatcher>,
+    prefixes: Mutex<HashSet<String>>,
+}
+
+impl Wake {
+    /// A wake that never fires: the loop runs on its back-off alone.
+    pub fn never() -> Wake {
+        Wake {
+            changed: Arc::new(Notify::new()),
+            watch: None,
+        }
+    }
+
+    /// Watches `prefixes` (key prefixes ending in `/`, with everything
+    /// below them) of `bucket` when it is a local directory. Where the platform gives no watcher (or its watch
+    /// limit is reached) it says so once and the loop polls.
+    pub fn on(bucket: &Bucket, prefixes: &[String]) -> Wake {
+        let Some(root) = bucket.local_dir() else {
+            return Wake::never();
+        };
+        let changed = Arc::new(Notify::new());
+        let signal = changed.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| is_visible_change(&e)) {
+                signal.notify_one();
+            }
+        });
+        let watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "cannot watch the bucket directory; polling only");
+                return Wake::never();
+            }
+        };
+        let wake = Wake {
+            changed,
+            watch: Some(Watch {
+                root: root.to_path_buf(),
+                watcher: Mutex::new(watcher),
+                prefixes: Mutex::default(),
+            }),
+        };
+        for prefix in prefixes {
+            wake.add(prefix);
+        }
+        wake
+    }
+
+    /// Also wakes on changes under `prefix`; watching a prefix twice is a
+    /// no-op. The prefix's directory is created if missing, so that objects
+    /// written there later are seen.
+    pub fn add(&self, prefix: &str) {
+        self.watch(prefix, RecursiveMode::Recursive);
+    }
+
+    /// Also wakes when an entry appears or goes directly under `prefix`
+    /// (a new run's directory, not every object written inside it).
+    pub fn add_shallow(&self, prefix: &str) {
+        self.watch(prefix, RecursiveMode::NonRecursive);
+    }
+
+    fn watch(&self, prefix: &str, mode: RecursiveMode) {
+        let Some(watch) = &self.watch else {
+            return;
+        };
+        let Ok(mut prefixes) = watch.prefixes.lock() else {
+            return;
+        };
+        if !prefixes.insert(prefix.to_string()) {
+            return;
+        }
+        let dir = watch.root.join(prefix);
+        let added = std::fs::create_dir_all(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| match watch.watcher.lock() {
+                Ok(mut w) => w.watch(&dir, mode).map_err(|e| e.to_string()),
+                Err(_) => Err("watcher lock poisoned".to_string()),
+            });
+        if let Err(error) = added {
+            warn!(dir = %dir.display(), %error, "cannot watch for changes; polling there");
+        }
+    }
+
+    /// Whether any prefix is watched.
+    pub fn is_active(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// Resolves at the next change, or at once if one came since the last
+    /// call (a change during a pass is never lost). Never resolves on a
+    /// wake that cannot fire.
+    pub async fn changed(&self) {
+        match self.watch {
+            Some(_) => self.changed.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A change a listing can see: a file created or renamed into place (how
+/// the local store publishes an object), or removed. Writes into the
+/// store's staging files (`key#n`) are not objects yet.
+fn is_visible_change(event: &notify::Event) -> bool {
+    let kind = matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    );
+    kind && event.paths.iter().any(|p| !is_staging(p))
+}
+
+fn is_staging(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.contains('#'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn soon(wake: &Wake) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), wake.changed())
+            .await
+            .is_ok()
+    }
+
+    async fn put(bucket: &Bucket, key: &str) {
+        let mode = object_store::PutMode::Create;
+        bucket.put_bytes(key, b"x".to_vec(), mode).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn wakes_on_an_object_under_a_watched_prefix_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
+        let watched = bucket.layout().receipts("r1");
+        let wake = Wake::on(&bucket, std::slice::from_ref(&watched));
+        assert!(wake.is_active());
+        // Elsewhere in the bucket: no wake.
+        let elsewhere = format!("{}x.pb", bucket.layout().verdicts("r1"));
+        put(&bucket, &elsewhere).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), wake.changed())
+                .await
+                .is_err(),
+            "woke for a key outside the watched prefix"
+        );
+        // In a directory created after the watch began.
+        let key = format!("{watched}s000001/job/a000.pb");
+        put(&bucket, &key).await;
+        assert!(soon(&wake).await, "no wake for {key}");
+        // A later prefix.
+        let later = bucket.layout().receipts("r2");
+        wake.add(&later);
+        wake.add(&later);
+        put(&bucket, &format!("{later}a.pb")).await;
+        assert!(soon(&wake).await, "no wake under a prefix added later");
+    }
+
+    #[tokio::test]
+    async fn other_stores_never_wake() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let bucket = Bucket::from_store(store, "memory://", 3);
+        let wake = Wake::on(&bucket, &[bucket.layout().receipts("r")]);
+        assert!(!wake.is_active());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), wake.changed())
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn staging_files_are_not_objects() {
+        assert!(is_staging(Path::new("/b/k.pb#3")));
+        assert!(!is_staging(Path::new("/b/k.pb")));
+    }
+}
