@@ -83,6 +83,15 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
             .unwrap_or(0)
             >= 2
     });
+    // 6. A heartbeat for the attacker signed by someone else, there before
+    //    the owner first looks (a run can end before its next look).
+    let fake_heartbeat = layout.heartbeat(&attacker.hotkey(), 0);
+    rt.block_on(bucket.put_bytes(
+        &fake_heartbeat,
+        envelope::seal(&pb::WorkerHeartbeat::default(), &fake_heartbeat, &miner_b).bytes,
+        PutMode::Overwrite,
+    ))
+    .expect("plant");
     let mut orchestratord = Proc::start(
         "orchestratord",
         "orchestratord",
@@ -185,12 +194,6 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
     put(
         &forged_assignment_key,
         envelope::seal(&forged_assignment, &forged_assignment_key, &attacker).bytes,
-    );
-    // 6. A heartbeat for the attacker signed by someone else.
-    let fake_heartbeat = layout.heartbeat(&attacker.hotkey(), 0);
-    put(
-        &fake_heartbeat,
-        envelope::seal(&pb::WorkerHeartbeat::default(), &fake_heartbeat, &miner_b).bytes,
     );
 
     assert!(

@@ -36,7 +36,7 @@ use locus_workloads::mlp;
 /// `--seed` of every run: the reference and all scenarios train the same model.
 const SEED: &str = "--seed=77";
 /// Steps of the reference run; scenarios run 3 or 4 of them.
-const MAX_STEPS: u32 = 4;
+const MAX_STEPS: u32 = 10;
 /// What a run trains: its `orchestratord` flags and the jobs of one step.
 struct Case {
     name: &'static str,
@@ -128,7 +128,7 @@ struct Scenario {
 impl Scenario {
     fn from_seed(seed: u64) -> Scenario {
         let mut rng = SplitMix64(seed);
-        let steps = rng.range(3, MAX_STEPS as u64) as u32;
+        let steps = rng.range(5, MAX_STEPS as u64) as u32;
         let n = rng.range(2, 4);
         let kills = (0..n)
             .map(|_| {
@@ -140,11 +140,13 @@ impl Scenario {
                     _ => Target::Worker(miner),
                 };
                 let trigger = if rng.range(0, 1) == 0 {
-                    Trigger::Gap(Duration::from_millis(rng.range(200, 4000)))
+                    // Hops cost a write, not a poll interval: whole runs
+                    // take a second or two, so kills come early.
+                    Trigger::Gap(Duration::from_millis(rng.range(10, 300)))
                 } else {
                     Trigger::Receipts {
                         more: rng.range(1, 6) as usize,
-                        then: Duration::from_millis(rng.range(0, 800)),
+                        then: Duration::from_millis(rng.range(0, 60)),
                     }
                 };
                 // Now and then a miner stays down past its leases, so its

@@ -158,22 +158,30 @@ pub async fn leaked_grant(
     let me = key.hotkey();
     let mut outcomes = Vec::new();
     let prefix = layout.assignments();
-    let keys = bucket.list(&prefix, None).await.unwrap_or_default();
     let mut victim_receipt = None;
-    for k in keys.iter().rev().take(64) {
-        let Ok(other) = bucket.get::<pb::Assignment>(k, Expect::AnySigner).await else {
-            continue;
-        };
-        if other.hotkey == me.to_bytes() || other.sealed_grant.is_empty() {
-            continue;
+    // This miner may hold the run's first assignment: wait a while for
+    // another miner's.
+    for _ in 0..50 {
+        let keys = bucket.list(&prefix, None).await.unwrap_or_default();
+        for k in keys.iter().rev().take(64) {
+            let Ok(other) = bucket.get::<pb::Assignment>(k, Expect::AnySigner).await else {
+                continue;
+            };
+            if other.hotkey == me.to_bytes() || other.sealed_grant.is_empty() {
+                continue;
+            }
+            match locus_protocol::grant::open(&other.sealed_grant, key) {
+                Ok(_) => outcomes.push(format!("opened {k} (this must never happen)")),
+                Err(e) => outcomes.push(format!("grant in {k} refused: {e}")),
+            }
+            victim_receipt =
+                Some(layout.receipt(&other.run_id, other.step, &other.job_id, other.attempt));
+            break;
         }
-        match locus_protocol::grant::open(&other.sealed_grant, key) {
-            Ok(_) => outcomes.push(format!("opened {k} (this must never happen)")),
-            Err(e) => outcomes.push(format!("grant in {k} refused: {e}")),
+        if victim_receipt.is_some() || own.sealed_grant.is_empty() {
+            break;
         }
-        victim_receipt =
-            Some(layout.receipt(&other.run_id, other.step, &other.job_id, other.attempt));
-        break;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     if own.sealed_grant.is_empty() {
         outcomes.push("no grants on this bucket (local directory)".into());
