@@ -49,6 +49,10 @@ pub struct Schedule {
     specs: BTreeMap<String, JobSpec>,
     states: HashMap<String, JobState>,
     rotation: usize,
+    /// Jobs given to each worker in this run: among equally loaded workers
+    /// the one given least goes first, so short jobs, which leave everyone
+    /// idle between hops, still reach every worker.
+    given: HashMap<WorkerId, u64>,
     /// Hotkeys caught cheating in this run: they get no more work.
     banned: std::collections::BTreeSet<Hotkey>,
     /// Leases a hotkey let lapse or results refused since its last accepted
@@ -147,6 +151,7 @@ impl Schedule {
             (
                 self.strikes.get(&w.hotkey).copied().unwrap_or(0).min(1),
                 load.get(w).copied().unwrap_or(0),
+                self.given.get(w).copied().unwrap_or(0),
             )
         };
         let best = pool.iter().map(|w| rank(w)).min()?;
@@ -168,6 +173,7 @@ impl Schedule {
     }
 
     pub fn assign(&mut self, job: &str, attempt: u32, to: WorkerId, deadline_ms: u64) {
+        *self.given.entry(to).or_default() += 1;
         self.states.insert(
             job.to_string(),
             JobState::Assigned {
@@ -452,6 +458,41 @@ mod tests {
         used.sort();
         used.dedup();
         assert_eq!(used.len(), 4, "each of 4 live workers gets one inner job");
+    }
+
+    #[test]
+    fn jobs_that_finish_at_once_still_reach_every_worker() {
+        // Three steps of the default DAG (8 jobs each), every hop's jobs done
+        // before the next hop is ready: all 16 workers idle between hops.
+        let cfg = mlp::default_config(1);
+        let mut s = Schedule::default();
+        let live = workers(16);
+        let mut used = Vec::new();
+        for step in 0..3 {
+            s.add_jobs(mlp::step_jobs(&cfg, step));
+            loop {
+                let hop: Vec<String> = s.ready().iter().map(|j| j.job_id.clone()).collect();
+                if hop.is_empty() {
+                    break;
+                }
+                let given: Vec<_> = hop
+                    .iter()
+                    .map(|job| {
+                        let w = s.pick_worker(job, &live, 2).unwrap();
+                        s.assign(job, 1, w, 1000);
+                        w
+                    })
+                    .collect();
+                for (job, w) in hop.iter().zip(given) {
+                    assert!(s.complete(job, output(1, w)));
+                    used.push(w);
+                }
+            }
+        }
+        assert_eq!(used.len(), 24);
+        used.sort();
+        used.dedup();
+        assert_eq!(used.len(), 16, "every worker gets work");
     }
 
     #[test]
