@@ -13,7 +13,9 @@ use locus_protocol::{Bucket, Expect, Hotkey};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Bucket: a local directory, file:// URL or s3://NAME (S3 settings from the environment).
+    /// Bucket: a local directory, file:// URL or s3://NAME (S3 settings from
+    /// S3_ENDPOINT or S3_ENDPOINT_URL, S3_REGION, S3_PATH_STYLE, S3_ANONYMOUS
+    /// and AWS_*).
     #[arg(long, env = "LOCUS_BUCKET")]
     pub bucket: String,
     /// Subnet id.
@@ -26,7 +28,7 @@ pub struct ExportArgs {
     #[arg(long, env = "LOCUS_RUN_ID")]
     pub run_id: String,
     /// Where to write the model (`.safetensors`); refuses to overwrite.
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_OUT")]
     pub out: PathBuf,
 }
 

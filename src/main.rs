@@ -25,7 +25,7 @@ enum Command {
     /// Write a new ED25519 key file (mode 0600) and print its SS58 address.
     Keygen {
         /// Where to write the key; refuses to overwrite.
-        #[arg(long)]
+        #[arg(long, env = "LOCUS_OUT")]
         out: PathBuf,
     },
     /// Run orchestrator, miners and validator as separate processes on a
@@ -44,7 +44,9 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct DiscoveryUiArgs {
-    /// Bucket: a local directory, file:// URL or s3://NAME (S3 settings from the environment).
+    /// Bucket: a local directory, file:// URL or s3://NAME (S3 settings from
+    /// S3_ENDPOINT or S3_ENDPOINT_URL, S3_REGION, S3_PATH_STYLE, S3_ANONYMOUS
+    /// and AWS_*).
     #[arg(long, env = "LOCUS_BUCKET")]
     bucket: String,
     /// Subnet id.
@@ -54,13 +56,13 @@ struct DiscoveryUiArgs {
     #[arg(long, env = "LOCUS_OWNER")]
     owner: locus_protocol::Hotkey,
     /// Port to listen on.
-    #[arg(long, env = "LOCUS_UI_PORT", default_value_t = 8765)]
+    #[arg(long, env = "LOCUS_PORT", default_value_t = 8765)]
     port: u16,
     /// Address to bind (keep loopback and tunnel in, or put a proxy in front).
-    #[arg(long, env = "LOCUS_UI_BIND", default_value = "127.0.0.1")]
+    #[arg(long, env = "LOCUS_BIND", default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
     /// Open the UI in the default browser.
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_OPEN_BROWSER")]
     open_browser: bool,
 }
 

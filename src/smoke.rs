@@ -23,38 +23,53 @@ use tokio::process::{Child, Command};
 mod attack;
 
 const RUN_ID: &str = "smoke";
+
+/// Variables of `local-smoke`'s own flags, kept from the daemons it starts.
+const SMOKE_ONLY_VARS: &[&str] = &[
+    "LOCUS_STEPS",
+    "LOCUS_MINERS",
+    "LOCUS_WORKERS_PER_MINER",
+    "LOCUS_SAMPLE_RATE",
+    "LOCUS_PROBATION_REPLAYS",
+    "LOCUS_LEASE_SECS",
+    "LOCUS_WORKDIR",
+    "LOCUS_BUCKET",
+    "LOCUS_TIMEOUT_SECS",
+    "LOCUS_BAD_MINER_INDEX",
+    "LOCUS_FAULT_MODE",
+];
 const NETUID: u16 = 3;
 
 #[derive(Args, Debug, Clone)]
 pub struct SmokeArgs {
     /// Training steps; at least 1.
-    #[arg(long, default_value_t = 1, value_parser = limits::steps())]
+    #[arg(long, env = "LOCUS_STEPS", default_value_t = 1, value_parser = limits::steps())]
     pub steps: u32,
     /// Miner hotkeys, each a separate `minerd`; at least 1.
-    #[arg(long, default_value_t = 4, value_parser = limits::at_least(1usize, ""))]
+    #[arg(long, env = "LOCUS_MINERS", default_value_t = 4, value_parser = limits::at_least(1usize, ""))]
     pub miners: usize,
     /// Worker processes per miner (`minerd --workers`); at least 1.
-    #[arg(long, default_value_t = 1, value_parser = limits::workers())]
+    #[arg(long, env = "LOCUS_WORKERS_PER_MINER", default_value_t = 1, value_parser = limits::workers())]
     pub workers_per_miner: u32,
     /// Fraction of receipts the validator replays, in [0, 1].
-    #[arg(long, default_value_t = 0.25, value_parser = limits::fraction)]
+    #[arg(long, env = "LOCUS_SAMPLE_RATE", default_value_t = 0.25, value_parser = limits::fraction)]
     pub sample_rate: f64,
     /// A misbehaving miner (builds with `--features fault-injection` only).
     #[cfg(feature = "fault-injection")]
     #[command(flatten)]
     pub attack: attack::AttackArgs,
     /// Replays a miner must pass before the validator only samples it.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "LOCUS_PROBATION_REPLAYS", default_value_t = 3)]
     pub probation_replays: u32,
     /// Lease of each assignment, in seconds: a job not done by then goes to
     /// another miner; at least 2.
-    #[arg(long, default_value_t = 120, value_parser = limits::lease_secs())]
+    #[arg(long, env = "LOCUS_LEASE_SECS", default_value_t = 120, value_parser = limits::lease_secs())]
     pub lease_secs: u64,
     /// What the run trains (`--workload gpt_pipe` for the pipelined GPT).
     #[command(flatten)]
     pub workload: orchestratord::workload::WorkloadArgs,
     /// Keep the bucket and logs in this directory instead of a temporary one.
-    #[arg(long)]
+    #[arg(long, env = "LOCUS_WORKDIR")]
     pub workdir: Option<PathBuf>,
     /// Where the bucket lives: `local` (a directory), `s3-local` (an S3
     /// server started on loopback, with SigV4 and read-only miner
@@ -62,10 +77,10 @@ pub struct SmokeArgs {
     /// S3_ENDPOINT / AWS_* from the environment; miners use
     /// LOCUS_MINER_AWS_ACCESS_KEY_ID / LOCUS_MINER_AWS_SECRET_ACCESS_KEY, or
     /// anonymous reads when unset).
-    #[arg(long, default_value = "local")]
+    #[arg(long, env = "LOCUS_BUCKET", default_value = "local")]
     pub bucket: String,
     /// Give up after this many seconds; at least 1.
-    #[arg(long, default_value_t = 900, value_parser = limits::at_least(1u64, ""))]
+    #[arg(long, env = "LOCUS_TIMEOUT_SECS", default_value_t = 900, value_parser = limits::at_least(1u64, ""))]
     pub timeout_secs: u64,
 }
 
@@ -97,7 +112,14 @@ impl Daemon {
         logs: &Path,
     ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-        let child = Command::new(bin_dir.join(bin))
+        let mut command = Command::new(bin_dir.join(bin));
+        // The smoke's own settings are not its daemons': a miner must not
+        // read the smoke's LOCUS_FAULT_MODE as its own, nor the orchestrator
+        // its LOCUS_STEPS. What a daemon needs, the smoke passes as a flag.
+        for var in SMOKE_ONLY_VARS {
+            command.env_remove(var);
+        }
+        let child = command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -60,7 +60,10 @@ enum Command {
 /// Arguments every worker shares with the supervisor.
 #[derive(Args, Debug, Clone)]
 struct Common {
-    /// Bucket: a local directory (or file:// URL) shared with the owner.
+    /// Bucket: a local directory, file:// URL or s3://NAME, shared with the
+    /// owner. On S3 a miner reads with S3_ENDPOINT (or S3_ENDPOINT_URL),
+    /// S3_REGION, S3_PATH_STYLE and read-only AWS_* keys (or S3_ANONYMOUS),
+    /// and writes only through the owner's grants.
     #[arg(long, env = "LOCUS_BUCKET")]
     bucket: String,
     /// Subnet id; selects the `v1/netuid=N/` part of the bucket.

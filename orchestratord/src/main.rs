@@ -16,7 +16,12 @@ use orchestratord::driver::{Orchestrator, Settings};
 #[derive(Parser, Debug)]
 #[command(name = "orchestratord", version)]
 struct Args {
-    /// Bucket: a local directory (or file:// URL) shared with miners and validators.
+    /// Bucket: a local directory, file:// URL or s3://NAME, shared with
+    /// miners and validators.
+    /// On S3 the variables S3_ENDPOINT (or S3_ENDPOINT_URL), S3_REGION,
+    /// S3_PATH_STYLE, S3_ANONYMOUS, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    /// and AWS_SESSION_TOKEN (the AWS keys also as `NAME_FILE`) configure the
+    /// client.
     #[arg(long, env = "LOCUS_BUCKET")]
     bucket: String,
     /// Subnet id; selects the `v1/netuid=N/` part of the bucket.
@@ -33,20 +38,21 @@ struct Args {
     steps: u32,
     #[command(flatten)]
     workload: orchestratord::workload::WorkloadArgs,
-    /// Validator hotkeys (SS58) whose verdicts count for this run. Repeatable.
+    /// Validator hotkeys (SS58) whose verdicts count for this run. Repeatable,
+    /// or comma-separated.
     #[arg(
         long = "validator",
-        env = "LOCUS_VALIDATORS",
+        env = "LOCUS_VALIDATOR",
         value_name = "SS58",
         value_delimiter = ','
     )]
     validators: Vec<Hotkey>,
     /// Registered miner hotkeys (SS58) that get standing heartbeat grants on
-    /// an S3 bucket. Repeatable.
+    /// an S3 bucket. Repeatable, or comma-separated.
     #[arg(
         long = "miner",
         value_name = "SS58",
-        env = "LOCUS_MINERS",
+        env = "LOCUS_MINER",
         value_delimiter = ','
     )]
     miners: Vec<Hotkey>,

@@ -137,7 +137,8 @@ impl S3Options {
         let flag =
             |name: &str| var(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
         S3Options {
-            endpoint: var("S3_ENDPOINT"),
+            // The name the Python Locus and many S3 tools use, too.
+            endpoint: var("S3_ENDPOINT").or_else(|| var("S3_ENDPOINT_URL")),
             region: var("S3_REGION").or_else(|| var("AWS_REGION")),
             access_key_id: var("AWS_ACCESS_KEY_ID"),
             secret_access_key: var("AWS_SECRET_ACCESS_KEY"),

@@ -15,7 +15,12 @@ use validatord::driver::{Settings, Validator};
 #[derive(Parser, Debug)]
 #[command(name = "validatord", version)]
 struct Args {
-    /// Bucket: a local directory (or file:// URL) shared with owner and miners.
+    /// Bucket: a local directory, file:// URL or s3://NAME, shared with
+    /// owner and miners.
+    /// On S3 the variables S3_ENDPOINT (or S3_ENDPOINT_URL), S3_REGION,
+    /// S3_PATH_STYLE, S3_ANONYMOUS, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    /// and AWS_SESSION_TOKEN (the AWS keys also as `NAME_FILE`) configure the
+    /// client.
     #[arg(long, env = "LOCUS_BUCKET")]
     bucket: String,
     /// Subnet id; selects the `v1/netuid=N/` part of the bucket.
@@ -23,7 +28,7 @@ struct Args {
     netuid: u16,
     /// This validator's ED25519 key file. Signs verdicts and scores; its
     /// secret also drives sampling, so miners cannot predict it.
-    #[arg(long, env = "LOCUS_VALIDATOR_KEY")]
+    #[arg(long, env = "LOCUS_KEY")]
     key: PathBuf,
     /// The subnet owner's hotkey (SS58): manifests and assignments must be signed by it.
     #[arg(long, env = "LOCUS_OWNER")]
