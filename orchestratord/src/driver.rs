@@ -510,9 +510,14 @@ impl Orchestrator {
                 return Ok(());
             }
             let (_, in_flight, _) = self.schedule.counts();
-            if progressed || self.warming_up() {
-                // Warming up: heartbeats do not wake this loop.
+            if progressed {
                 backoff.reset();
+            } else if self.warming_up() && !self.live.is_empty() {
+                // Some workers are live and the rest are on their way:
+                // heartbeats do not wake this loop, so look again soon. With
+                // none live the back-off grows, so an owner waiting for
+                // miners on S3 pays for one listing per `poll_max`.
+                backoff.cap(self.settings.poll_min * 2);
             } else if in_flight > 0 {
                 // Results are due soon: keep polling briskly.
                 backoff.cap(self.settings.poll_min * 3);
