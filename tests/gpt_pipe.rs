@@ -34,10 +34,12 @@ fn tiny_pipe() -> GptPipe {
     GptPipe::for_owner(cfg, data).expect("configuration")
 }
 
-/// The parameters the single-process trainer ends `steps` steps with (all
-/// stages, in order), and its held-out loss per step.
-fn trained(pipe: &GptPipe, steps: u32) -> (Vec<pb::Tensor>, Vec<f32>) {
-    let mut trainer = Trainer::new(pipe, Device::Cpu);
+/// The tiny workload, and what the single-process trainer makes of it in
+/// `steps` steps: the parameters it ends with (all stages, in order) and
+/// its held-out loss per step.
+fn trained(steps: u32) -> (Arc<dyn Workload>, Vec<pb::Tensor>, Vec<f32>) {
+    let pipe = tiny_pipe();
+    let mut trainer = Trainer::new(&pipe, Device::Cpu);
     let eval = (0..steps)
         .map(|step| {
             let losses = trainer.step(step).expect("trainer step");
@@ -49,15 +51,13 @@ fn trained(pipe: &GptPipe, steps: u32) -> (Vec<pb::Tensor>, Vec<f32>) {
         .into_iter()
         .flat_map(|a| a.tensors.clone())
         .collect();
-    (params, eval)
+    (Arc::new(pipe), params, eval)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
     let steps = 2;
-    let pipe = Arc::new(tiny_pipe());
-    let (reference, eval) = trained(&pipe, steps);
-    let workload: Arc<dyn Workload> = pipe.clone();
+    let (workload, reference, eval) = trained(steps);
     let finished = kit::run(
         Setup {
             steps,
@@ -89,9 +89,7 @@ async fn a_pipelined_run_equals_the_single_process_trainer_bitwise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_owner_resumes_a_pipelined_run_bitwise() {
     let steps = 3;
-    let pipe = Arc::new(tiny_pipe());
-    let (reference, _) = trained(&pipe, steps);
-    let workload: Arc<dyn Workload> = pipe;
+    let (workload, reference, _) = trained(steps);
     let mut system = kit::System::start(Setup {
         steps,
         workload: Some(workload),
@@ -117,9 +115,7 @@ async fn a_restarted_owner_resumes_a_pipelined_run_bitwise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn objects_planted_at_owner_artifact_keys_do_not_stop_a_run() {
     let steps = 2;
-    let pipe = Arc::new(tiny_pipe());
-    let (reference, _) = trained(&pipe, steps);
-    let workload: Arc<dyn Workload> = pipe;
+    let (workload, reference, _) = trained(steps);
     let finished = kit::run(
         Setup {
             steps,
@@ -158,9 +154,7 @@ mod attacks {
 
     async fn caught(mode: &str, why: &str) {
         let steps = 3;
-        let pipe = Arc::new(tiny_pipe());
-        let (honest, _) = trained(&pipe, steps);
-        let workload: Arc<dyn Workload> = pipe;
+        let (workload, honest, _) = trained(steps);
         let attacked = kit::run(
             Setup {
                 steps,
