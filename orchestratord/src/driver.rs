@@ -1037,8 +1037,11 @@ impl Orchestrator {
     /// Whether the run has not started and waits for `min_workers` live
     /// workers, so that the first step is spread over all of them.
     fn warming_up(&self) -> bool {
-        let (_, assigned, done) = self.schedule.counts();
-        assigned == 0 && done == 0 && self.live.len() < self.settings.min_workers
+        // The cheap test first: once enough workers are live, no job scan.
+        self.live.len() < self.settings.min_workers && {
+            let (_, assigned, done) = self.schedule.counts();
+            assigned == 0 && done == 0
+        }
     }
 
     /// Publishes a manifest for every ready job and assigns it.
