@@ -54,6 +54,26 @@ async fn planted_assignment_keys_do_not_stop_a_run() {
     finished.assert_no_redo();
 }
 
+/// Every first attempt to write the run state fails, the last one (the
+/// run is done) included: the orchestrator retries it and does not stop
+/// before the bucket says the run is complete.
+#[cfg(feature = "fault-injection")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_run_state_write_is_retried_before_the_run_counts_as_done() {
+    let setup = Setup {
+        owner_store: Some(|store| {
+            std::sync::Arc::new(
+                locus_protocol::faults::FaultyStore::failing_every_other_put(store, "/state.pb"),
+            )
+        }),
+        // Without a retry the third write (the last) would be lost.
+        steps: 3,
+        ..Setup::default()
+    };
+    let finished = kit::run(setup, Duration::from_secs(120)).await;
+    finished.assert_complete_and_fair(3);
+}
+
 /// An orchestrator that dies mid-run and is started again resumes from the
 /// bucket and ends with the same model as a run that never stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

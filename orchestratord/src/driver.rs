@@ -80,6 +80,10 @@ pub struct Orchestrator {
     live: Vec<WorkerId>,
     last_worker_refresh: Option<std::time::Instant>,
     state: pb::RunState,
+    /// `state` has changed since it was last written: the write is retried
+    /// first thing on every pass, and the run does not count as done (nor is
+    /// anything published) until it lands.
+    state_unsaved: bool,
     /// The manifest each job was published with in this process: its key
     /// (see [`locus_protocol::Layout::job_manifest_revision`]), its digest
     /// and the inputs it names.
@@ -210,6 +214,7 @@ impl Orchestrator {
             published: Default::default(),
             jobs_accepted: 0,
             heartbeat_grants_until: 0,
+            state_unsaved: false,
             counters: Counters::new(&locus_observe::Metrics::new()),
         };
         orchestrator.plan_ahead();
@@ -437,14 +442,15 @@ impl Orchestrator {
         self.state.train_loss.truncate(step as usize);
         self.set_params(step);
         self.gate.forget_from(step);
-        self.save_state().await?;
         for job in self.schedule.drop_steps_from(step) {
             self.judging.remove(&job);
             self.assignments.remove(&job);
             self.published.remove(&job);
         }
         self.plan_ahead();
-        Ok(())
+        // Nothing planned here is published before this write lands: a
+        // failed write fails the pass, and the next pass retries it first.
+        self.save_state().await
     }
 
     /// The parameter artifacts after `completed` steps, in the workload's
@@ -474,11 +480,15 @@ impl Orchestrator {
 
     /// Writes the run state, with the gate's bans and unverified results,
     /// so a restart resumes from it.
+    /// Until a write succeeds the state stays marked unsaved (see
+    /// [`Orchestrator::tick`]).
     async fn save_state(&mut self) -> anyhow::Result<()> {
+        self.state_unsaved = true;
         self.state.unix_ms = self.settings.clock.now_ms();
         self.gate.save(&mut self.state);
         let key = self.bucket.layout().run_state(&self.run.run_id);
         self.bucket.put(&key, &self.state, &self.owner).await?;
+        self.state_unsaved = false;
         Ok(())
     }
 
@@ -505,7 +515,7 @@ impl Orchestrator {
                     false
                 }
             };
-            if self.state.done && self.settings.exit_when_done {
+            if self.state.done && !self.state_unsaved && self.settings.exit_when_done {
                 info!(run = %self.run.run_id, eval_loss = ?self.state.eval_loss, "run complete");
                 return Ok(());
             }
@@ -535,6 +545,9 @@ impl Orchestrator {
     /// One pass: refresh workers, collect results, expire leases, publish and
     /// assign ready jobs. Returns whether anything changed.
     pub async fn tick(&mut self) -> anyhow::Result<bool> {
+        if self.state_unsaved {
+            self.save_state().await?;
+        }
         self.renew_heartbeat_grants().await?;
         self.refresh_workers().await;
         let mut progressed = self.collect_results().await?;
@@ -1365,10 +1378,11 @@ impl Orchestrator {
         self.state.completed_steps = completed;
         self.state.done = completed >= self.settings.steps;
         self.set_params(completed);
-        self.save_state().await?;
         let (waiting, assigned, done) = self.schedule.counts();
         info!(run = %self.run.run_id, completed_steps = completed, of = self.settings.steps, waiting, assigned, done, "progress");
         self.plan_ahead();
+        // A failed write fails this pass; the next pass retries it first.
+        self.save_state().await?;
         Ok(true)
     }
 }

@@ -20,13 +20,17 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-/// Wraps a store; each request fails with probability `rate`.
+/// Wraps a store; each request fails with probability `rate`, or (see
+/// [`FaultyStore::failing_every_other_put`]) chosen writes fail in turn.
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     rate: f64,
     latency: Duration,
     seed: u64,
     counter: AtomicU64,
+    /// Only writes to keys ending in this fail, every other one (the first
+    /// included), and nothing else does.
+    alternate_puts_to: Option<String>,
     pub injected: AtomicU64,
 }
 
@@ -38,7 +42,18 @@ impl FaultyStore {
             latency,
             seed: u64::from(std::process::id()),
             counter: AtomicU64::new(0),
+            alternate_puts_to: None,
             injected: AtomicU64::new(0),
+        }
+    }
+
+    /// The first, third, fifth… write to any key ending in `suffix` fails;
+    /// every other request succeeds. Deterministic, for tests of what a
+    /// daemon does when one particular write fails at the worst moment.
+    pub fn failing_every_other_put(inner: Arc<dyn ObjectStore>, suffix: &str) -> Self {
+        FaultyStore {
+            alternate_puts_to: Some(suffix.to_string()),
+            ..Self::new(inner, 0.0, Duration::ZERO)
         }
     }
 
@@ -67,6 +82,10 @@ impl FaultyStore {
 
     /// A deterministic draw per request; `Err` with probability `rate`.
     fn draw(&self, op: &str) -> Result<()> {
+        if self.rate <= 0.0 {
+            // Leaves the counter to `alternate_puts_to`.
+            return Ok(());
+        }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut hasher = blake3::Hasher::new();
         hasher.update(&self.seed.to_le_bytes());
@@ -105,7 +124,20 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.fault("put").await?;
+        match &self.alternate_puts_to {
+            Some(suffix) => {
+                if location.as_ref().ends_with(suffix.as_str())
+                    && self.counter.fetch_add(1, Ordering::Relaxed) % 2 == 0
+                {
+                    self.injected.fetch_add(1, Ordering::Relaxed);
+                    return Err(object_store::Error::Generic {
+                        store: "fault-injection",
+                        source: format!("injected fault in put to {location}").into(),
+                    });
+                }
+            }
+            None => self.fault("put").await?,
+        }
         self.inner.put_opts(location, payload, opts).await
     }
 

@@ -46,6 +46,8 @@ pub struct Setup {
     pub attack: Option<minerd::faults::FaultMode>,
     /// What the run trains (default: the MLP with `micro_batches`).
     pub workload: Option<Arc<dyn locus_workloads::Workload>>,
+    /// Wraps the store the orchestrator sees (to make its requests fail).
+    pub owner_store: Option<fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>>,
 }
 
 impl Default for Setup {
@@ -63,6 +65,7 @@ impl Default for Setup {
             #[cfg(feature = "fault-injection")]
             attack: None,
             workload: None,
+            owner_store: None,
         }
     }
 }
@@ -130,7 +133,10 @@ impl System {
             min_workers: setup.miners + setup.silent,
             clock: clock.clone(),
         };
-        let owner_bucket = handle();
+        let owner_bucket = match setup.owner_store {
+            Some(wrap) => Bucket::from_store(wrap(store.clone()), "memory://", NETUID),
+            None => handle(),
+        };
         let orchestrator = spawn_orchestrator(&owner_bucket, &owner, &settings, &shutdown).await;
         let judge_bucket = handle();
         let mut judge = validatord::driver::Validator::new(
