@@ -22,12 +22,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Write a new ED25519 key file (mode 0600) and print its SS58 address.
-    Keygen {
-        /// Where to write the key; refuses to overwrite.
-        #[arg(long, env = "LOCUS_OUT")]
-        out: PathBuf,
-    },
+    /// Write a new ED25519 hotkey (mode 0600) into a Bittensor wallet, or
+    /// restore one from its recovery phrase; print its SS58 address.
+    Keygen(KeygenArgs),
     /// Run orchestrator, miners and validator as separate processes on a
     /// temporary local bucket and print the resulting scores and weights.
     LocalSmoke(smoke::SmokeArgs),
@@ -40,6 +37,20 @@ enum Command {
     /// Serve the live discovery UI (read-only) over a bucket: workers, runs,
     /// receipts, verdicts and scores, traceable to each receipt.
     DiscoveryUi(DiscoveryUiArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct KeygenArgs {
+    /// Write the key to this file instead of the wallet's hotkey file
+    /// (`--wallet.*`). Neither is ever overwritten.
+    #[arg(long, env = "LOCUS_OUT")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    wallet: locus_daemon::args::WalletArgs,
+    /// Restore the key from its BIP39 recovery phrase (from `locus keygen`
+    /// or btcli), read from standard input, instead of making a new one.
+    #[arg(long, env = "LOCUS_REGEN")]
+    regen: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,13 +83,7 @@ fn main() -> anyhow::Result<()> {
         _ => Ok(()),
     });
     match cli.command {
-        Command::Keygen { out } => {
-            let key = Keypair::generate();
-            key.write_key_file(&out)
-                .with_context(|| format!("writing {}", out.display()))?;
-            println!("{}", key.hotkey());
-            Ok(())
-        }
+        Command::Keygen(args) => keygen(args),
         Command::DiscoveryUi(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(discovery_ui(args))
@@ -94,6 +99,60 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
     }
+}
+
+/// The SS58 address goes to standard output (for scripts); the recovery
+/// phrase and what was written go to standard error, shown this once.
+fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
+    let path = args.wallet.key_path(args.out.as_deref())?;
+    if path.exists() {
+        anyhow::bail!(
+            "{} already exists; a key file is never overwritten (move it away first)",
+            path.display()
+        );
+    }
+    let (key, phrase) = if args.regen {
+        let phrase = read_phrase()?;
+        (Keypair::from_phrase(&phrase, "")?, None)
+    } else {
+        let (key, phrase) = Keypair::generate_with_phrase();
+        (key, Some(phrase))
+    };
+    key.write_key_file(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "wrote ED25519 hotkey {} to {}",
+        key.hotkey(),
+        path.display()
+    );
+    if let Some(phrase) = phrase {
+        eprintln!(
+            "\nRecovery phrase (shown only now: write it down and keep it offline; it \
+             restores this hotkey with `locus keygen --regen` or `btcli wallet \
+             regen_hotkey`):\n\n    {phrase}\n"
+        );
+    }
+    println!("{}", key.hotkey());
+    Ok(())
+}
+
+/// The recovery phrase from standard input (one line), prompting when it is
+/// a terminal.
+fn read_phrase() -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("recovery phrase (12 to 24 words): ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the recovery phrase from standard input")?;
+    if line.trim().is_empty() {
+        anyhow::bail!("no recovery phrase on standard input");
+    }
+    Ok(line)
 }
 
 async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {

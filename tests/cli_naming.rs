@@ -1,12 +1,23 @@
 //! One naming scheme for operators: every flag of every binary can also be
 //! set by the environment variable `LOCUS_<FLAG>` (upper case, `-` and `.`
-//! as `_`), and `--help` says so. Read from each binary's real `--help`.
+//! as `_`), and `--help` says so; the flags btcli also has take btcli's
+//! `BT_*` variable instead. Read from each binary's real `--help`.
 
 mod common;
 
 use std::process::Command;
 
-/// The flags of one `--help` text whose block lacks `[env: LOCUS_<FLAG>=`.
+/// Flags named after btcli's, with the variables the Bittensor SDK reads.
+const BITTENSOR_FLAGS: &[(&str, &str)] = &[
+    ("--wallet-name", "BT_WALLET_NAME"),
+    ("--wallet-hotkey", "BT_WALLET_HOTKEY"),
+    ("--wallet-path", "BT_WALLET_PATH"),
+    ("--network", "BT_SUBTENSOR_NETWORK"),
+    ("--chain-endpoint", "BT_SUBTENSOR_CHAIN_ENDPOINT"),
+];
+
+/// The flags of one `--help` text whose block lacks `[env: LOCUS_<FLAG>=`
+/// (or the `BT_*` variable of a btcli flag).
 fn flags_without_their_variable(help: &str) -> Vec<String> {
     let mut missing = Vec::new();
     let mut current: Option<(String, String)> = None;
@@ -14,12 +25,15 @@ fn flags_without_their_variable(help: &str) -> Vec<String> {
         if flag == "--help" || flag == "--version" {
             return;
         }
-        let want = format!(
-            "[env: LOCUS_{}=",
-            flag.trim_start_matches("--")
-                .to_uppercase()
-                .replace(['-', '.'], "_")
-        );
+        let want = match BITTENSOR_FLAGS.iter().find(|(f, _)| *f == flag) {
+            Some((_, var)) => format!("[env: {var}="),
+            None => format!(
+                "[env: LOCUS_{}=",
+                flag.trim_start_matches("--")
+                    .to_uppercase()
+                    .replace(['-', '.'], "_")
+            ),
+        };
         if !block.contains(&want) {
             missing.push(flag.to_string());
         }

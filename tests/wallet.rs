@@ -1,8 +1,12 @@
 //! Hotkeys created by Bittensor's own wallet package (`bittensor-wallet`
 //! from PyPI, installed by scripts/test-deps.sh) load as Locus keys with the
-//! same SS58 address.
+//! same SS58 address, recovery phrases restore the same key on both sides,
+//! and the daemons find a hotkey by btcli's wallet flags.
 
-use std::process::Command;
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 
 use locus_protocol::Keypair;
 
@@ -39,4 +43,156 @@ w.create_new_hotkey(crypto_type=0, use_password=False, overwrite=True, suppress=
 
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs Python with the Bittensor wallet package; returns its stdout lines.
+fn python(script: &str, args: &[&str]) -> Vec<String> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 (run scripts/test-deps.sh to install bittensor-wallet)");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `locus keygen` with `args`, `stdin` on its standard input; its stdout
+/// (the SS58 address) and stderr.
+fn keygen(args: &[&str], stdin: &str) -> (String, String) {
+    let mut child = common::locus()
+        .arg("keygen")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("locus keygen");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("writing stdin");
+    let out = child.wait_with_output().expect("locus keygen");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "locus keygen {args:?}: {stderr}");
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        stderr,
+    )
+}
+
+#[test]
+fn recovery_phrases_restore_the_same_hotkey_here_and_in_bittensor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wallets = dir.path().display().to_string();
+    // Made here: the phrase `locus keygen` shows restores the same address
+    // in Python, and Python's Wallet reads the hotkey file it wrote.
+    let (ss58, stderr) = keygen(
+        &[
+            "--wallet.path",
+            &wallets,
+            "--wallet.name",
+            "miner",
+            "--wallet.hotkey",
+            "locus",
+        ],
+        "",
+    );
+    let phrase = stderr
+        .lines()
+        .find(|line| line.starts_with("    ") && line.split_whitespace().count() == 12)
+        .unwrap_or_else(|| panic!("no 12-word phrase shown:\n{stderr}"))
+        .trim()
+        .to_string();
+    let script = r#"
+import sys
+from bittensor_wallet import Keypair, Wallet
+print(Keypair.create_from_mnemonic(sys.argv[1], crypto_type=0).ss58_address)
+print(Wallet(name="miner", hotkey="locus", path=sys.argv[2]).hotkey.ss58_address)
+"#;
+    assert_eq!(
+        python(script, &[&phrase, &wallets]),
+        vec![ss58.clone(), ss58]
+    );
+
+    // Made in Python (12 and 24 words): `locus keygen --regen` restores the
+    // address Python derives.
+    for words in ["12", "24"] {
+        let script = r#"
+import sys
+from bittensor_wallet import Keypair
+m = Keypair.generate_mnemonic(int(sys.argv[1]))
+print(m)
+print(Keypair.create_from_mnemonic(m, crypto_type=0).ss58_address)
+"#;
+        let lines = python(script, &[words]);
+        let out = dir.path().join(format!("regen-{words}.json"));
+        let (restored, _) = keygen(
+            &["--regen", "--out", &out.display().to_string()],
+            &format!("{}\n", lines[0]),
+        );
+        assert_eq!(restored, lines[1], "{words}-word phrase");
+        assert_eq!(
+            Keypair::load(&out)
+                .expect("restored key file")
+                .hotkey()
+                .ss58(),
+            lines[1]
+        );
+    }
+}
+
+/// `minerd --wallet.name/--wallet.hotkey/--wallet.path` runs with that
+/// hotkey: its workers heartbeat under the wallet's address. A wallet that
+/// is not there stops it with the wallet named.
+#[test]
+fn minerd_finds_its_hotkey_by_btcli_wallet_flags() {
+    let system = common::System::new(0);
+    let wallets = system.work.path().join("wallets");
+    let key = Keypair::generate();
+    key.write_key_file(&wallets.join("miner").join("hotkeys").join("locus"))
+        .expect("hotkey file");
+    let args = |hotkey: &str| {
+        vec![
+            format!("--bucket={}", system.work.path().join("bucket").display()),
+            format!("--owner={}", system.owner_ss58()),
+            format!("--wallet.path={}", wallets.display()),
+            "--wallet.name=miner".to_string(),
+            format!("--wallet.hotkey={hotkey}"),
+            "--heartbeat-secs=1".to_string(),
+        ]
+    };
+    let missing = Command::new(common::bin_dir().join("minerd"))
+        .args(args("absent"))
+        .output()
+        .expect("minerd");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        stderr.contains(r#"wallet "miner", hotkey "absent""#) && stderr.contains("--hotkey-file"),
+        "{stderr}"
+    );
+    let mut miner = common::Proc::start("minerd", "miner", &args("locus"), &system.logs);
+    let heartbeats = system.bucket.layout().heartbeats();
+    let address = key.hotkey().ss58();
+    system.wait_until("a heartbeat under the wallet's hotkey", 60, || {
+        system
+            .rt
+            .block_on(system.bucket.list(&heartbeats, None))
+            .unwrap_or_default()
+            .iter()
+            .any(|k| k.contains(&address))
+    });
+    miner.terminate();
+    assert!(miner.wait(30).success(), "{}", miner.log_text());
 }

@@ -15,7 +15,7 @@ pub use chain::{
     Chain, DecodedSetWeights, Metagraph, Mode, Network, Outcome, WeightsReport,
     bundled_offline_client, decode_set_weights,
 };
-pub use signer::{CryptoType, ValidatorSigner, default_wallet_root};
+pub use signer::{CryptoType, ValidatorSigner};
 pub use weights::{U16_MAX_WEIGHT, normalize_max_u16, rate_limited_until};
 
 /// Static bindings for the Subtensor runtime.

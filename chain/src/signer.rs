@@ -1,6 +1,6 @@
 //! The validator hotkey that signs extrinsics, loaded from a Bittensor wallet keyfile.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ed25519_dalek::Signer as _;
 use serde::Deserialize;
@@ -99,19 +99,15 @@ impl ValidatorSigner {
     /// keyfiles are refused: hotkeys are normally stored unencrypted.
     pub fn from_wallet_file(path: impl AsRef<Path>) -> Result<Self, ChainError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| wallet_error(path, format!("cannot read: {e}")))?;
-        let trimmed = text.trim_start();
-        if trimmed.starts_with("$NACL")
-            || trimmed.starts_with("$BTWALLET")
-            || trimmed.starts_with("$ANSIBLE")
-        {
+        let bytes =
+            std::fs::read(path).map_err(|e| wallet_error(path, format!("cannot read: {e}")))?;
+        if locus_protocol::keys::is_encrypted_key_file(&bytes) {
             return Err(wallet_error(
                 path,
                 "the keyfile is encrypted; a validator hotkey must be stored unencrypted",
             ));
         }
-        let file: Keyfile = serde_json::from_str(trimmed)
+        let file: Keyfile = serde_json::from_slice(&bytes)
             .map_err(|e| wallet_error(path, format!("not a Bittensor keyfile (JSON): {e}")))?;
         let seed_hex = file.secret_seed.as_deref().ok_or_else(|| {
             wallet_error(path, "no secretSeed field (is this a public-only keyfile?)")
@@ -161,20 +157,6 @@ impl ValidatorSigner {
         Ok(signer)
     }
 
-    /// Loads `<root>/<wallet>/hotkeys/<hotkey>`, where `root` defaults to
-    /// `~/.bittensor/wallets` (as btcli's `--wallet.path`).
-    pub fn from_wallet(
-        wallet_dir_root: Option<PathBuf>,
-        wallet: &str,
-        hotkey: &str,
-    ) -> Result<Self, ChainError> {
-        let root = match wallet_dir_root {
-            Some(root) => root,
-            None => default_wallet_root()?,
-        };
-        Self::from_wallet_file(root.join(wallet).join("hotkeys").join(hotkey))
-    }
-
     /// The hotkey's public key, which is also its on-chain account id.
     pub fn account_id(&self) -> [u8; 32] {
         self.account
@@ -191,15 +173,6 @@ impl ValidatorSigner {
             Pair::Ed25519(_) => CryptoType::Ed25519,
         }
     }
-}
-
-/// `~/.bittensor/wallets`.
-pub fn default_wallet_root() -> Result<PathBuf, ChainError> {
-    let home = std::env::var_os("HOME").ok_or_else(|| ChainError::Wallet {
-        path: "~/.bittensor/wallets".into(),
-        reason: "HOME is not set; pass the wallet directory explicitly".into(),
-    })?;
-    Ok(PathBuf::from(home).join(".bittensor").join("wallets"))
 }
 
 impl<T> subxt::tx::Signer<T> for ValidatorSigner
@@ -227,7 +200,7 @@ mod tests {
     const ALICE_PUBLIC: &str = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
     const ALICE_SS58: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 
-    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    fn write(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, body).expect("write keyfile");
         path
@@ -246,8 +219,7 @@ mod tests {
             ),
         );
         let signer =
-            ValidatorSigner::from_wallet(Some(dir.path().to_path_buf()), "validator", "default")
-                .expect("keyfile loads");
+            ValidatorSigner::from_wallet_file(hotkeys.join("default")).expect("keyfile loads");
         assert_eq!(signer.ss58(), ALICE_SS58);
         assert_eq!(signer.crypto_type(), CryptoType::Sr25519);
     }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use locus_daemon::limits::{self, Setting, SettingError};
 use locus_daemon::{Shutdown, logging, stats, telemetry};
@@ -69,9 +68,12 @@ struct Common {
     /// Subnet id; selects the `v1/netuid=N/` part of the bucket.
     #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
     netuid: u16,
-    /// This miner's ED25519 hotkey file (Bittensor wallet hotkey JSON or `locus keygen`).
+    /// This miner's ED25519 hotkey file (Bittensor wallet hotkey JSON or
+    /// `locus keygen`); without it, the wallet's hotkey (`--wallet.*`).
     #[arg(long, env = "LOCUS_HOTKEY_FILE")]
-    hotkey_file: PathBuf,
+    hotkey_file: Option<PathBuf>,
+    #[command(flatten)]
+    wallet: locus_daemon::args::WalletArgs,
     /// The subnet owner's hotkey (SS58): only manifests it signed are executed.
     #[arg(long, env = "LOCUS_OWNER")]
     owner: Hotkey,
@@ -111,11 +113,14 @@ impl Common {
         let mut args = vec![
             format!("--bucket={}", self.bucket),
             format!("--netuid={}", self.netuid),
-            format!("--hotkey-file={}", self.hotkey_file.display()),
             format!("--owner={}", self.owner),
             format!("--poll-ms={}", self.poll_ms),
             format!("--heartbeat-secs={}", self.heartbeat_secs),
         ];
+        // Workers load the key the supervisor found, wherever it came from.
+        if let Some(path) = &self.hotkey_file {
+            args.push(format!("--hotkey-file={}", path.display()));
+        }
         if let Some(path) = &self.stats_file {
             args.push(format!("--stats-file={}", path.display()));
         }
@@ -140,9 +145,13 @@ impl Common {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli: Cli = locus_daemon::config::parse_checked(check);
+    let mut cli: Cli = locus_daemon::config::parse_checked(check);
     logging::init(cli.common.json_logs);
-    let key = Keypair::load(&cli.common.hotkey_file).context("loading the hotkey")?;
+    let common = &mut cli.common;
+    let key = common
+        .wallet
+        .load(common.hotkey_file.as_deref(), "--hotkey-file")?;
+    common.hotkey_file = Some(common.wallet.key_path(common.hotkey_file.as_deref())?);
     Bucket::open(&cli.common.bucket, cli.common.netuid)?
         .check_access()
         .await?;

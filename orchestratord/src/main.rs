@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use locus_daemon::{Shutdown, limits, logging, stats, telemetry};
 use locus_protocol::paths::validate_id;
-use locus_protocol::{Bucket, Hotkey, Keypair};
+use locus_protocol::{Bucket, Hotkey};
 use orchestratord::driver::{Orchestrator, Settings};
 
 /// Splits a training run into signed jobs in the shared bucket, assigns them
@@ -27,9 +26,12 @@ struct Args {
     /// Subnet id; selects the `v1/netuid=N/` part of the bucket.
     #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
     netuid: u16,
-    /// The owner's ED25519 key file (see `locus keygen`). Signs every manifest.
+    /// The owner's ED25519 key file (see `locus keygen`). Signs every
+    /// manifest. Without it, the wallet's hotkey (`--wallet.*`).
     #[arg(long, env = "LOCUS_OWNER_KEY")]
-    owner_key: PathBuf,
+    owner_key: Option<PathBuf>,
+    #[command(flatten)]
+    wallet: locus_daemon::args::WalletArgs,
     /// Run id: [A-Za-z0-9._-], at most 64 characters. An existing run resumes.
     #[arg(long, env = "LOCUS_RUN_ID")]
     run_id: String,
@@ -117,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let args: Args = locus_daemon::config::parse();
     logging::init(args.ops.json_logs);
     validate_id("run id", &args.run_id).map_err(anyhow::Error::msg)?;
-    let owner = Keypair::load(&args.owner_key).context("loading the owner key")?;
+    let owner = args.wallet.load(args.owner_key.as_deref(), "--owner-key")?;
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
     bucket.check_access().await?;
     if bucket.is_remote() && !bucket.can_presign() {
@@ -160,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
     let mut orchestrator = loop {
         let key = match owner.take() {
             Some(key) => key,
-            None => Keypair::load(&args.owner_key).context("loading the owner key")?,
+            None => args.wallet.load(args.owner_key.as_deref(), "--owner-key")?,
         };
         match Orchestrator::start(bucket.clone(), key, settings.clone()).await {
             Ok(orchestrator) => break orchestrator,

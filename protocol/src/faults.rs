@@ -127,7 +127,10 @@ impl ObjectStore for FaultyStore {
         match &self.alternate_puts_to {
             Some(suffix) => {
                 if location.as_ref().ends_with(suffix.as_str())
-                    && self.counter.fetch_add(1, Ordering::Relaxed) % 2 == 0
+                    && self
+                        .counter
+                        .fetch_add(1, Ordering::Relaxed)
+                        .is_multiple_of(2)
                 {
                     self.injected.fetch_add(1, Ordering::Relaxed);
                     return Err(object_store::Error::Generic {

@@ -189,9 +189,21 @@ impl Keypair {
     /// which is also what [`Keypair::write_key_file`] writes.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
             path: shown.clone(),
             source,
+        })?;
+        if is_encrypted_key_file(&bytes) {
+            return Err(KeyError::Format {
+                path: shown,
+                reason: "the key file is encrypted (a password-protected Bittensor key); \
+                         daemons need an unencrypted hotkey, as btcli writes by default"
+                    .into(),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| KeyError::Format {
+            path: shown.clone(),
+            reason: "not a key file: not UTF-8 text".into(),
         })?;
         Self::parse_key_file(&text, &shown)
     }
@@ -272,6 +284,15 @@ impl Keypair {
     }
 }
 
+/// Whether `bytes` are a Bittensor key file encrypted with a password (the
+/// markers the Bittensor SDK writes in front of the ciphertext).
+pub fn is_encrypted_key_file(bytes: &[u8]) -> bool {
+    let start = bytes.trim_ascii_start();
+    [&b"$NACL"[..], b"$BTWALLET", b"$ANSIBLE_VAULT"]
+        .iter()
+        .any(|marker| start.starts_with(marker))
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct KeyFile {
@@ -326,6 +347,21 @@ mod tests {
         let loaded = Keypair::load(&path).unwrap();
         assert_eq!(loaded.hotkey(), key.hotkey());
         assert!(key.write_key_file(&path).is_err(), "must not overwrite");
+    }
+
+    /// A password-protected Bittensor key file is binary after its marker:
+    /// it is named as encrypted, not as bad text.
+    #[test]
+    fn an_encrypted_key_file_is_named_as_such() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for marker in [&b"$NACL"[..], b"$BTWALLET"] {
+            let path = dir.path().join("hotkey");
+            let mut bytes = marker.to_vec();
+            bytes.extend([0xff, 0x00, 0x9c, 0x80]);
+            std::fs::write(&path, bytes).expect("write");
+            let err = Keypair::load(&path).err().expect("refused").to_string();
+            assert!(err.contains("is encrypted"), "{err}");
+        }
     }
 
     #[test]

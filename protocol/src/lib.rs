@@ -22,6 +22,7 @@ pub mod presign;
 pub mod record;
 pub mod tensor;
 pub mod time;
+pub mod wallet;
 
 /// Generated protobuf types of package `locus.v1` (see `proto/locus/v1/locus.proto`).
 #[allow(clippy::all, missing_docs)]

@@ -28,6 +28,9 @@ type Task = JoinHandle<anyhow::Result<()>>;
 /// Writes to the bucket before the daemons start, given the miners' hotkeys.
 pub type Prepare = Box<dyn FnOnce(Bucket, Vec<Hotkey>) -> BoxFuture<'static, ()>>;
 
+/// Wraps a store in another (e.g. one whose requests fail).
+pub type WrapStore = fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>;
+
 /// What a test can change about a run before it starts.
 pub struct Setup {
     pub steps: u32,
@@ -47,7 +50,7 @@ pub struct Setup {
     /// What the run trains (default: the MLP with `micro_batches`).
     pub workload: Option<Arc<dyn locus_workloads::Workload>>,
     /// Wraps the store the orchestrator sees (to make its requests fail).
-    pub owner_store: Option<fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>>,
+    pub owner_store: Option<WrapStore>,
 }
 
 impl Default for Setup {

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 use locus_daemon::{Shutdown, limits, logging, stats, telemetry};
-use locus_protocol::{Bucket, Hotkey, Keypair};
+use locus_protocol::{Bucket, Hotkey};
 use locus_workloads::Device;
 use validatord::driver::{Settings, Validator};
 
@@ -27,9 +26,10 @@ struct Args {
     #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
     netuid: u16,
     /// This validator's ED25519 key file. Signs verdicts and scores; its
-    /// secret also drives sampling, so miners cannot predict it.
+    /// secret also drives sampling, so miners cannot predict it. Without
+    /// it, the wallet's hotkey (`--wallet.*`), which must then be ED25519.
     #[arg(long, env = "LOCUS_KEY")]
-    key: PathBuf,
+    key: Option<PathBuf>,
     /// The subnet owner's hotkey (SS58): manifests and assignments must be signed by it.
     #[arg(long, env = "LOCUS_OWNER")]
     owner: Hotkey,
@@ -52,11 +52,24 @@ struct Args {
         value_parser = limits::between(limits::MIN_POLL_MS, limits::MAX_POLL_MS, "")
     )]
     poll_ms: u64,
-    /// Subtensor node to set weights on when a window completes: `finney`,
-    /// `test`, `local` or a ws:// / wss:// URL. Without it, weights are only
-    /// written to the bucket (the score window).
-    #[arg(long, env = "LOCUS_SUBTENSOR")]
-    subtensor: Option<String>,
+    /// Subtensor network to set weights on when a window completes:
+    /// `finney`, `test`, `local` or a ws:// / wss:// URL (btcli's
+    /// `--subtensor.network`). Without it or `--chain-endpoint`, weights are
+    /// only written to the bucket (the score window).
+    #[arg(
+        long,
+        visible_aliases = ["subtensor.network", "subtensor"],
+        env = "BT_SUBTENSOR_NETWORK"
+    )]
+    network: Option<String>,
+    /// The Subtensor node's ws:// or wss:// URL, over the network's own
+    /// (btcli's `--subtensor.chain_endpoint`).
+    #[arg(
+        long,
+        visible_aliases = ["subtensor.chain_endpoint", "subtensor.chain-endpoint"],
+        env = "BT_SUBTENSOR_CHAIN_ENDPOINT"
+    )]
+    chain_endpoint: Option<String>,
     /// Actually submit `set_weights` (default: dry run — build and sign the
     /// exact extrinsic, record it in the bucket, submit nothing).
     #[arg(long, env = "LOCUS_SET_WEIGHTS")]
@@ -80,15 +93,10 @@ struct Args {
         value_parser = limits::at_least(1u64, "")
     )]
     subtensor_call_timeout_secs: u64,
-    /// Bittensor wallet name holding the validator hotkey that signs weights.
-    #[arg(long, env = "LOCUS_WALLET_NAME", default_value = "default")]
-    wallet_name: String,
-    /// Hotkey name inside the wallet (sr25519 or ed25519).
-    #[arg(long, env = "LOCUS_WALLET_HOTKEY", default_value = "default")]
-    wallet_hotkey: String,
-    /// Wallets directory (default ~/.bittensor/wallets).
-    #[arg(long, env = "LOCUS_WALLET_PATH")]
-    wallet_path: Option<PathBuf>,
+    /// The wallet whose hotkey (sr25519 or ed25519) signs weights on chain,
+    /// and signs verdicts when `--key` is not given.
+    #[command(flatten)]
+    wallet: locus_daemon::args::WalletArgs,
     /// Exit once this run is complete and its scores are final.
     #[arg(long, env = "LOCUS_EXIT_AFTER_RUN", value_name = "RUN_ID")]
     exit_after_run: Option<String>,
@@ -104,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         })
     });
     logging::init(args.ops.json_logs);
-    let key = Keypair::load(&args.key).context("loading the validator key")?;
+    let key = args.wallet.load(args.key.as_deref(), "--key")?;
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
     bucket.check_access().await?;
     tracing::info!(
@@ -118,14 +126,11 @@ async fn main() -> anyhow::Result<()> {
         poll_max: Duration::from_secs(2),
         device: args.device,
         exit_after_run: args.exit_after_run,
-        chain: match &args.subtensor {
+        chain: match args.chain_endpoint.as_ref().or(args.network.as_ref()) {
             None => None,
             Some(endpoint) => {
-                let signer = locus_chain::ValidatorSigner::from_wallet(
-                    args.wallet_path.clone(),
-                    &args.wallet_name,
-                    &args.wallet_hotkey,
-                )?;
+                let signer =
+                    locus_chain::ValidatorSigner::from_wallet_file(args.wallet.hotkey_file()?)?;
                 let policy = validatord::weights::PushPolicy {
                     connect_timeout: Duration::from_secs(args.subtensor_connect_timeout_secs),
                     call_timeout: Duration::from_secs(args.subtensor_call_timeout_secs),
