@@ -94,3 +94,37 @@ fn ui_renders_a_real_smoke_run_in_chromium() {
     assert!(shot.exists(), "screenshot missing");
     println!("screenshot: {}", shot.display());
 }
+
+/// The reference's own command line, `locus discovery-ui --netuid 3 --port
+/// 8765`: the bucket comes from S3_BUCKET and the owner from the chain. With
+/// no chain to ask (a closed loopback port) or no bucket, it stops and says
+/// what to give instead.
+#[test]
+fn discovery_ui_without_bucket_or_owner_says_what_to_give() {
+    let run = |s3_bucket: Option<&str>| {
+        let mut command = common::locus();
+        command
+            .args(["discovery-ui", "--netuid", "3", "--port", "0"])
+            .args(["--chain-endpoint", "ws://127.0.0.1:9"])
+            .env_remove("LOCUS_BUCKET")
+            .env_remove("LOCUS_OWNER")
+            .env_remove("S3_BUCKET");
+        if let Some(bucket) = s3_bucket {
+            command.env("S3_BUCKET", bucket);
+        }
+        let out = command.output().expect("locus discovery-ui");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let no_chain = run(Some("locus"));
+    assert!(
+        no_chain.contains("owner hotkey of subnet 3 from ws://127.0.0.1:9")
+            && no_chain.contains("give --owner SS58"),
+        "{no_chain}"
+    );
+    let no_bucket = run(None);
+    assert!(
+        no_bucket.contains("give --bucket") && no_bucket.contains("S3_BUCKET"),
+        "{no_bucket}"
+    );
+}

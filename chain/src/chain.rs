@@ -304,6 +304,35 @@ impl Chain {
         read_metagraph(&at, netuid).await
     }
 
+    /// The hotkey the subnet's owner registered (`SubnetOwnerHotkey`): the
+    /// key that signs the subnet's runs, for readers that were not told it.
+    pub async fn subnet_owner_hotkey(&self, netuid: u16) -> Result<[u8; 32], ChainError> {
+        let at = self.at_current_block().await?;
+        let api = subtensor::storage().subtensor_module();
+        let storage = at.storage();
+        let added = fetch_or_default(
+            &storage,
+            api.networks_added(),
+            (netuid,),
+            "reading NetworksAdded",
+        )
+        .await?;
+        if !added {
+            return Err(ChainError::SubnetNotFound(netuid));
+        }
+        let owner = fetch_or_default(
+            &storage,
+            api.subnet_owner_hotkey(),
+            (netuid,),
+            "reading SubnetOwnerHotkey",
+        )
+        .await?;
+        if owner.0 == [0u8; 32] {
+            return Err(ChainError::NoOwnerHotkey(netuid));
+        }
+        Ok(owner.0)
+    }
+
     /// Sets weights from `(uid, score)` pairs: normalizes, checks the rate limit, signs, and
     /// (in [`Mode::Submit`]) submits and waits for inclusion.
     pub async fn set_weights(

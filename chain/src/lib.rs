@@ -36,6 +36,8 @@ pub enum ChainError {
     Rpc { context: String, reason: String },
     #[error("subnet {0} does not exist on this chain")]
     SubnetNotFound(u16),
+    #[error("subnet {0} has no owner hotkey on chain")]
+    NoOwnerHotkey(u16),
     #[error("no weights to set: the score list is empty")]
     NoWeights,
     #[error("all scores are zero: there is nothing to set")]
@@ -78,6 +80,7 @@ impl ChainError {
             | ChainError::UnknownUid { .. } => true,
             ChainError::InvalidEndpoint(_)
             | ChainError::SubnetNotFound(_)
+            | ChainError::NoOwnerHotkey(_)
             | ChainError::NoWeights
             | ChainError::AllScoresZero
             | ChainError::InvalidScore { .. }

@@ -85,6 +85,15 @@ fn chain_state(subnet: &Subnet, inclusion: Inclusion) -> State {
     let mut storage = BTreeMap::new();
     storage.insert(key(api.networks_added(), (netuid(NETUID),)), true.encode());
     storage.insert(
+        key(api.subnet_owner_hotkey(), (netuid(NETUID),)),
+        [7u8; 32].encode(),
+    );
+    // A subnet whose owner hotkey was never set.
+    storage.insert(
+        key(api.networks_added(), (netuid(NETUID + 2),)),
+        true.encode(),
+    );
+    storage.insert(
         key(api.subnetwork_n(), (netuid(NETUID),)),
         (subnet.hotkeys.len() as u16).encode(),
     );
@@ -478,6 +487,25 @@ async fn metagraph_reads_hotkey_uid_map() {
     assert!(matches!(
         chain.metagraph(77).await,
         Err(ChainError::SubnetNotFound(77))
+    ));
+    assert_no_unknown(&state);
+}
+
+#[tokio::test]
+async fn subnet_owner_hotkey_is_read_from_chain() {
+    let (url, state) = start(chain_state(&subnet(100, 0, false), Inclusion::Success)).await;
+    let chain = Chain::connect(&url).await.expect("connect");
+    assert_eq!(
+        chain.subnet_owner_hotkey(NETUID).await.expect("owner"),
+        [7u8; 32]
+    );
+    assert!(matches!(
+        chain.subnet_owner_hotkey(77).await,
+        Err(ChainError::SubnetNotFound(77))
+    ));
+    assert!(matches!(
+        chain.subnet_owner_hotkey(NETUID + 2).await,
+        Err(ChainError::NoOwnerHotkey(5))
     ));
     assert_no_unknown(&state);
 }
