@@ -9,21 +9,12 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use locus_protocol::pb;
-use locus_protocol::{Bucket, Expect, Hotkey};
+use locus_protocol::{Expect, Hotkey};
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Bucket: a local directory, file:// URL or s3://NAME (S3 settings from
-    /// S3_ENDPOINT or S3_ENDPOINT_URL, S3_REGION, S3_PATH_STYLE, S3_ANONYMOUS
-    /// and AWS_*).
-    #[arg(long, env = "LOCUS_BUCKET")]
-    pub bucket: String,
-    /// Subnet id.
-    #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
-    pub netuid: u16,
-    /// The subnet owner's hotkey (SS58): the run must be signed by it.
-    #[arg(long, env = "LOCUS_OWNER")]
-    pub owner: Hotkey,
+    #[command(flatten)]
+    pub subnet: crate::subnet::SubnetArgs,
     /// The run to export.
     #[arg(long, env = "LOCUS_RUN_ID")]
     pub run_id: String,
@@ -33,9 +24,13 @@ pub struct ExportArgs {
 }
 
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let bucket = Bucket::open(&args.bucket, args.netuid)?;
+    let crate::subnet::Subnet {
+        bucket,
+        owner: owner_key,
+        ..
+    } = args.subnet.open().await?;
     let layout = bucket.layout().clone();
-    let owner = Expect::Signer(&args.owner);
+    let owner = Expect::Signer(&owner_key);
     let run = bucket
         .get::<pb::RunManifest>(&layout.run_manifest(&args.run_id), owner)
         .await
@@ -125,7 +120,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             "completed_steps".to_string(),
             state.completed_steps.to_string(),
         ),
-        ("owner".to_string(), args.owner.ss58()),
+        ("owner".to_string(), owner_key.ss58()),
     ]);
     let bytes = safetensors::serialize(views, Some(metadata))?;
     let mut file = std::fs::OpenOptions::new()

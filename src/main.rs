@@ -3,7 +3,9 @@
 
 mod audit;
 mod export;
+mod ledger;
 mod smoke;
+mod subnet;
 mod train;
 
 use std::path::PathBuf;
@@ -34,6 +36,10 @@ enum Command {
     /// Train a workload in this process alone, without a bucket: the
     /// reference a distributed run ends equal to, and its speed baseline.
     Train(train::TrainArgs),
+    /// Per hotkey, each run's score window: jobs, verdicts, compute units
+    /// and weights (with uid and u16 weight on chain), checked against the
+    /// validator's signed verdicts. A table, or JSON with `--json`.
+    Ledger(ledger::LedgerArgs),
     /// Serve the live discovery UI (read-only) over a bucket: workers, runs,
     /// receipts, verdicts and scores, traceable to each receipt.
     DiscoveryUi(DiscoveryUiArgs),
@@ -55,34 +61,8 @@ struct KeygenArgs {
 
 #[derive(clap::Args, Debug)]
 struct DiscoveryUiArgs {
-    /// Bucket: a local directory, file:// URL or s3://NAME (S3 settings from
-    /// S3_ENDPOINT or S3_ENDPOINT_URL, S3_REGION, S3_PATH_STYLE, S3_ANONYMOUS
-    /// and AWS_*). Without it, the S3 bucket named by S3_BUCKET.
-    #[arg(long, env = "LOCUS_BUCKET")]
-    bucket: Option<String>,
-    /// Subnet id.
-    #[arg(long, env = "LOCUS_NETUID", default_value_t = 3)]
-    netuid: u16,
-    /// The subnet owner's hotkey (SS58): runs, jobs and assignments must be
-    /// signed by it. Without it, the subnet's owner hotkey on `--network`.
-    #[arg(long, env = "LOCUS_OWNER")]
-    owner: Option<locus_protocol::Hotkey>,
-    /// Subtensor network the owner hotkey is read from when `--owner` is
-    /// not given: `finney`, `test`, `local` or a ws:// / wss:// URL.
-    #[arg(
-        long,
-        visible_aliases = ["subtensor.network"],
-        env = "BT_SUBTENSOR_NETWORK",
-        default_value = "finney"
-    )]
-    network: String,
-    /// The Subtensor node's ws:// or wss:// URL, over the network's own.
-    #[arg(
-        long,
-        visible_aliases = ["subtensor.chain_endpoint", "subtensor.chain-endpoint"],
-        env = "BT_SUBTENSOR_CHAIN_ENDPOINT"
-    )]
-    chain_endpoint: Option<String>,
+    #[command(flatten)]
+    subnet: subnet::SubnetArgs,
     /// Port to listen on.
     #[arg(long, env = "LOCUS_PORT", default_value_t = 8765)]
     port: u16,
@@ -106,6 +86,10 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(discovery_ui(args))
         }
         Command::Train(args) => train::run(args),
+        Command::Ledger(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(ledger::run(args))
+        }
         Command::Export(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(export::run(args))
@@ -173,20 +157,11 @@ fn read_phrase() -> anyhow::Result<String> {
 }
 
 async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {
-    let bucket_arg = match &args.bucket {
-        Some(bucket) => bucket.clone(),
-        None if std::env::var_os("S3_BUCKET").is_some_and(|b| !b.is_empty()) => "s3://".into(),
-        None => anyhow::bail!(
-            "no bucket: give --bucket (a directory or s3://NAME) or set S3_BUCKET \
-             with the rest of the S3 environment"
-        ),
-    };
-    let owner = match args.owner {
-        Some(owner) => owner,
-        None => chain_owner(&args).await?,
-    };
-    let bucket = locus_protocol::Bucket::open(&bucket_arg, args.netuid)?;
-    bucket.check_access().await?;
+    let subnet::Subnet {
+        bucket,
+        shown,
+        owner,
+    } = args.subnet.open().await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let addr = std::net::SocketAddr::new(args.bind, args.port);
     let bound = locus_discovery::serve_ui(bucket, owner, addr, async {
@@ -195,9 +170,9 @@ async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {
     .await?;
     let url = format!("http://{bound}/");
     println!(
-        "discovery UI on {url} (bucket {bucket_arg}, netuid {}, owner {owner}); SIGTERM or \
+        "discovery UI on {url} (bucket {shown}, netuid {}, owner {owner}); SIGTERM or \
          Ctrl-C stops it",
-        args.netuid
+        args.subnet.netuid
     );
     if args.open_browser
         && let Err(e) = locus_discovery::ui::open_in_browser(&url)
@@ -207,32 +182,4 @@ async fn discovery_ui(args: DiscoveryUiArgs) -> anyhow::Result<()> {
     locus_daemon::Shutdown::install()?.wait().await;
     let _ = stop.send(());
     Ok(())
-}
-
-/// The owner hotkey the chain has for `--netuid`, or an error that says how
-/// to do without the chain.
-async fn chain_owner(args: &DiscoveryUiArgs) -> anyhow::Result<locus_protocol::Hotkey> {
-    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-    let endpoint = args.chain_endpoint.as_deref().unwrap_or(&args.network);
-    let read = async {
-        let chain = locus_chain::Chain::connect(endpoint).await?;
-        chain.subnet_owner_hotkey(args.netuid).await
-    };
-    let owner = match tokio::time::timeout(TIMEOUT, read).await {
-        Ok(Ok(owner)) => owner,
-        Ok(Err(e)) => anyhow::bail!(
-            "cannot read the owner hotkey of subnet {} from {endpoint}: {e}; give --owner SS58 \
-             (the subnet owner's hotkey) to run without the chain",
-            args.netuid
-        ),
-        Err(_) => anyhow::bail!(
-            "no answer from {endpoint} within {}s reading the owner hotkey of subnet {}; give \
-             --owner SS58 (the subnet owner's hotkey) to run without the chain",
-            TIMEOUT.as_secs(),
-            args.netuid
-        ),
-    };
-    let owner = locus_protocol::Hotkey::from_bytes(&owner)?;
-    println!("owner of subnet {} on {endpoint}: {owner}", args.netuid);
-    Ok(owner)
 }

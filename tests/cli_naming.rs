@@ -75,7 +75,14 @@ fn every_flag_has_its_locus_variable() {
             (bin.to_string(), command)
         })
         .collect();
-    for sub in ["keygen", "local-smoke", "export", "train", "discovery-ui"] {
+    for sub in [
+        "keygen",
+        "local-smoke",
+        "export",
+        "train",
+        "discovery-ui",
+        "ledger",
+    ] {
         let mut command = common::locus();
         command.args([sub, "--help"]);
         helps.push((format!("locus {sub}"), command));

@@ -30,24 +30,8 @@ fn ui_renders_a_real_smoke_run_in_chromium() {
     let Some(browser) = find_chromium() else {
         panic!("no Chromium found: {INSTALL_HINT}");
     };
-    let work = tempfile::tempdir().expect("tempdir");
-    let out = common::locus()
-        .args(["local-smoke", "--steps", "2", "--miners", "3", "--workdir"])
-        .arg(work.path())
-        .output()
-        .expect("smoke");
-    assert!(
-        out.status.success(),
-        "smoke failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let key_of = |name: &str| -> String {
-        let file: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(work.path().join(format!("keys/{name}.json"))).expect("key"),
-        )
-        .expect("json");
-        file["ss58Address"].as_str().expect("ss58").to_string()
-    };
+    let work = common::kept_smoke();
+    let key_of = |name: &str| common::smoke_key(work.path(), name);
     let mut ui = common::locus()
         .args(["discovery-ui", "--port", "0", "--netuid", "3", "--bucket"])
         .arg(work.path().join("bucket"))

@@ -78,6 +78,25 @@ pub fn smoke(args: &[&str]) -> Output {
     out
 }
 
+/// A finished `--steps 2 --miners 3` smoke whose bucket and keys stay in
+/// the returned directory (`bucket/`, `keys/NAME.json`).
+pub fn kept_smoke() -> tempfile::TempDir {
+    let work = tempfile::tempdir().expect("tempdir");
+    let workdir = work.path().display().to_string();
+    let out = smoke(&["--steps", "2", "--miners", "3", "--workdir", &workdir]);
+    assert!(out.status.success(), "smoke failed");
+    work
+}
+
+/// The SS58 address of key `name` (`owner`, `validator`, `miner0`...) of a
+/// [`kept_smoke`].
+pub fn smoke_key(work: &Path, name: &str) -> String {
+    let path = work.join(format!("keys/{name}.json"));
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("smoke key")).expect("json");
+    file["ss58Address"].as_str().expect("ss58").to_string()
+}
+
 /// The score-table row of miner `index` from the smoke output.
 pub fn table_row(stdout: &str, index: usize) -> Vec<String> {
     stdout
