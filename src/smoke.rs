@@ -63,7 +63,7 @@ pub struct SmokeArgs {
     pub probation_replays: u32,
     /// Lease of each assignment, in seconds: a job not done by then goes to
     /// another miner; at least 2.
-    #[arg(long, env = "LOCUS_LEASE_SECS", default_value_t = 120, value_parser = limits::lease_secs())]
+    #[arg(long, env = "LOCUS_LEASE_SECS", default_value_t = limits::DEFAULT_LEASE_SECS, value_parser = limits::lease_secs())]
     pub lease_secs: u64,
     /// What the run trains (`--workload gpt_pipe` for the pipelined GPT).
     #[command(flatten)]
@@ -836,7 +836,10 @@ mod tests {
         let e = args("--bad-miner-index 0 --fault-mode nope")
             .err()
             .unwrap_or_default();
-        assert!(e.contains("unknown fault mode"), "{e}");
+        assert!(
+            e.contains("nope") && e.contains("possible values: partial_corrupt"),
+            "{e}"
+        );
     }
 
     #[cfg(feature = "fault-injection")]

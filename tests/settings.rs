@@ -201,7 +201,7 @@ fn local_smoke_refuses_attacks_it_cannot_catch() {
     };
     refused(
         smoke(&["--bad-miner-index", "0", "--fault-mode", "bogus"]),
-        &["unknown fault mode \"bogus\"; one of partial_corrupt"],
+        &["invalid value 'bogus'", "possible values: partial_corrupt"],
     );
     refused(
         smoke(&[

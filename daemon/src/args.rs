@@ -6,7 +6,9 @@ use std::path::PathBuf;
 /// Observability flags: logs, metrics and request statistics.
 #[derive(clap::Args, Debug, Clone)]
 pub struct OpsArgs {
-    /// Serve Prometheus `/metrics` and `/healthz` on this address (e.g. 127.0.0.1:9101).
+    /// Serve Prometheus `/metrics` and `/healthz` on this HOST:PORT (the
+    /// example configs use 127.0.0.1:9101 for the orchestrator and
+    /// 127.0.0.1:9102 for the validator).
     #[arg(long, env = "LOCUS_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Write bucket request totals to this JSON file at exit.

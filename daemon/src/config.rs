@@ -174,17 +174,25 @@ fn name_env_source(cmd: &mut Command, args: &[OsString], e: clap::Error) -> clap
 /// `T`'s command with the global `--config` flag added and flags allowed to
 /// repeat (the last one wins).
 pub fn command<T: CommandFactory>() -> Command {
-    T::command().args_override_self(true).arg(
+    let cmd = T::command();
+    // The example key is one of this command's own flags.
+    let example = cmd
+        .get_arguments()
+        .find(|a| a.get_long().is_some() && a.get_action().takes_values())
+        .and_then(|a| a.get_long())
+        .map(|long| format!(" (`{} = \"...\"`)", long.replace('-', "_")))
+        .unwrap_or_default();
+    cmd.args_override_self(true).arg(
         Arg::new("config")
             .long("config")
             .env(CONFIG_ENV)
             .value_name("PATH")
             .value_parser(clap::value_parser!(PathBuf))
             .global(true)
-            .help(
-                "TOML configuration file: one key per long flag (`hotkey_file = \"...\"`). \
-                 Command-line flags, then environment variables, override it",
-            ),
+            .help(format!(
+                "TOML configuration file: one key per long flag{example}. Command-line \
+                 flags, then environment variables, override it"
+            )),
     )
 }
 

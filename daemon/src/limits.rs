@@ -26,8 +26,11 @@ pub const MIN_STEPS: u32 = 1;
 /// Shortest lease in seconds. A miner polls its assignments up to once a
 /// second when idle, so a shorter lease can run out before the miner even
 /// sees the job; two seconds leave it about one to run and upload a tiny job.
-/// Real jobs need far more (the default is 60).
+/// Real jobs need far more (see [`DEFAULT_LEASE_SECS`]).
 pub const MIN_LEASE_SECS: u64 = 2;
+/// The lease of the orchestrator and of the local smoke alike: minutes of
+/// headroom over a real job, yet a dead miner's job moves on within a minute.
+pub const DEFAULT_LEASE_SECS: u64 = 60;
 /// Shortest heartbeat TTL in seconds. The orchestrator re-reads heartbeats
 /// every two seconds and a miner writes one at most every second: with a
 /// shorter TTL a healthy worker would mostly look dead. Keep it at least

@@ -20,9 +20,9 @@ pub async fn serve(
         return Ok(None);
     };
     let stop = shutdown.clone();
+    // `serve` logs the address it bound.
     let bound =
         locus_observe::metrics::serve(addr, metrics.clone(), async move { stop.wait().await })
             .await?;
-    tracing::info!(addr = %bound, "serving /metrics and /healthz");
     Ok(Some(bound))
 }

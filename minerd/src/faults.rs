@@ -170,6 +170,15 @@ impl fmt::Display for FaultMode {
     }
 }
 
+impl FaultMode {
+    /// A clap parser that lists every mode in `--help` and in its errors.
+    pub fn value_parser() -> impl clap::builder::TypedValueParser<Value = FaultMode> {
+        use clap::builder::TypedValueParser as _;
+        clap::builder::PossibleValuesParser::new(FaultMode::ALL.map(|m| m.name()))
+            .try_map(|name| name.parse::<FaultMode>())
+    }
+}
+
 impl FromStr for FaultMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -103,7 +103,7 @@ struct Common {
     json_logs: bool,
     /// Test-only: misbehave on purpose (see docs/security.md for the modes).
     #[cfg(feature = "fault-injection")]
-    #[arg(long, env = "LOCUS_FAULT_MODE")]
+    #[arg(long, env = "LOCUS_FAULT_MODE", value_parser = FaultMode::value_parser())]
     fault_mode: Option<FaultMode>,
 }
 

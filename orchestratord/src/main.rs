@@ -74,7 +74,7 @@ struct Args {
     #[arg(
         long,
         env = "LOCUS_LEASE_SECS",
-        default_value_t = 60,
+        default_value_t = limits::DEFAULT_LEASE_SECS,
         value_parser = limits::lease_secs()
     )]
     lease_secs: u64,

@@ -17,12 +17,14 @@ pub struct AttackArgs {
     /// Index of a miner that misbehaves (needs --fault-mode).
     #[arg(long, env = "LOCUS_BAD_MINER_INDEX", requires = "fault_mode")]
     pub bad_miner_index: Option<usize>,
-    /// How the bad miner misbehaves: partial_corrupt, wrong_output,
-    /// skip_compute, stealth, copy, replay_old, foreign_receipt,
-    /// forge_manifest, inflate_cost, late, leaked_grant, taint (see
-    /// docs/security.md; `taint` needs --steps 3 or more when sampling and
-    /// probation are off).
-    #[arg(long, env = "LOCUS_FAULT_MODE", requires = "bad_miner_index")]
+    /// How the bad miner misbehaves (see docs/security.md; `taint` needs
+    /// --steps 3 or more when sampling and probation are off).
+    #[arg(
+        long,
+        env = "LOCUS_FAULT_MODE",
+        requires = "bad_miner_index",
+        value_parser = FaultMode::value_parser()
+    )]
     pub fault_mode: Option<FaultMode>,
 }
 

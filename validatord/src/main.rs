@@ -10,7 +10,8 @@ use locus_workloads::Device;
 use validatord::driver::{Settings, Validator};
 
 /// Samples miners' receipts unpredictably, replays sampled jobs on Burn,
-/// writes signed verdicts and per-window scores with dry-run weights.
+/// writes signed verdicts and per-window scores, and sets the weights on
+/// chain (a signed dry run unless `--set-weights`).
 #[derive(Parser, Debug)]
 #[command(name = "validatord", version)]
 struct Args {
