@@ -485,6 +485,9 @@ async fn heartbeat_loop(
     let hotkey = key.hotkey();
     let hb_key = bucket.layout().heartbeat(&hotkey, index);
     let mut grant: Option<pb::Grant> = None;
+    // Logged when heartbeats start landing, and again after failures: what
+    // an operator watches for to know the owner can see this worker.
+    let mut landing = false;
     loop {
         let (current_job, jobs_done) = status
             .lock()
@@ -513,8 +516,16 @@ async fn heartbeat_loop(
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         };
-        if let Err(e) = sent {
-            warn!(error = %e, "heartbeat failed");
+        match sent {
+            Ok(()) if !landing => {
+                info!(worker = index, every_secs = every.as_secs(), key = %hb_key, "heartbeats landing: the owner can see this worker");
+                landing = true;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                warn!(error = %e, "heartbeat failed");
+                landing = false;
+            }
         }
         if !shutdown.sleep(every).await {
             return;
