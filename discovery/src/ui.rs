@@ -262,7 +262,7 @@ fn routes(
         .map(|s: Arc<Shared>| json(&s.snapshot().workers_at(unix_ms())));
     let runs = warp::path!("api" / "runs")
         .and(with())
-        .map(|s: Arc<Shared>| json(&s.snapshot().runs));
+        .map(|s: Arc<Shared>| json(&s.snapshot().runs_at(unix_ms())));
     let receipts = warp::path!("api" / "receipts")
         .and(with())
         .and(warp::query::<Query>())

@@ -47,6 +47,16 @@ pub struct StageProgress {
     pub verdicts: u64,
 }
 
+/// A time the run went back to recompute from a step (see `RunState.rewinds`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RewindView {
+    pub from_step: u32,
+    /// The banned hotkey whose unverified outputs were thrown away.
+    pub hotkey: String,
+    pub reason: String,
+    pub unix_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunView {
     pub run_id: String,
@@ -73,6 +83,58 @@ pub struct RunView {
     pub step_progress: Vec<StepProgress>,
     pub stage_progress: Vec<StageProgress>,
     pub signature: &'static str,
+    /// Why jobs of later steps carry `-g{N}`: each time the run recomputed
+    /// from a step after a hotkey was caught.
+    pub rewinds: Vec<RewindView>,
+    pub lease_ms: u64,
+    /// The newest of the run state, a receipt or a verdict.
+    pub last_activity_unix_ms: u64,
+    /// The highest attempt number of any receipt (a job done over and over).
+    pub max_attempt: u32,
+    /// When the owner wrote the state that says the run is done.
+    pub finished_unix_ms: Option<u64>,
+    /// `done`, `running` or `stalled`, as of the request.
+    pub status: &'static str,
+    /// Why a stalled run counts as stalled.
+    pub stalled_because: String,
+}
+
+/// A run is stalled when nothing moved for this many leases...
+pub const STALL_LEASES: u64 = 3;
+/// ...and at least this long (a short lease would flag a busy pause).
+pub const STALL_MIN_MS: u64 = 5 * 60 * 1000;
+/// A job done this many times (its miners keep losing it) stalls the run.
+pub const STALL_ATTEMPTS: u32 = 5;
+/// Workers whose heartbeat is older than this are no longer active.
+pub const WORKER_GONE_MS: u64 = 60_000;
+
+impl RunView {
+    /// Sets `status` (and `stalled_because`) as of `now_ms`.
+    pub fn judge_progress(&mut self, now_ms: u64) {
+        self.stalled_because.clear();
+        self.status = if self.done {
+            "done"
+        } else {
+            let quiet = now_ms.saturating_sub(self.last_activity_unix_ms);
+            let allowed = (self.lease_ms * STALL_LEASES).max(STALL_MIN_MS);
+            if quiet > allowed {
+                self.stalled_because = format!(
+                    "nothing written for {} s (over {STALL_LEASES} leases)",
+                    quiet / 1000
+                );
+            } else if self.max_attempt >= STALL_ATTEMPTS {
+                self.stalled_because = format!(
+                    "a job is on attempt {}: its workers keep losing it",
+                    self.max_attempt
+                );
+            }
+            if self.stalled_because.is_empty() {
+                "running"
+            } else {
+                "stalled"
+            }
+        };
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -224,11 +286,72 @@ pub struct Overview {
     pub owner: String,
     pub now_unix_ms: u64,
     pub stats: Stats,
+    /// Workers with a heartbeat at most [`WORKER_GONE_MS`] old.
     pub workers: Vec<WorkerView>,
+    /// Workers whose last heartbeat is older (not shown).
+    pub workers_gone: usize,
     pub runs: Vec<RunView>,
     pub receipts_total: usize,
     pub receipts: Vec<ReceiptRow>,
     pub scores: Option<ScoreView>,
     pub rejected_total: usize,
     pub rejected: Vec<RejectedView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(done: bool, last_activity: u64, max_attempt: u32) -> RunView {
+        RunView {
+            run_id: "r".into(),
+            manifest_key: String::new(),
+            workload: String::new(),
+            steps: 3,
+            created_unix_ms: 0,
+            validators: Vec::new(),
+            completed_steps: 1,
+            done,
+            eval_loss: Vec::new(),
+            train_loss: Vec::new(),
+            state_unix_ms: 0,
+            state_signature: String::new(),
+            jobs_published: 0,
+            receipts: 0,
+            verdicts: 0,
+            verified: 0,
+            unsampled: 0,
+            failed: 0,
+            late: 0,
+            step_progress: Vec::new(),
+            stage_progress: Vec::new(),
+            signature: VERIFIED,
+            rewinds: Vec::new(),
+            lease_ms: 60_000,
+            last_activity_unix_ms: last_activity,
+            max_attempt,
+            finished_unix_ms: None,
+            status: "running",
+            stalled_because: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_is_stalled_by_silence_or_by_a_job_lost_over_and_over() {
+        let now = 10_000_000;
+        let judged = |mut r: RunView| {
+            r.judge_progress(now);
+            (r.status, r.stalled_because)
+        };
+        assert_eq!(judged(run(false, now - 1_000, 1)).0, "running");
+        // Three leases of a minute are less than the five-minute floor.
+        assert_eq!(judged(run(false, now - 4 * 60_000, 1)).0, "running");
+        let (status, why) = judged(run(false, now - 6 * 60_000, 1));
+        assert_eq!(status, "stalled");
+        assert!(why.contains("nothing written for 360 s"), "{why}");
+        let (status, why) = judged(run(false, now, STALL_ATTEMPTS));
+        assert_eq!(status, "stalled");
+        assert!(why.contains("attempt 5"), "{why}");
+        assert_eq!(judged(run(true, 0, 9)).0, "done");
+    }
 }

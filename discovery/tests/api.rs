@@ -176,6 +176,42 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
     let _ = stop.send(());
 }
 
+/// A run that rewound and then stopped moving says so (status `stalled`,
+/// with why, and each rewind with its step, hotkey and reason); a worker
+/// whose heartbeat is old leaves the active list and is only counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_and_rewound_runs_and_gone_workers_are_shown_as_such() {
+    let f = Fixture::new().await;
+    f.add_stalled_rewound_run("stuck").await;
+    f.old_heartbeat(0, 9, 10 * 60_000).await;
+    let (addr, stop) = start_ui(&f, Duration::from_millis(100)).await;
+    let overview = get_json(addr, "/api/overview").await;
+    let runs = overview["runs"].as_array().expect("runs");
+    let run = |id: &str| {
+        runs.iter()
+            .find(|r| r["run_id"] == id)
+            .unwrap_or_else(|| panic!("run {id} in {runs:#?}"))
+    };
+    assert_eq!(run(RUN)["status"], "running");
+    assert_eq!(run(RUN)["rewinds"].as_array().expect("rewinds").len(), 0);
+    let stuck = run("stuck");
+    assert_eq!(stuck["status"], "stalled");
+    assert!(
+        stuck["stalled_because"]
+            .as_str()
+            .expect("why")
+            .contains("nothing written for"),
+        "{stuck:#}"
+    );
+    assert_eq!(stuck["rewinds"][0]["from_step"], 1);
+    assert_eq!(stuck["rewinds"][0]["hotkey"], f.miner(1));
+    assert!(stuck["finished_unix_ms"].is_null());
+    let workers = overview["workers"].as_array().expect("workers");
+    assert!(workers.iter().all(|w| w["worker"] != 9), "{workers:#?}");
+    assert_eq!(overview["workers_gone"], 1);
+    stop.send(()).ok();
+}
+
 #[tokio::test]
 async fn unchanged_bucket_costs_lists_only_and_new_objects_are_read_once() {
     let mut f = Fixture::new().await;

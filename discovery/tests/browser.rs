@@ -45,6 +45,7 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
         return;
     };
     let f = Fixture::new().await;
+    f.add_stalled_rewound_run("stuck").await;
     let (addr, tx) = start_ui(&f, Duration::from_millis(200)).await;
 
     let artifacts = artifacts_dir();
@@ -130,7 +131,23 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
         section("runs-section").contains("<svg"),
         "eval loss plot missing"
     );
-    assert!(section("runs-section").contains(RUN));
+    let runs = section("runs-section");
+    assert!(runs.contains(RUN));
+    // Both losses on labelled axes; the stalled, rewound run says so.
+    for text in [
+        "loss-eval",
+        "loss-train",
+        "loss (nats)",
+        ">step<",
+        ">stalled<",
+        "nothing written for",
+        "rewind 1",
+        "recomputed from step 1",
+        "replay differs at element 3",
+        ">running<",
+    ] {
+        assert!(runs.contains(text), "{text:?} not in the runs section");
+    }
     let rejected = section("rejected-section");
     assert!(rejected.contains(&f.garbage_key) && rejected.contains("not a signed envelope"));
     // The hotkey from the URL opened its detail panel, failures included.

@@ -59,8 +59,11 @@ impl DiscoveryIndex {
                 stage_entry(&mut stages, *stage).jobs += 1;
             }
             let (mut verified, mut unsampled, mut failed, mut late, mut verdicts) = (0, 0, 0, 0, 0);
+            let (mut last_activity, mut max_attempt) = (run.manifest.created_unix_ms, 0);
             for (key, receipt) in &run.receipts {
                 let mut row = receipt.row.clone();
+                last_activity = last_activity.max(row.finished_unix_ms);
+                max_attempt = max_attempt.max(row.attempt);
                 *per_worker
                     .entry((row.hotkey.clone(), row.worker))
                     .or_default() += 1;
@@ -84,6 +87,7 @@ impl DiscoveryIndex {
                             "late" => late += 1,
                             _ => {}
                         }
+                        last_activity = last_activity.max(v.view.unix_ms);
                         row.verdict = Some(v.view.clone());
                     }
                 }
@@ -98,6 +102,17 @@ impl DiscoveryIndex {
                 receipts.push(row);
             }
             let state = run.state.clone().unwrap_or_default();
+            last_activity = last_activity.max(state.unix_ms);
+            let rewinds = state
+                .rewinds
+                .iter()
+                .map(|r| RewindView {
+                    from_step: r.from_step,
+                    hotkey: r.hotkey.clone(),
+                    reason: r.reason.clone(),
+                    unix_ms: r.unix_ms,
+                })
+                .collect();
             runs.push(RunView {
                 run_id: run_id.clone(),
                 manifest_key: run.manifest_key.clone(),
@@ -121,6 +136,13 @@ impl DiscoveryIndex {
                 step_progress: steps.into_values().collect(),
                 stage_progress: stages.into_values().collect(),
                 signature: VERIFIED,
+                rewinds,
+                lease_ms: run.manifest.lease_ms,
+                last_activity_unix_ms: last_activity,
+                max_attempt,
+                finished_unix_ms: state.done.then_some(state.unix_ms),
+                status: "running",
+                stalled_because: String::new(),
             });
         }
         receipts.sort_by(|a, b| {
@@ -282,6 +304,15 @@ impl Snapshot {
         workers
     }
 
+    /// Runs with their status as of `now_ms`.
+    pub fn runs_at(&self, now_ms: u64) -> Vec<RunView> {
+        let mut runs = self.runs.clone();
+        for run in &mut runs {
+            run.judge_progress(now_ms);
+        }
+        runs
+    }
+
     /// Receipts (newest first), optionally of one hotkey and/or run.
     pub fn receipts_of(
         &self,
@@ -361,13 +392,19 @@ impl Snapshot {
     }
 
     pub fn overview(&self, now_ms: u64, receipts: usize, rejected: usize) -> Overview {
+        let (active, gone): (Vec<WorkerView>, Vec<WorkerView>) = self
+            .workers_at(now_ms)
+            .into_iter()
+            .partition(|w| w.age_ms <= WORKER_GONE_MS);
+        let workers_gone = gone.len();
         Overview {
             netuid: self.netuid,
             owner: self.owner.clone(),
             now_unix_ms: now_ms,
             stats: self.stats.clone(),
-            workers: self.workers_at(now_ms),
-            runs: self.runs.clone(),
+            workers: active,
+            workers_gone,
+            runs: self.runs_at(now_ms),
             receipts_total: self.receipts.len(),
             receipts: self.receipts.iter().take(receipts).cloned().collect(),
             scores: self.scores.first().cloned(),

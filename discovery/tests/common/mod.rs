@@ -119,19 +119,6 @@ impl Fixture {
     async fn write_all(&mut self) {
         let b = self.bucket.clone();
         let layout = b.layout().clone();
-        let manifest = pb::RunManifest {
-            run_id: RUN.into(),
-            netuid: NETUID.into(),
-            workload: "mlp-teacher-student".into(),
-            steps: 4,
-            created_unix_ms: now_ms() - 60_000,
-            validators: vec![self.validator.hotkey().to_bytes().to_vec()],
-            lease_ms: 30_000,
-            ..Default::default()
-        };
-        b.create(&layout.run_manifest(RUN), &manifest, &self.owner)
-            .await
-            .expect("manifest");
         let state = pb::RunState {
             run_id: RUN.into(),
             completed_steps: 2,
@@ -141,9 +128,7 @@ impl Fixture {
             unix_ms: now_ms(),
             ..Default::default()
         };
-        b.put(&layout.run_state(RUN), &state, &self.owner)
-            .await
-            .expect("state");
+        self.write_run(RUN, now_ms() - 60_000, &state).await;
 
         for step in 0..2 {
             for (i, (job, _, _)) in jobs_of_step(step).into_iter().enumerate() {
@@ -376,7 +361,61 @@ impl Fixture {
         receipt_key
     }
 
+    /// Writes run `run_id`'s owner-signed manifest (created at `created`)
+    /// and `state`.
+    async fn write_run(&self, run_id: &str, created: u64, state: &pb::RunState) {
+        let b = &self.bucket;
+        let layout = b.layout();
+        let manifest = pb::RunManifest {
+            run_id: run_id.into(),
+            netuid: NETUID.into(),
+            workload: "mlp-teacher-student".into(),
+            steps: 4,
+            created_unix_ms: created,
+            validators: vec![self.validator.hotkey().to_bytes().to_vec()],
+            lease_ms: 30_000,
+            ..Default::default()
+        };
+        b.create(&layout.run_manifest(run_id), &manifest, &self.owner)
+            .await
+            .expect("manifest");
+        b.put(&layout.run_state(run_id), state, &self.owner)
+            .await
+            .expect("state");
+    }
+
+    /// A second run, `run_id`, that went back to recompute from step 1
+    /// after miner 1 was caught, and has written nothing for an hour.
+    pub async fn add_stalled_rewound_run(&self, run_id: &str) {
+        let hour_ago = now_ms() - 3_600_000;
+        let state = pb::RunState {
+            run_id: run_id.into(),
+            completed_steps: 1,
+            eval_loss: vec![2.3],
+            train_loss: vec![2.4],
+            unix_ms: hour_ago,
+            rewinds: vec![pb::Rewind {
+                from_step: 1,
+                hotkey: self.miner(1),
+                reason: "s00001-outer attempt 1: replay differs at element 3".into(),
+                unix_ms: hour_ago,
+            }],
+            ..Default::default()
+        };
+        self.write_run(run_id, hour_ago - 60_000, &state).await;
+    }
+
+    /// An idle heartbeat of miner `miner` written `age_ms` ago.
+    pub async fn old_heartbeat(&self, miner: usize, worker: u32, age_ms: u64) {
+        self.heartbeat_at(miner, worker, "", 0, now_ms() - age_ms)
+            .await;
+    }
+
     pub async fn heartbeat(&self, miner: usize, worker: u32, job: &str, done: u64) {
+        self.heartbeat_at(miner, worker, job, done, now_ms()).await;
+    }
+
+    async fn heartbeat_at(&self, miner: usize, worker: u32, job: &str, done: u64, unix_ms: u64) {
         let hotkey = self.miners[miner].hotkey();
         let hb = pb::WorkerHeartbeat {
             hotkey: hotkey.to_bytes().to_vec(),
@@ -387,7 +426,7 @@ impl Fixture {
                 "cpu".into()
             },
             backend: "ndarray".into(),
-            unix_ms: now_ms(),
+            unix_ms,
             current_job: job.into(),
             pid: 4242 + worker,
             version: "0.1.0".into(),
