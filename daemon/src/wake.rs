@@ -11,12 +11,19 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use locus_protocol::Bucket;
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::Notify;
 use tracing::warn;
+
+/// Wakes are at least this far apart: a writer spamming a watched prefix
+/// (any miner can write receipts, on a local bucket anything) makes the
+/// loop run at most this often, not once per write. A single write after a
+/// quiet spell still wakes at once.
+pub const MIN_WAKE_GAP: Duration = Duration::from_millis(20);
 
 /// Fires when an object appears, is replaced or removed under the watched
 /// key prefixes of a local bucket; never fires on other stores.
@@ -27,6 +34,8 @@ pub struct Wake {
 
 struct Watch {
     root: PathBuf,
+    /// When [`Wake::changed`] last resolved.
+    last: Mutex<Option<Instant>>,
     watcher: Mutex<RecommendedWatcher>,
     prefixes: Mutex<HashSet<String>>,
 }
@@ -65,6 +74,7 @@ impl Wake {
             changed,
             watch: Some(Watch {
                 root: root.to_path_buf(),
+                last: Mutex::default(),
                 watcher: Mutex::new(watcher),
                 prefixes: Mutex::default(),
             }),
@@ -116,12 +126,24 @@ impl Wake {
     }
 
     /// Resolves at the next change, or at once if one came since the last
-    /// call (a change during a pass is never lost). Never resolves on a
-    /// wake that cannot fire.
+    /// call (a change during a pass is never lost), but never sooner than
+    /// [`MIN_WAKE_GAP`] after it last resolved. Never resolves on a wake
+    /// that cannot fire.
     pub async fn changed(&self) {
-        match self.watch {
-            Some(_) => self.changed.notified().await,
-            None => std::future::pending().await,
+        let Some(watch) = &self.watch else {
+            return std::future::pending().await;
+        };
+        self.changed.notified().await;
+        let since = watch
+            .last
+            .lock()
+            .ok()
+            .and_then(|last| last.map(|t| t.elapsed()));
+        if let Some(wait) = since.and_then(|since| MIN_WAKE_GAP.checked_sub(since)) {
+            tokio::time::sleep(wait).await;
+        }
+        if let Ok(mut last) = watch.last.lock() {
+            *last = Some(Instant::now());
         }
     }
 }
@@ -146,7 +168,6 @@ fn is_staging(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     async fn soon(wake: &Wake) -> bool {
         tokio::time::timeout(Duration::from_secs(2), wake.changed())
@@ -197,6 +218,44 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(50), wake.changed())
                 .await
                 .is_err()
+        );
+    }
+
+    /// A writer creating objects as fast as it can under a watched prefix
+    /// wakes the loop at most once per [`MIN_WAKE_GAP`].
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_spam_wakes_at_most_once_per_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
+        let watched = bucket.layout().receipts("r");
+        let wake = Wake::on(&bucket, std::slice::from_ref(&watched));
+        let spam = {
+            let bucket = bucket.clone();
+            tokio::spawn(async move {
+                let stop = Instant::now() + Duration::from_millis(600);
+                let mut n = 0u64;
+                while Instant::now() < stop {
+                    put(&bucket, &format!("{watched}{n}.pb")).await;
+                    n += 1;
+                }
+                n
+            })
+        };
+        let window = Duration::from_millis(500);
+        let started = Instant::now();
+        let mut wakes = 0u32;
+        while tokio::time::timeout(window.saturating_sub(started.elapsed()), wake.changed())
+            .await
+            .is_ok()
+        {
+            wakes += 1;
+        }
+        let writes = spam.await.unwrap();
+        let most = (window.as_millis() / MIN_WAKE_GAP.as_millis()) as u32 + 2;
+        assert!(writes > u64::from(most), "only {writes} writes: no spam");
+        assert!(
+            wakes >= 1 && wakes <= most,
+            "{wakes} wakes for {writes} writes"
         );
     }
 
