@@ -149,6 +149,11 @@ pub struct VerdictView {
     pub replay_ms: u64,
     pub unix_ms: u64,
     pub signature: &'static str,
+    /// The validator's signature the sampling draw comes from (hex): anyone
+    /// can check the draw after the fact.
+    pub sample_proof: String,
+    /// The receipt digest the verdict commits to (hex).
+    pub receipt_digest: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -167,6 +172,14 @@ pub struct ReceiptRow {
     pub assignment_key: String,
     pub signature: &'static str,
     pub verdict: Option<VerdictView>,
+    /// BLAKE3 of the receipt's payload (hex): what its verdict commits to.
+    pub digest: String,
+    /// The job manifest the receipt answers (hex digest).
+    pub manifest_digest: String,
+    /// The output the miner committed to: key, digest (hex), payload size.
+    pub output_key: String,
+    pub output_digest: String,
+    pub output_size: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

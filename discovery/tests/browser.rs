@@ -161,5 +161,35 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
         dom.contains("live · updated"),
         "status line never went live"
     );
+
+    // A receipt's drill-down: what it commits to, and its verdict with the
+    // proof of the sampling draw.
+    let (ok, receipt_dom, stderr) = chromium(
+        &bin,
+        profile.path(),
+        &[
+            "--virtual-time-budget=5000".into(),
+            "--dump-dom".into(),
+            format!("http://{addr}/#receipt={}", f.failed_receipt_key),
+        ],
+    )
+    .await;
+    assert!(ok, "chromium --dump-dom failed: {stderr}");
+    let at = receipt_dom
+        .find(r#"id="receipt-detail""#)
+        .expect("receipt panel");
+    let start = receipt_dom[..at].rfind("<section").expect("its section");
+    let panel = &receipt_dom[start..at + receipt_dom[at..].find("</section>").expect("end")];
+    assert!(panel.contains("wide shown"), "receipt panel not shown");
+    for text in [
+        f.failed_receipt_key.as_str(),
+        "receipt digest (BLAKE3)",
+        "output digest",
+        "sample proof (signature)",
+        "(this receipt)",
+        "failed: ",
+    ] {
+        assert!(panel.contains(text), "{text:?} not in the receipt panel");
+    }
     let _ = tx.send(());
 }

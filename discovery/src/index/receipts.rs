@@ -6,7 +6,7 @@
 use locus_protocol::attribution;
 use locus_protocol::{Digest, Expect, Hotkey, Layout, Verified, pb};
 
-use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, settled, ss58_of};
+use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, hex_of, settled, ss58_of};
 use crate::views::{ReceiptRow, VERIFIED};
 
 #[derive(Debug)]
@@ -50,8 +50,14 @@ fn check_receipt_fields(
     Ok(r)
 }
 
-fn row_of(key: &str, r: pb::Receipt) -> ReceiptRow {
+fn row_of(key: &str, digest: Digest, r: pb::Receipt) -> ReceiptRow {
+    let output = r.output.unwrap_or_default();
     ReceiptRow {
+        digest: digest.to_string(),
+        manifest_digest: hex_of(&r.manifest_digest),
+        output_key: output.key,
+        output_digest: hex_of(&output.digest),
+        output_size: output.size,
         key: key.to_string(),
         hotkey: ss58_of(&r.hotkey),
         run_id: r.run_id,
@@ -121,7 +127,7 @@ impl DiscoveryIndex {
                         .map(|h| h.to_bytes())
                         .unwrap_or_default();
                     let digest = receipt.digest();
-                    let row = row_of(&key, receipt.into_inner());
+                    let row = row_of(&key, digest, receipt.into_inner());
                     self.rejected.remove(&key);
                     self.seen(run, WriteOnce::Receipts, &key);
                     if let Some(entry) = self.runs.get_mut(run) {
