@@ -54,6 +54,33 @@ async fn planted_assignment_keys_do_not_stop_a_run() {
     finished.assert_no_redo();
 }
 
+/// A stranger's object at the run state key (on a local bucket anyone can
+/// write) neither stops the owner starting nor survives its first write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stranger_at_the_run_state_key_does_not_stop_a_run() {
+    let setup = Setup {
+        before: Some(Box::new(|bucket, _| {
+            Box::pin(async move {
+                let stranger = Keypair::generate();
+                let forged = pb::RunState {
+                    run_id: RUN.into(),
+                    completed_steps: 99,
+                    done: true,
+                    ..Default::default()
+                };
+                let key = bucket.layout().run_state(RUN);
+                bucket
+                    .put(&key, &forged, &stranger)
+                    .await
+                    .expect("planting works");
+            })
+        })),
+        ..Setup::default()
+    };
+    let finished = kit::run(setup, Duration::from_secs(120)).await;
+    finished.assert_complete_and_fair(2);
+}
+
 /// Every first attempt to write the run state fails, the last one (the
 /// run is done) included: the orchestrator retries it and does not stop
 /// before the bucket says the run is complete.

@@ -184,11 +184,21 @@ impl Orchestrator {
         };
         // Rewinds decide the ids of the jobs still to run, and bans and
         // unverified results what a verdict can still undo: keep them.
-        let mut saved = bucket
-            .get_opt::<pb::RunState>(&layout.run_state(&run_id), Expect::Signer(&owner_key))
-            .await?
-            .map(Verified::into_inner)
-            .unwrap_or_default();
+        let state_key = layout.run_state(&run_id);
+        let mut saved = match bucket
+            .get_opt::<pb::RunState>(&state_key, Expect::Signer(&owner_key))
+            .await
+        {
+            Ok(saved) => saved.map(Verified::into_inner).unwrap_or_default(),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            // Not the owner's: nothing in it is worth keeping. The run is
+            // rebuilt from its other objects, and the next state written
+            // replaces this one.
+            Err(e) => {
+                warn!(run = %run_id, key = %state_key, error = %e, "a foreign object sits at the run state key; resuming from the run's other objects");
+                pb::RunState::default()
+            }
+        };
         let gate = Gate::from_state(&saved);
         let saved_rewinds = std::mem::take(&mut saved.rewinds);
         let mut orchestrator = Orchestrator {
