@@ -38,7 +38,7 @@ pub struct StepProgress {
 }
 
 /// Jobs of one pipeline stage across the run (one entry for workloads
-/// without stages).
+/// without stages). Eval jobs run the whole model and count under no stage.
 #[derive(Clone, Debug, Serialize)]
 pub struct StageProgress {
     pub stage: u32,

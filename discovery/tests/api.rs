@@ -181,9 +181,12 @@ async fn api_shows_workers_receipts_scores_and_rejections() {
 /// whose heartbeat is old leaves the active list and is only counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_and_rewound_runs_and_gone_workers_are_shown_as_such() {
-    let f = Fixture::new().await;
+    let mut f = Fixture::new().await;
     f.add_stalled_rewound_run("stuck").await;
     f.old_heartbeat(0, 9, 10 * 60_000).await;
+    // An eval job runs every stage: it counts under none of them.
+    f.add_job(0, "s00000-eval", 0, 1, Some(VerdictOutcome::Unsampled))
+        .await;
     let (addr, stop) = start_ui(&f, Duration::from_millis(100)).await;
     let overview = get_json(addr, "/api/overview").await;
     let runs = overview["runs"].as_array().expect("runs");
@@ -193,6 +196,9 @@ async fn stalled_and_rewound_runs_and_gone_workers_are_shown_as_such() {
             .unwrap_or_else(|| panic!("run {id} in {runs:#?}"))
     };
     assert_eq!(run(RUN)["status"], "running");
+    assert_eq!(run(RUN)["jobs_published"], 11);
+    assert_eq!(run(RUN)["stage_progress"][0]["jobs"], 10);
+    assert_eq!(run(RUN)["stage_progress"][0]["receipts"], 10);
     assert_eq!(run(RUN)["rewinds"].as_array().expect("rewinds").len(), 0);
     let stuck = run("stuck");
     assert_eq!(stuck["status"], "stalled");

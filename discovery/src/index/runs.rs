@@ -25,7 +25,7 @@ pub(super) struct RunEntry {
     pub(super) jobs: Cursor,
     pub(super) job_steps: BTreeMap<u32, u64>,
     /// The pipeline stage of each job with a verified manifest (0 for
-    /// workloads without stages).
+    /// workloads without stages); eval jobs, which run every stage, have none.
     pub(super) job_stages: std::collections::HashMap<String, u32>,
     pub(super) receipts_cur: Cursor,
     pub(super) receipts: BTreeMap<String, ReceiptEntry>,
@@ -232,14 +232,20 @@ impl DiscoveryIndex {
                         )
                     },
                 )
-                .map(|()| (job.step, job.stage, job.job_id.clone()))
+                .map(|()| {
+                    // An eval job runs the whole model: no one stage's work.
+                    let stage = (job.kind != pb::JobKind::Eval as i32).then_some(job.stage);
+                    (job.step, stage, job.job_id.clone())
+                })
             });
             match checked {
                 Ok((step, stage, job_id)) => {
                     self.seen(run, WriteOnce::Jobs, &key);
                     if let Some(entry) = self.runs.get_mut(run) {
                         *entry.job_steps.entry(step).or_default() += 1;
-                        entry.job_stages.insert(job_id, stage);
+                        if let Some(stage) = stage {
+                            entry.job_stages.insert(job_id, stage);
+                        }
                     }
                 }
                 Err(reason) => self.reject_seen(run, WriteOnce::Jobs, &key, reason, report),

@@ -294,7 +294,11 @@ impl Fixture {
             run_id: RUN.into(),
             job_id: job.into(),
             step,
-            kind: JobKind::Inner as i32,
+            kind: if job.ends_with("-eval") {
+                JobKind::Eval
+            } else {
+                JobKind::Inner
+            } as i32,
             cost: Some(pb::StaticCost {
                 flops: 1000,
                 bytes_moved: 64,
