@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 # switches it on in every daemon and in the protocol crate.
 features=(--features locus/fault-injection,locus-workloads/tokenizer)
 cargo build --workspace --bins "${features[@]}"
+# GPU miners and validators (burn-cuda) must keep compiling; checking them
+# needs no CUDA toolkit, running them a GPU (docs/operators/miner.md).
+cargo check -p minerd -p validatord --features minerd/cuda,validatord/cuda
 # The process-level tests use these binaries as they are (tests/common).
 export LOCUS_TEST_BINS_BUILT=1
 cargo test --workspace --no-fail-fast "${features[@]}" "$@"
