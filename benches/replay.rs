@@ -5,7 +5,10 @@
 //! goes the whole replay path (read and verify the receipt, its assignment,
 //! manifest and inputs, execute, compare outputs), and the same jobs are
 //! executed again with their inputs already decoded in memory: plain Burn.
-//! The ratio is what the replay path leaves of plain Burn's throughput.
+//! The ratio is what the replay path leaves of plain Burn's throughput. Each
+//! pass judges with a fresh `InputCache` of the validator's size (32 MiB),
+//! as one validator meeting the run's receipts once: inputs that a step's
+//! jobs share are read once per pass.
 //!
 //! `cargo bench --bench replay` (release profile) prints one line per size.
 
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Expect, Hotkey, Keypair};
 use locus_workloads::{Device, Workload, mlp};
+use validatord::input_cache::InputCache;
 use validatord::replay::Judge;
 
 /// Passes over every receipt (the first one warms caches and allocators).
@@ -68,18 +72,20 @@ async fn bench(name: &str, width: u32, batch_size: u32) {
 
     let validator = Keypair::generate();
     let never = |_: &Hotkey| false;
-    let judge = Judge {
-        bucket: &bucket,
-        owner: &owner,
-        validator: &validator,
-        run: &run,
-        sample_rate: 1.0,
-        device: &Device::Cpu,
-        on_probation: &never,
-    };
     let mut replay = Duration::ZERO;
     let mut plain = Duration::ZERO;
     for round in 0..=ROUNDS {
+        let cache = InputCache::new(32 << 20);
+        let judge = Judge {
+            bucket: &bucket,
+            owner: &owner,
+            validator: &validator,
+            run: &run,
+            sample_rate: 1.0,
+            device: &Device::Cpu,
+            on_probation: &never,
+            inputs: &cache,
+        };
         let started = Instant::now();
         for (key, written_ms, _, _) in &jobs {
             let verdict = judge.judge(key, *written_ms, None).await.expect("judged");

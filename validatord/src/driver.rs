@@ -12,6 +12,7 @@ use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair};
 use locus_workloads::Device;
 use tracing::{info, warn};
 
+use crate::input_cache::InputCache;
 use crate::replay::{Judge, JudgeError};
 use crate::scoring::{self, Judged};
 use crate::weights::{ChainTarget, WeightPusher};
@@ -66,7 +67,13 @@ pub struct Validator {
     /// Sets weights on chain, off the judging path (started with the first
     /// complete window when `settings.chain` is set).
     weights: Option<WeightPusher>,
+    /// Replay inputs verified once, for the replays that share them.
+    inputs: InputCache,
 }
+
+/// Bytes of verified replay inputs kept: a few stages' parameters, within
+/// the validator's memory budget.
+const INPUT_CACHE_BYTES: usize = 32 << 20;
 
 /// What the validator reports on `/metrics`.
 struct Counters {
@@ -115,6 +122,7 @@ impl Validator {
             receipts_judged: 0,
             counters: Counters::new(&locus_observe::Metrics::new()),
             weights: None,
+            inputs: InputCache::new(INPUT_CACHE_BYTES),
         }
     }
 
@@ -470,6 +478,7 @@ impl Validator {
             sample_rate: self.settings.sample_rate,
             device: &self.settings.device,
             on_probation,
+            inputs: &self.inputs,
         }
     }
 

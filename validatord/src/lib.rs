@@ -2,10 +2,12 @@
 //! Burn, writes signed verdicts, and turns verified work into compute-unit
 //! scores and dry-run weights.
 //!
-//! [`sampling`] and [`scoring`] are pure; [`replay`] checks one receipt;
-//! [`driver`] is the bucket loop.
+//! [`sampling`] and [`scoring`] are pure; [`replay`] checks one receipt,
+//! reading shared inputs once through [`input_cache`]; [`driver`] is the
+//! bucket loop.
 
 pub mod driver;
+pub mod input_cache;
 pub mod replay;
 pub mod sampling;
 pub mod scoring;

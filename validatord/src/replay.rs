@@ -22,6 +22,7 @@ use locus_protocol::{
 use locus_workloads::compare::{Agreement, compare_outputs};
 use locus_workloads::{Device, cost};
 
+use crate::input_cache::InputCache;
 use crate::sampling;
 
 /// What the validator needs to judge receipts of one run.
@@ -36,6 +37,8 @@ pub struct Judge<'a> {
     /// one of its receipts is replayed until it has (see
     /// [`sampling::must_replay`]).
     pub on_probation: &'a (dyn Fn(&Hotkey) -> bool + Sync),
+    /// Inputs already verified for an earlier replay.
+    pub inputs: &'a InputCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +322,10 @@ impl Judge<'_> {
         }
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
+            if let Some(known) = self.inputs.get(input) {
+                inputs.push(known.as_ref().clone());
+                continue;
+            }
             // The owner signed the manifest: a bad writer key is its own.
             let Ok(writer) = Hotkey::from_bytes(&input.writer) else {
                 return Ok(Checked::Void(format!(
@@ -343,7 +350,10 @@ impl Judge<'_> {
                     input.key
                 )));
             }
-            inputs.push(got.into_inner());
+            let size = got.size();
+            let artifact = std::sync::Arc::new(got.into_inner());
+            self.inputs.insert(input, artifact.clone(), size);
+            inputs.push(artifact.as_ref().clone());
         }
         let run = self.run.clone();
         let job = manifest.clone().into_inner();

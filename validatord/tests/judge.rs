@@ -6,6 +6,7 @@ use locus_protocol::{Bucket, Keypair, envelope};
 use locus_workloads::Device;
 use locus_workloads::mlp;
 use object_store::PutMode;
+use validatord::input_cache::InputCache;
 use validatord::replay::{Judge, JudgeError};
 
 mod common;
@@ -73,6 +74,7 @@ impl Fixture {
             sample_rate: rate,
             device: &Device::Cpu,
             on_probation: &|_| false,
+            inputs: &InputCache::new(1 << 20),
         };
         judge.judge(&self.receipt_key, 0, credited).await
     }
@@ -294,6 +296,7 @@ async fn equivocation_needs_the_writer_s_own_signature() {
         sample_rate: 0.0,
         device: &Device::Cpu,
         on_probation: &|_| false,
+        inputs: &InputCache::new(1 << 20),
     };
     let miner = f.miner.hotkey();
     assert_eq!(
@@ -315,4 +318,43 @@ async fn equivocation_needs_the_writer_s_own_signature() {
     f.plant_artifact(&other).await;
     let found = judge.equivocation(&f.receipt_key, &miner).await.unwrap();
     assert!(found.is_some_and(|r| r.contains("equivocation")));
+}
+
+/// A replay reads its inputs once: the next replay naming the same inputs
+/// (a step's inner jobs share their parameters) takes them verified from
+/// the cache, and reaches the same verdict.
+#[tokio::test]
+async fn a_second_replay_takes_its_verified_inputs_from_the_cache() {
+    let f = fixture().await;
+    let owner = f.owner.hotkey();
+    let cache = InputCache::new(1 << 20);
+    let judge = Judge {
+        bucket: &f.bucket,
+        owner: &owner,
+        validator: &f.validator,
+        run: &f.run,
+        sample_rate: 1.0,
+        device: &Device::Cpu,
+        on_probation: &|_| false,
+        inputs: &cache,
+    };
+    let gets = || {
+        f.bucket
+            .counts()
+            .gets
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut reads = Vec::new();
+    for _ in 0..2 {
+        let before = gets();
+        let verdict = judge.judge(&f.receipt_key, 0, None).await.unwrap();
+        assert_eq!(
+            verdict.outcome,
+            VerdictOutcome::Verified as i32,
+            "{}",
+            verdict.reason
+        );
+        reads.push(gets() - before);
+    }
+    assert!(reads[1] < reads[0], "reads per replay: {reads:?}");
 }

@@ -1,0 +1,123 @@
+//! Verified replay inputs, kept for the next replay that names them.
+//!
+//! Every inner job of a step starts from the same parameter artifact, so a
+//! validator replaying them read, verified and decoded that artifact once
+//! per job. An input is kept here only after it verified against what the
+//! owner's manifest names (its key, the hotkey that must have signed it and
+//! its digest), and is found again only by all three: a replaced or
+//! re-signed object has another digest or signer and is read afresh.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use locus_protocol::pb;
+
+/// What an input is known by: key, writer's public key, payload digest.
+type InputId = (String, Vec<u8>, Vec<u8>);
+
+/// A bounded store of verified input artifacts, oldest out first.
+pub struct InputCache {
+    budget: usize,
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_id: HashMap<InputId, (Arc<pb::TensorArtifact>, usize)>,
+    order: VecDeque<InputId>,
+    bytes: usize,
+}
+
+impl InputCache {
+    /// Keeps at most `budget` bytes of artifacts (by their stored size).
+    pub fn new(budget: usize) -> Self {
+        InputCache {
+            budget,
+            inner: Mutex::default(),
+        }
+    }
+
+    /// The artifact `input` names, if one that verified against it is kept.
+    pub fn get(&self, input: &pb::InputRef) -> Option<Arc<pb::TensorArtifact>> {
+        let entries = self.inner.lock().ok()?;
+        entries
+            .by_id
+            .get(&id_of(input))
+            .map(|(artifact, _)| artifact.clone())
+    }
+
+    /// Keeps `artifact`, which verified against `input`; `size` is its
+    /// stored size. One larger than the whole budget is not kept.
+    pub fn insert(&self, input: &pb::InputRef, artifact: Arc<pb::TensorArtifact>, size: usize) {
+        if size > self.budget {
+            return;
+        }
+        let Ok(mut entries) = self.inner.lock() else {
+            return;
+        };
+        let id = id_of(input);
+        if entries.by_id.contains_key(&id) {
+            return;
+        }
+        while entries.bytes + size > self.budget {
+            let Some(oldest) = entries.order.pop_front() else {
+                break;
+            };
+            if let Some((_, freed)) = entries.by_id.remove(&oldest) {
+                entries.bytes -= freed;
+            }
+        }
+        entries.bytes += size;
+        entries.order.push_back(id.clone());
+        entries.by_id.insert(id, (artifact, size));
+    }
+}
+
+fn id_of(input: &pb::InputRef) -> InputId {
+    (
+        input.key.clone(),
+        input.writer.clone(),
+        input.digest.clone(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(key: &str, digest: u8) -> pb::InputRef {
+        pb::InputRef {
+            key: key.into(),
+            digest: vec![digest; 32],
+            writer: vec![1; 32],
+        }
+    }
+
+    fn artifact(job: &str) -> Arc<pb::TensorArtifact> {
+        Arc::new(pb::TensorArtifact {
+            job_id: job.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn found_only_by_key_writer_and_digest_and_bounded() {
+        let cache = InputCache::new(100);
+        cache.insert(&input("a", 1), artifact("a"), 60);
+        assert_eq!(cache.get(&input("a", 1)).expect("kept").job_id, "a");
+        // The same key with another digest (the object was replaced) or
+        // another writer is not the same input.
+        assert!(cache.get(&input("a", 2)).is_none());
+        let mut other_writer = input("a", 1);
+        other_writer.writer = vec![2; 32];
+        assert!(cache.get(&other_writer).is_none());
+        // Over budget: the oldest goes.
+        cache.insert(&input("b", 1), artifact("b"), 60);
+        assert!(cache.get(&input("a", 1)).is_none());
+        assert!(cache.get(&input("b", 1)).is_some());
+        // Larger than the whole budget: not kept, nothing evicted.
+        cache.insert(&input("c", 1), artifact("c"), 101);
+        assert!(cache.get(&input("c", 1)).is_none());
+        assert!(cache.get(&input("b", 1)).is_some());
+    }
+}
