@@ -10,19 +10,13 @@ use std::process::{Command, Stdio};
 use locus_discovery::testkit::{HEADLESS_ARGS, INSTALL_HINT, find_chromium};
 
 fn headless(bin: &std::path::Path, profile: &std::path::Path, args: &[String]) -> String {
-    let out = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(HEADLESS_ARGS)
         .args(["--virtual-time-budget=6000", "--window-size=1400,1000"])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .output()
-        .expect("running chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .args(args);
+    common::stdout_of(command, "chromium")
 }
 
 #[test]

@@ -8,18 +8,12 @@ fn ledger_of_a_smoke_run_agrees_with_its_verdicts() {
     let work = common::kept_smoke();
     let owner = common::smoke_key(work.path(), "owner");
     let ledger = |extra: &[&str]| {
-        let out = common::locus()
+        let mut command = common::locus();
+        command
             .args(["ledger", "--netuid", "3", "--owner", &owner, "--bucket"])
             .arg(work.path().join("bucket"))
-            .args(extra)
-            .output()
-            .expect("locus ledger");
-        assert!(
-            out.status.success(),
-            "ledger failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8")
+            .args(extra);
+        common::stdout_of(command, "locus ledger")
     };
     let doc: serde_json::Value = serde_json::from_str(&ledger(&["--json"])).expect("json");
     let run = &doc["runs"][0];

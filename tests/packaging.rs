@@ -29,17 +29,11 @@ fn read(path: &Path) -> String {
 
 /// A valid SS58 address for the `<..._SS58>` placeholders.
 fn some_ss58(dir: &Path) -> String {
-    let out = common::locus()
+    let mut command = common::locus();
+    command
         .args(["keygen", "--out"])
-        .arg(dir.join("placeholder.json"))
-        .output()
-        .expect("locus keygen");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        .arg(dir.join("placeholder.json"));
+    common::stdout_of(command, "locus keygen").trim().to_owned()
 }
 
 /// The long flags in `binary --help`, as config keys.

@@ -47,22 +47,15 @@ fn hex_of(bytes: &[u8]) -> String {
 
 /// Runs Python with the Bittensor wallet package; returns its stdout lines.
 fn python(script: &str, args: &[&str]) -> Vec<String> {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 (run scripts/test-deps.sh to install bittensor-wallet)");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let mut command = Command::new("python3");
+    command.arg("-c").arg(script).args(args);
+    common::stdout_of(
+        command,
+        "python3 (scripts/test-deps.sh installs bittensor-wallet)",
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 /// `locus keygen` with `args`, `stdin` on its standard input; its stdout

@@ -489,9 +489,8 @@ impl Orchestrator {
     }
 
     /// Writes the run state, with the gate's bans and unverified results,
-    /// so a restart resumes from it.
-    /// Until a write succeeds the state stays marked unsaved (see
-    /// [`Orchestrator::tick`]).
+    /// so a restart resumes from it. Until a write succeeds the state stays
+    /// marked unsaved (see [`Orchestrator::tick`]).
     async fn save_state(&mut self) -> anyhow::Result<()> {
         self.state_unsaved = true;
         self.state.unix_ms = self.settings.clock.now_ms();

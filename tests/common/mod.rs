@@ -65,6 +65,20 @@ pub const TINY_GPT: [&str; 16] = [
     "2",
 ];
 
+/// Runs `command` to its end and returns its standard output; a failure
+/// panics with its standard error, naming it as `what`.
+pub fn stdout_of(mut command: Command, what: &str) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs `locus local-smoke` with `args`; returns its output.
 pub fn smoke(args: &[&str]) -> Output {
     let out = locus()

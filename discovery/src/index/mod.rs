@@ -206,11 +206,6 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what()) }
 }
 
-/// Lower-case hex, for digests and proofs a reader may want to check.
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn ss58_of(bytes: &[u8]) -> String {
     Hotkey::from_bytes(bytes)
         .map(|h| h.ss58())

@@ -6,7 +6,7 @@
 use locus_protocol::attribution;
 use locus_protocol::{Digest, Expect, Hotkey, Layout, Verified, pb};
 
-use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, hex_of, settled, ss58_of};
+use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, settled, ss58_of};
 use crate::views::{ReceiptRow, VERIFIED};
 
 #[derive(Debug)]
@@ -54,9 +54,9 @@ fn row_of(key: &str, digest: Digest, r: pb::Receipt) -> ReceiptRow {
     let output = r.output.unwrap_or_default();
     ReceiptRow {
         digest: digest.to_string(),
-        manifest_digest: hex_of(&r.manifest_digest),
+        manifest_digest: hex::encode(&r.manifest_digest),
         output_key: output.key,
-        output_digest: hex_of(&output.digest),
+        output_digest: hex::encode(&output.digest),
         output_size: output.size,
         key: key.to_string(),
         hotkey: ss58_of(&r.hotkey),

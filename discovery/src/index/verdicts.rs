@@ -5,7 +5,7 @@
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Expect, Verified};
 
-use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, hex_of};
+use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check};
 use crate::views::{VERIFIED, VerdictView};
 
 #[derive(Debug)]
@@ -40,8 +40,8 @@ fn entry_of(key: &str, v: Verified<pb::Verdict>) -> VerdictEntry {
             replay_ms: v.replay_ms,
             unix_ms: v.unix_ms,
             signature: VERIFIED,
-            sample_proof: hex_of(&v.sample_proof),
-            receipt_digest: hex_of(&v.receipt_digest),
+            sample_proof: hex::encode(&v.sample_proof),
+            receipt_digest: hex::encode(&v.receipt_digest),
         },
         receipt_key: v.receipt_key,
         receipt_digest: v.receipt_digest,
