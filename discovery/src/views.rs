@@ -87,7 +87,8 @@ pub struct RunView {
     /// from a step after a hotkey was caught.
     pub rewinds: Vec<RewindView>,
     pub lease_ms: u64,
-    /// The newest of the run state, a receipt or a verdict.
+    /// The newest of the run's creation, its state and its verdicts (times
+    /// the owner and the validators signed; a receipt's are its miner's).
     pub last_activity_unix_ms: u64,
     /// The highest attempt number of any receipt (a job done over and over).
     pub max_attempt: u32,

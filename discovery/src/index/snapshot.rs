@@ -59,10 +59,12 @@ impl DiscoveryIndex {
                 stage_entry(&mut stages, *stage).jobs += 1;
             }
             let (mut verified, mut unsampled, mut failed, mut late, mut verdicts) = (0, 0, 0, 0, 0);
+            // Activity is dated by the owner's and validators' signed times
+            // only: a receipt's times are its miner's word, and one dated far
+            // ahead would hide a stall for good.
             let (mut last_activity, mut max_attempt) = (run.manifest.created_unix_ms, 0);
             for (key, receipt) in &run.receipts {
                 let mut row = receipt.row.clone();
-                last_activity = last_activity.max(row.finished_unix_ms);
                 max_attempt = max_attempt.max(row.attempt);
                 *per_worker
                     .entry((row.hotkey.clone(), row.worker))
