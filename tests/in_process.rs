@@ -123,6 +123,39 @@ async fn a_restarted_orchestrator_resumes_to_the_same_model() {
     );
 }
 
+/// A restart late in a run reads what is in flight, not the run's history:
+/// the assignments and receipts of steps the run state records as done are
+/// not read again, so a restart costs no more at step 5 than at step 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_reads_the_steps_in_flight_not_the_whole_run() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut system = System::start(Setup {
+        steps: 6,
+        ..Setup::default()
+    })
+    .await;
+    let jobs = system.jobs_per_step() as u64;
+    system.wait_for_steps(1).await;
+    let early = system.restart_orchestrator().await;
+    let early_start = early.counts().gets.load(Relaxed);
+    system.wait_for_steps(5).await;
+    let late = system.restart_orchestrator().await;
+    let late_start = late.counts().gets.load(Relaxed);
+    let finished = system.finish(Duration::from_secs(120)).await;
+    finished.assert_complete_and_fair(6);
+    let late_total = late.counts().gets.load(Relaxed);
+    assert!(
+        late_start <= early_start.max(2 * jobs),
+        "a restart after 5 steps read {late_start} objects at start-up, one after 1 step {early_start}"
+    );
+    // Finishing the last step reads each of its jobs' receipt, artifact,
+    // verdict and a few more; reading five steps again would be far more.
+    assert!(
+        late_total <= 10 * jobs,
+        "a restart before the last of 6 steps read {late_total} objects for {jobs} jobs a step"
+    );
+}
+
 /// A worker alive by its heartbeats that never finishes its jobs holds each
 /// only until its lease runs out. Leases are a minute, far longer than the
 /// test may take: the owner's clock is moved past a lease whenever the

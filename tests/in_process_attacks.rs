@@ -198,6 +198,19 @@ async fn oversized_objects_cost_one_bounded_request() {
     assert!(read < 20 << 20, "the owner's daemons read {read} bytes");
 }
 
+/// Two miners, no sampling and no probation: a cheater's outputs go
+/// unverified until a replay it cannot dodge catches it.
+fn taint(attack: Option<FaultMode>) -> Setup {
+    Setup {
+        steps: 4,
+        miners: 2,
+        sample_rate: 0.0,
+        probation_replays: 0,
+        attack,
+        ..setup(None)
+    }
+}
+
 /// A cheater the sampler misses at first: with no sampling and no probation
 /// its corrupt inner outputs are used for two steps, until a replay of one
 /// of its reduce or outer jobs (always replayed) catches it. The run goes
@@ -205,14 +218,6 @@ async fn oversized_objects_cost_one_bounded_request() {
 /// the model of an all-honest run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_caught_cheater_s_unverified_work_is_undone() {
-    let taint = |attack| Setup {
-        steps: 4,
-        miners: 2,
-        sample_rate: 0.0,
-        probation_replays: 0,
-        attack,
-        ..setup(None)
-    };
     let honest = run(taint(None)).await;
     let attacked = run(taint(Some(FaultMode::Taint))).await;
     attacked.assert_complete(4, Some(0));
@@ -221,6 +226,41 @@ async fn a_caught_cheater_s_unverified_work_is_undone() {
     assert!(
         !attacked.state.rewinds.is_empty(),
         "the cheater's unverified work was never undone"
+    );
+    assert!(
+        attacked.params == honest.params,
+        "the rewound run ended elsewhere"
+    );
+}
+
+/// The same cheater, caught only after the orchestrator restarted past the
+/// step its unverified work begins at: the restart resumed after the last
+/// completed step without reading the run's history, so the rewind reaches
+/// below it, and the orchestrator reads the history then. The run still
+/// ends with the model of an all-honest run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cheater_caught_after_a_restart_is_undone_from_before_it() {
+    let honest = run(taint(None)).await;
+    let mut system = kit::System::start(taint(Some(FaultMode::Taint))).await;
+    system.wait_for_steps(1).await;
+    let resumed = system.restart_orchestrator().await;
+    let at_restart: locus_protocol::Verified<locus_protocol::pb::RunState> = resumed
+        .get(
+            &resumed.layout().run_state(kit::RUN),
+            locus_protocol::Expect::Signer(&system.owner.hotkey()),
+        )
+        .await
+        .expect("run state");
+    let attacked = system.finish(Duration::from_secs(300)).await;
+    attacked.assert_complete(4, Some(0));
+    assert!(attacked.is_banned(0));
+    assert!(
+        at_restart.rewinds.is_empty() && at_restart.completed_steps >= 1,
+        "the cheater was caught before the restart: nothing here reaches below it"
+    );
+    assert!(
+        attacked.state.rewinds.iter().any(|r| r.from_step == 0),
+        "the cheater's unverified work from step 0 was never undone"
     );
     assert!(
         attacked.params == honest.params,

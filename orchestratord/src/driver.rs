@@ -61,6 +61,10 @@ pub struct Orchestrator {
     /// when a job first needs them.
     owner_outputs: HashMap<String, Output>,
     schedule: Schedule,
+    /// The first step the schedule tracks: a restart resumes after the
+    /// last completed step the run state records (see
+    /// [`Orchestrator::resume_after`]).
+    base: u32,
     /// Next assignment sequence number (shared by all worker prefixes).
     next_seq: u64,
     /// Receipt keys already handled. Receipts of one step are written
@@ -91,6 +95,15 @@ pub struct Orchestrator {
     pub jobs_accepted: u64,
     heartbeat_grants_until: u64,
     counters: Counters,
+}
+
+/// Which of the owner's assignments a start reads.
+#[derive(Clone, Copy, Debug)]
+enum Floor {
+    /// A new run: only the newest, for the sequence number to go on from.
+    Fresh,
+    /// Those with a sequence number from here on.
+    From(u64),
 }
 
 /// A result waiting for its verdict: which receipt it came with, and when
@@ -157,10 +170,11 @@ impl Orchestrator {
             ..Default::default()
         };
         settings.workload.configure(&mut wanted);
-        let run = match bucket
+        let existing = bucket
             .get_opt::<pb::RunManifest>(&run_key, Expect::Signer(&owner_key))
-            .await?
-        {
+            .await?;
+        let created = existing.is_none();
+        let run = match existing {
             Some(existing) => {
                 let same = existing.steps == wanted.steps
                     && existing.mlp == wanted.mlp
@@ -207,13 +221,14 @@ impl Orchestrator {
                 rewinds: saved_rewinds,
                 ..Default::default()
             },
+            base: 0,
             bucket,
             owner,
             settings,
             run,
             owner_outputs: HashMap::new(),
             schedule: Schedule::default(),
-            next_seq: 0,
+            next_seq: saved.next_assignment_seq.unwrap_or(0),
             seen_receipts: Default::default(),
             seen_verdicts: Default::default(),
             judging: Default::default(),
@@ -227,9 +242,123 @@ impl Orchestrator {
             state_unsaved: false,
             counters: Counters::new(&locus_observe::Metrics::new()),
         };
+        // What a restart reads: a state that says where the run stands needs
+        // only the steps in flight; anything else the whole run's history.
+        let floor = if created {
+            Floor::Fresh
+        } else if orchestrator.resume_after(&saved) {
+            Floor::From(saved.assignment_seq_floor.unwrap_or(0))
+        } else {
+            Floor::From(0)
+        };
         orchestrator.plan_ahead();
-        orchestrator.recover(saved.completed_steps).await?;
+        let last_assigned = orchestrator.recover(floor).await?;
+        let unsaved_steps = last_assigned.map(|last| saved.completed_steps..=last);
+        orchestrator
+            .recover_bans(unsaved_steps.into_iter().flatten())
+            .await?;
+        if orchestrator.state.done && !orchestrator.final_params_intact().await? {
+            // The final parameters were lost after the run finished: the
+            // last step is done again.
+            orchestrator.state.done = false;
+            orchestrator.state.completed_steps = orchestrator.settings.steps.saturating_sub(1);
+        }
         Ok(orchestrator)
+    }
+
+    /// Takes up the run where the saved state says it stands: steps before
+    /// its last completed one are not tracked again (their outputs are not
+    /// re-read), and the parameters it records stand in for that step's
+    /// outputs. Returns false, leaving the run to be tracked from step 0,
+    /// where the state cannot say that (written by an earlier version, or its
+    /// parameters do not match what the workload's next step reads).
+    fn resume_after(&mut self, saved: &pb::RunState) -> bool {
+        if saved.assignment_seq_floor.is_none() || saved.run_id != self.run.run_id {
+            return false;
+        }
+        let completed = saved.completed_steps.min(self.settings.steps);
+        let mut seeds = Vec::new();
+        if let Some(last) = completed.checked_sub(1) {
+            let generation = self.generation(last);
+            let param_jobs = self.workload().param_jobs(last, generation);
+            if param_jobs.len() != saved.param_parts.len() {
+                return false;
+            }
+            // The step resumed at may read nothing of the step before but
+            // its parameters.
+            if completed < self.settings.steps {
+                let next =
+                    self.workload()
+                        .step_jobs(completed, self.generation(completed), generation);
+                let reads_more = next.iter().flat_map(|spec| &spec.inputs).any(|input| {
+                    matches!(input, Source::Job(job)
+                        if !next.iter().any(|s| &s.job_id == job) && !param_jobs.contains(job))
+                });
+                if reads_more {
+                    return false;
+                }
+            }
+            let prev = last.checked_sub(1).map_or(0, |p| self.generation(p));
+            let specs = self.workload().step_jobs(last, generation, prev);
+            let layout = self.bucket.layout();
+            for (job, part) in param_jobs.iter().zip(&saved.param_parts) {
+                let spec = specs.iter().find(|s| &s.job_id == job);
+                let attempt = layout
+                    .parse_artifact(&self.run.run_id, &part.key)
+                    .filter(|(of, _)| of == job)
+                    .map(|(_, attempt)| attempt);
+                let hotkey = Hotkey::from_bytes(&part.writer).ok();
+                let digest = Digest::from_slice(&part.digest);
+                let (Some(spec), Some(attempt), Some(hotkey), Some(digest)) =
+                    (spec, attempt, hotkey, digest)
+                else {
+                    return false;
+                };
+                let output = Output {
+                    attempt,
+                    by: WorkerId { hotkey, worker: 0 },
+                    key: part.key.clone(),
+                    digest,
+                };
+                seeds.push((spec.clone(), output));
+            }
+        }
+        for (spec, output) in seeds {
+            self.schedule.seed(spec, output);
+        }
+        self.base = completed;
+        self.state.completed_steps = completed;
+        self.state.done = saved.done && completed >= self.settings.steps;
+        self.state.eval_loss = saved.eval_loss.clone();
+        self.state.train_loss = saved.train_loss.clone();
+        self.set_params(completed);
+        info!(run = %self.run.run_id, completed_steps = completed, "resuming after the last completed step");
+        true
+    }
+
+    /// Goes back to tracking the run from step 0, as a restart without a
+    /// usable state does: a rewind or a lost output reached below the step
+    /// this process resumed after. Costs one pass over the owner's
+    /// assignments; the steps' receipts and verdicts are read again by the
+    /// normal polling.
+    async fn track_from_start(&mut self) -> anyhow::Result<()> {
+        if self.base == 0 {
+            return Ok(());
+        }
+        warn!(run = %self.run.run_id, resumed_after = self.base, "the run reaches back before the step this process resumed after; reading its history again");
+        self.base = 0;
+        self.schedule = Schedule::default();
+        self.assignments.clear();
+        self.judging.clear();
+        self.seen_receipts.clear();
+        self.seen_verdicts.clear();
+        let banned: Vec<Hotkey> = self.gate.banned().copied().collect();
+        for hotkey in banned {
+            self.ban(hotkey);
+        }
+        self.plan_ahead();
+        self.recover(Floor::From(0)).await?;
+        Ok(())
     }
 
     /// The owner-written artifact `id`: found in the bucket if this owner
@@ -284,46 +413,62 @@ impl Orchestrator {
     }
 
     /// Rebuilds in-memory state from what is already in the bucket: the
-    /// latest assignment of each job. Receipts are then picked up by the
-    /// normal polling, and manifests found again when their jobs are ready.
-    async fn recover(&mut self, from_step: u32) -> anyhow::Result<()> {
+    /// latest assignment of each job from `floor` on, and the sequence
+    /// number to go on from. Receipts are then picked up by the normal
+    /// polling, and manifests found again when their jobs are ready. Returns
+    /// the last step with a recovered assignment.
+    async fn recover(&mut self, floor: Floor) -> anyhow::Result<Option<u32>> {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
-        let assignments_prefix = layout.assignments();
         let owner = self.owner.hotkey();
+        // Sequence numbers come from the owner's own assignments only: a
+        // planted key must not move them (or wrap them around).
+        let mut listed: Vec<(u64, locus_protocol::Listed)> = self
+            .bucket
+            .list_meta(&layout.assignments(), None)
+            .await?
+            .into_iter()
+            .filter_map(|object| Some((layout.parse_assignment_seq(&object.key)?, object)))
+            .collect();
+        listed.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         let mut latest: HashMap<String, (String, Verified<pb::Assignment>)> = HashMap::new();
-        for object in self.bucket.list_meta(&assignments_prefix, None).await? {
+        for (seq, object) in listed {
+            let wanted = match floor {
+                // A new run has nothing to recover but where the owner's
+                // sequence numbers stand: the newest of its assignments.
+                Floor::Fresh => seq >= self.next_seq,
+                Floor::From(floor) => seq >= floor,
+            };
+            if !wanted {
+                break;
+            }
             let assignment = match self
                 .bucket
                 .get_listed::<pb::Assignment>(&object, Expect::Signer(&owner))
                 .await
             {
                 Ok(a) => a,
+                Err(e) if e.is_transient() => return Err(e.into()),
                 Err(e) => {
                     warn!(key = %object.key, error = %e, "ignoring unreadable assignment");
                     continue;
                 }
             };
-            // Sequence numbers come from the owner's own assignments only:
-            // a planted key must not move them (or wrap them around).
-            if let Some(seq) = layout.parse_assignment_seq(&object.key) {
-                self.next_seq = self.next_seq.max(seq.saturating_add(1));
-            }
+            self.next_seq = self.next_seq.max(seq.saturating_add(1));
             if assignment.run_id != run_id {
                 continue;
             }
-            let key = object.key;
             let newer = latest
                 .get(&assignment.job_id)
                 .is_none_or(|(_, a)| a.attempt < assignment.attempt);
             if newer {
-                latest.insert(assignment.job_id.clone(), (key, assignment));
+                latest.insert(assignment.job_id.clone(), (object.key, assignment));
             }
         }
         // Make sure every step with a recovered assignment is planned.
         let last_assigned = latest.values().map(|(_, a)| a.step).max();
         if let Some(max_step) = last_assigned {
-            for step in 0..=max_step.min(self.settings.steps.saturating_sub(1)) {
+            for step in self.base..=max_step.min(self.settings.steps.saturating_sub(1)) {
                 self.plan_step(step);
             }
         }
@@ -332,8 +477,13 @@ impl Orchestrator {
             let Ok(hotkey) = Hotkey::from_bytes(&a.hotkey) else {
                 continue;
             };
-            if self.schedule.spec(&job).is_none() {
-                // A job of a generation a rewind threw away.
+            // A job of a generation a rewind threw away, or of a step
+            // before the one resumed at.
+            if self
+                .schedule
+                .spec(&job)
+                .is_none_or(|spec| spec.step < self.base)
+            {
                 continue;
             }
             let (attempt, worker, deadline) = (a.attempt, a.worker, a.deadline_unix_ms);
@@ -344,8 +494,7 @@ impl Orchestrator {
         if recovered > 0 {
             info!(run = %run_id, assignments = recovered, "recovered state from the bucket");
         }
-        let unsaved_steps = last_assigned.map(|last| from_step..=last);
-        self.recover_bans(unsaved_steps.into_iter().flatten()).await
+        Ok(last_assigned)
     }
 
     /// Bans survive a restart in the run state; verdicts of `steps`, those
@@ -409,7 +558,7 @@ impl Orchestrator {
     /// Keeps the DAG planned two steps ahead of the last completed step.
     fn plan_ahead(&mut self) {
         let horizon = (self.state.completed_steps + 2).min(self.settings.steps);
-        for step in 0..horizon {
+        for step in self.base..horizon {
             self.plan_step(step);
         }
     }
@@ -438,6 +587,9 @@ impl Orchestrator {
     /// recorded in the run state before anything is planned again, so a
     /// restart resumes with the new job ids.
     async fn rewind(&mut self, step: u32, hotkey: Hotkey, reason: String) -> anyhow::Result<()> {
+        if step < self.base {
+            self.track_from_start().await?;
+        }
         let run_id = self.run.run_id.clone();
         warn!(run = %run_id, from_step = step, hotkey = %hotkey, %reason, "rewinding the run: recomputing everything built on unverified output of a banned hotkey");
         self.state.rewinds.push(pb::Rewind {
@@ -495,10 +647,29 @@ impl Orchestrator {
         self.state_unsaved = true;
         self.state.unix_ms = self.settings.clock.now_ms();
         self.gate.save(&mut self.state);
+        self.state.next_assignment_seq = Some(self.next_seq);
+        self.state.assignment_seq_floor = Some(self.assignment_seq_floor());
         let key = self.bucket.layout().run_state(&self.run.run_id);
         self.bucket.put(&key, &self.state, &self.owner).await?;
         self.state_unsaved = false;
         Ok(())
+    }
+
+    /// The lowest sequence number among the latest assignments of the jobs
+    /// of steps not yet completed (every attempt number a restart must go on
+    /// from is at or above it), or the next one if there are none.
+    fn assignment_seq_floor(&self) -> u64 {
+        let layout = self.bucket.layout();
+        self.assignments
+            .iter()
+            .filter(|(job, _)| {
+                self.schedule
+                    .spec(job)
+                    .is_some_and(|spec| spec.step >= self.state.completed_steps)
+            })
+            .filter_map(|(_, (key, _))| layout.parse_assignment_seq(key))
+            .min()
+            .unwrap_or(self.next_seq)
     }
 
     /// Reports this orchestrator's counters in `metrics`.
@@ -630,6 +801,10 @@ impl Orchestrator {
         let Some(out) = self.schedule.output(job).cloned() else {
             return Ok(true);
         };
+        let resumed_with = self
+            .schedule
+            .spec(job)
+            .is_some_and(|spec| spec.step < self.base);
         let found = self
             .bucket
             .get::<pb::TensorArtifact>(&out.key, Expect::Signer(&out.by.hotkey))
@@ -647,6 +822,21 @@ impl Orchestrator {
             Err(e) => (e.to_string(), false),
         };
         warn!(run = %self.run.run_id, job = %job, attempt = out.attempt, hotkey = %out.by.hotkey, %reason, "an accepted output is lost or changed; recomputing it");
+        if resumed_with {
+            // Recomputing it needs the step it came from, which this
+            // process does not track: track the run from the start (the
+            // job is then found again with its receipt, and its lost
+            // artifact sends it out again).
+            self.track_from_start().await?;
+            if equivocated {
+                self.convict(
+                    out.by.hotkey,
+                    format!("{job} attempt {}: {reason}", out.attempt),
+                )
+                .await?;
+            }
+            return Ok(false);
+        }
         // The gate keeps only the earliest unverified step per hotkey, so a
         // recomputed job still counts there: a later conviction of its
         // writer may rewind further than needed, never less.

@@ -123,6 +123,16 @@ impl Layout {
         format!("{}/runs/{run}/artifacts/{job}/a{attempt:03}.pb", self.root)
     }
 
+    /// Parses an artifact key of `run` back into its job and attempt;
+    /// exactly the keys [`Layout::artifact`] makes.
+    pub fn parse_artifact(&self, run: &str, key: &str) -> Option<(String, u32)> {
+        let rest = key.strip_prefix(&format!("{}/runs/{run}/artifacts/", self.root))?;
+        let (job, file) = rest.split_once('/')?;
+        let attempt: u32 = file.strip_prefix('a')?.strip_suffix(".pb")?.parse().ok()?;
+        validate_id("job", job).ok()?;
+        (self.artifact(run, job, attempt) == key).then(|| (job.to_string(), attempt))
+    }
+
     pub fn receipts(&self, run: &str) -> String {
         format!("{}/runs/{run}/receipts/", self.root)
     }
@@ -305,6 +315,13 @@ mod tests {
             Some((7, "s00007-reduce".to_string(), 1))
         );
         assert_eq!(layout.parse_verdict("run1", &key), None);
+        let artifact = layout.artifact("run1", "s00007-outer", 12);
+        assert_eq!(
+            layout.parse_artifact("run1", &artifact),
+            Some(("s00007-outer".to_string(), 12))
+        );
+        assert_eq!(layout.parse_artifact("run2", &artifact), None);
+        assert_eq!(layout.parse_artifact("run1", &key), None);
         let hotkey = Keypair::generate().hotkey();
         let hb = layout.heartbeat(&hotkey, 4);
         assert_eq!(layout.parse_heartbeat(&hb), Some((hotkey, 4)));

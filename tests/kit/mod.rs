@@ -213,13 +213,21 @@ impl System {
     /// Kills the orchestrator where it stands (its task is dropped between
     /// two awaits, as a crash would leave it) and starts a fresh one on the
     /// same bucket, which resumes the run from what it finds there.
-    pub async fn restart_orchestrator(&mut self) {
+    /// Returns the new orchestrator's bucket handle, whose request counts
+    /// are its alone (its start-up included).
+    pub async fn restart_orchestrator(&mut self) -> Bucket {
         self.orchestrator.abort();
         let _ = (&mut self.orchestrator).await;
         let bucket = Bucket::from_store(self.store.clone(), "memory://", NETUID);
         self.orchestrator =
             spawn_orchestrator(&bucket, &self.owner, &self.settings, &self.shutdown).await;
-        self.owner_buckets.push(bucket);
+        self.owner_buckets.push(bucket.clone());
+        bucket
+    }
+
+    /// How many jobs one step of the run has.
+    pub fn jobs_per_step(&self) -> usize {
+        self.settings.workload.step_jobs(0, 0, 0).len()
     }
 
     /// Waits until the owner has recorded `steps` completed steps.
