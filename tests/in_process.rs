@@ -156,6 +156,52 @@ async fn a_restart_reads_the_steps_in_flight_not_the_whole_run() {
     );
 }
 
+/// A validator started again after it scored a run to the end reads that
+/// run's score window, not its verdicts and receipts, and leaves the window
+/// as it was: a restart costs a few requests per run, not the run's history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_validator_does_not_judge_a_finished_run_again() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let finished = kit::run(Setup::default(), Duration::from_secs(120)).await;
+    let bucket =
+        locus_protocol::Bucket::from_store(finished.store.clone(), "memory://", kit::NETUID);
+    let mut validator = validatord::driver::Validator::new(
+        bucket.clone(),
+        finished.owner,
+        Keypair::from_seed(&finished.validator.seed()),
+        validatord::driver::Settings {
+            sample_rate: 0.25,
+            probation_replays: 3,
+            poll_min: Duration::from_millis(20),
+            poll_max: Duration::from_millis(80),
+            device: locus_workloads::Device::Cpu,
+            exit_after_run: Some(RUN.into()),
+            chain: None,
+        },
+    );
+    let stop = locus_daemon::Shutdown::default();
+    tokio::time::timeout(Duration::from_secs(30), validator.run(&stop))
+        .await
+        .expect("the validator sees the run is scored and exits")
+        .expect("the validator runs");
+    let (gets, lists) = (
+        bucket.counts().gets.load(Relaxed),
+        bucket.counts().lists.load(Relaxed),
+    );
+    assert!(
+        gets <= 2 && lists <= 1,
+        "a restarted validator read {gets} objects and listed {lists} prefixes for a finished run"
+    );
+    let window: locus_protocol::Verified<pb::ScoreWindow> = bucket
+        .get(
+            &bucket.layout().score_window(RUN),
+            locus_protocol::Expect::Signer(&finished.validator.hotkey()),
+        )
+        .await
+        .expect("score window");
+    assert_eq!(window.into_inner(), finished.window);
+}
+
 /// A worker alive by its heartbeats that never finishes its jobs holds each
 /// only until its lease runs out. Leases are a minute, far longer than the
 /// test may take: the owner's clock is moved past a lease whenever the

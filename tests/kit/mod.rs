@@ -251,6 +251,7 @@ impl System {
     /// score it; stops the workers; reads what the run left in the bucket.
     pub async fn finish(self, within: Duration) -> Finished {
         let System {
+            store,
             bucket,
             owner,
             validator,
@@ -328,6 +329,9 @@ impl System {
             params.extend(artifact.into_inner().tensors);
         }
         Finished {
+            store,
+            owner: owner.hotkey(),
+            validator,
             params,
             attempts,
             verdicts,
@@ -385,6 +389,10 @@ fn copy(key: &Keypair) -> Keypair {
 
 /// What a finished run left in the bucket.
 pub struct Finished {
+    /// The store the run wrote, for daemons started after it.
+    pub store: Arc<dyn ObjectStore>,
+    pub owner: Hotkey,
+    pub validator: Keypair,
     pub state: pb::RunState,
     pub window: pb::ScoreWindow,
     pub miners: Vec<Hotkey>,

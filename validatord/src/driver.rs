@@ -209,6 +209,7 @@ impl Validator {
         }
         self.last_discovery = Some(Instant::now());
         let layout = self.bucket.layout().clone();
+        let mut scored = Vec::new();
         for run_id in self.bucket.list_dirs(&layout.runs()).await? {
             if self.runs.contains_key(&run_id)
                 || locus_protocol::paths::validate_id("run", &run_id).is_err()
@@ -248,11 +249,49 @@ impl Validator {
                 open_from: 0,
                 complete: false,
             };
+            if let Some(window) = self.final_window(&run_id).await? {
+                // Scored to the end before a restart: nothing in it changes
+                // any more, so neither its verdicts nor its receipts are
+                // read again.
+                info!(run = %run_id, receipts = window.receipts, "run already scored to the end");
+                track.complete = true;
+                scored.push(window);
+                self.runs.insert(run_id, track);
+                continue;
+            }
             self.recover_verdicts(&run_id, &mut track).await?;
             info!(run = %run_id, verdicts = track.verdicts.len(), "tracking run");
             self.runs.insert(run_id, track);
         }
+        // The chain gets the newest of the windows finished before a
+        // restart again, as it had it; not every old one in turn.
+        if let Some(newest) = scored.into_iter().max_by_key(|w| w.unix_ms) {
+            self.push_weights(newest);
+        }
         Ok(())
+    }
+
+    /// This validator's complete score window of `run_id`, if it wrote one.
+    async fn final_window(&self, run_id: &str) -> anyhow::Result<Option<pb::ScoreWindow>> {
+        let key = self.bucket.layout().score_window(run_id);
+        let me = self.key.hotkey();
+        match self
+            .bucket
+            .get_opt::<pb::ScoreWindow>(&key, Expect::Signer(&me))
+            .await
+        {
+            Ok(Some(window)) if window.complete && window.window_id == run_id => {
+                Ok(Some(window.into_inner()))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.is_transient() => Err(e.into()),
+            // Not this validator's: the run is judged again and its window
+            // written over.
+            Err(e) => {
+                warn!(run = %run_id, key = %key, error = %e, "ignoring a score window this validator did not write");
+                Ok(None)
+            }
+        }
     }
 
     /// Verdicts this validator already wrote (before a restart) count again.
