@@ -168,6 +168,8 @@ impl Fixture for pb::RunState {
                 digest: vec![7; 32],
                 writer: vec![9; 32],
             }],
+            next_assignment_seq: Some(42),
+            assignment_seq_floor: Some(37),
         }
     }
     fn inspect(&self) {

@@ -17,6 +17,10 @@ use tracing::{info, warn};
 use crate::access::{Access, AccessError};
 use crate::adversary::{Adversary, Honest, Job, Published, Tools};
 
+/// How long after its lease ran out an assignment is certainly stale for
+/// a restarted worker (see [`Worker::resume_cursor`]).
+pub const RESUME_MARGIN: Duration = Duration::from_secs(600);
+
 pub struct WorkerConfig {
     pub index: u32,
     pub device: Device,
@@ -140,7 +144,7 @@ impl<A: Adversary> Worker<A> {
         let (adversary, tools) = self.adversary();
         adversary.background(&tools, shutdown);
         let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
-        let mut cursor: Option<String> = None;
+        let mut cursor = self.resume_cursor(&prefix).await;
         let mut first_pass = true;
         let mut refused = std::collections::HashSet::new();
         let mut backoff = Backoff::new(self.cfg.poll_min, self.cfg.poll_max);
@@ -200,6 +204,43 @@ impl<A: Adversary> Worker<A> {
         }
         heartbeat.abort();
         Ok(())
+    }
+
+    /// Where a (re)started worker takes up its prefix: after the newest of
+    /// its assignments whose lease ran out at least [`RESUME_MARGIN`] ago.
+    /// The owner numbers assignments in the order it issues them, so every
+    /// earlier one ran out too, and a restart reads the last few
+    /// assignments rather than every one this worker was ever given. The
+    /// margin covers runs of one owner whose numbers interleave; a job of
+    /// such a run missed here only waits for its lease to run out and goes
+    /// to another worker. None (read everything) when nothing ran out yet
+    /// or the bucket cannot say.
+    async fn resume_cursor(&self, prefix: &str) -> Option<String> {
+        let keys = match self.bucket.list(prefix, None).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(error = %e, "cannot list assignments");
+                return None;
+            }
+        };
+        let expired_before = unix_ms().saturating_sub(RESUME_MARGIN.as_millis() as u64);
+        for key in keys.iter().rev() {
+            match self
+                .bucket
+                .get::<pb::Assignment>(key, Expect::Signer(&self.cfg.owner))
+                .await
+            {
+                Ok(a) if a.deadline_unix_ms < expired_before => {
+                    info!(after = %key, "resuming after the last assignment whose lease ran out");
+                    return Some(key.clone());
+                }
+                Err(e) if e.is_transient() => return None,
+                // Still live, or not the owner's (skipped like any planted
+                // key).
+                _ => {}
+            }
+        }
+        None
     }
 
     /// Verifies and executes one assignment: [`verify`](Self::verify),
