@@ -240,8 +240,14 @@ async fn a_caught_cheater_s_unverified_work_is_undone() {
 /// ends with the model of an all-honest run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cheater_caught_after_a_restart_is_undone_from_before_it() {
-    let honest = run(taint(None)).await;
-    let mut system = kit::System::start(taint(Some(FaultMode::Taint))).await;
+    // Six steps: the cheater is caught by a replay of one of its reduce or
+    // outer jobs from step 2 on, and with more steps it surely gets one.
+    let six = |attack| Setup {
+        steps: 6,
+        ..taint(attack)
+    };
+    let honest = run(six(None)).await;
+    let mut system = kit::System::start(six(Some(FaultMode::Taint))).await;
     system.wait_for_steps(1).await;
     let resumed = system.restart_orchestrator().await;
     let at_restart: locus_protocol::Verified<locus_protocol::pb::RunState> = resumed
@@ -252,7 +258,7 @@ async fn a_cheater_caught_after_a_restart_is_undone_from_before_it() {
         .await
         .expect("run state");
     let attacked = system.finish(Duration::from_secs(300)).await;
-    attacked.assert_complete(4, Some(0));
+    attacked.assert_complete(6, Some(0));
     assert!(attacked.is_banned(0));
     assert!(
         at_restart.rewinds.is_empty() && at_restart.completed_steps >= 1,
