@@ -144,8 +144,11 @@ async fn a_restart_reads_the_steps_in_flight_not_the_whole_run() {
     let finished = system.finish(Duration::from_secs(120)).await;
     finished.assert_complete_and_fair(6);
     let late_total = late.counts().gets.load(Relaxed);
+    // The steps in flight and the jobs of the step before whose assignments
+    // came after the floor: a few steps' worth, whatever the run's length
+    // (reading the history, it was 74 to 99 here).
     assert!(
-        late_start <= early_start.max(2 * jobs),
+        late_start <= 3 * jobs,
         "a restart after 5 steps read {late_start} objects at start-up, one after 1 step {early_start}"
     );
     // Finishing the last step reads each of its jobs' receipt, artifact,
