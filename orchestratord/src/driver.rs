@@ -287,9 +287,7 @@ impl Orchestrator {
             // The step resumed at may read nothing of the step before but
             // its parameters.
             if completed < self.settings.steps {
-                let next =
-                    self.workload()
-                        .step_jobs(completed, self.generation(completed), generation);
+                let next = self.step_jobs(completed);
                 let reads_more = next.iter().flat_map(|spec| &spec.inputs).any(|input| {
                     matches!(input, Source::Job(job)
                         if !next.iter().any(|s| &s.job_id == job) && !param_jobs.contains(job))
@@ -298,8 +296,7 @@ impl Orchestrator {
                     return false;
                 }
             }
-            let prev = last.checked_sub(1).map_or(0, |p| self.generation(p));
-            let specs = self.workload().step_jobs(last, generation, prev);
+            let specs = self.step_jobs(last);
             let layout = self.bucket.layout();
             for (job, part) in param_jobs.iter().zip(&saved.param_parts) {
                 let spec = specs.iter().find(|s| &s.job_id == job);
@@ -573,13 +570,15 @@ impl Orchestrator {
     }
 
     fn plan_step(&mut self, step: u32) {
-        let prev = if step == 0 {
-            0
-        } else {
-            self.generation(step - 1)
-        };
-        let jobs = self.workload().step_jobs(step, self.generation(step), prev);
+        let jobs = self.step_jobs(step);
         self.schedule.add_jobs(jobs);
+    }
+
+    /// The jobs of `step` in its current generation, reading the previous
+    /// step's current generation.
+    fn step_jobs(&self, step: u32) -> Vec<JobSpec> {
+        let prev = step.checked_sub(1).map_or(0, |p| self.generation(p));
+        self.workload().step_jobs(step, self.generation(step), prev)
     }
 
     /// Goes back to recompute the run from `step`: everything from there on
