@@ -88,7 +88,10 @@ async fn bench(name: &str, width: u32, batch_size: u32) {
         };
         let started = Instant::now();
         for (key, written_ms, _, _) in &jobs {
-            let verdict = judge.judge(key, *written_ms, None).await.expect("judged");
+            let verdict = judge
+                .judge_here(key, *written_ms, None)
+                .await
+                .expect("judged");
             assert_eq!(
                 verdict.outcome,
                 VerdictOutcome::Verified as i32,

@@ -37,6 +37,8 @@ const SMOKE_ONLY_VARS: &[&str] = &[
     "LOCUS_TIMEOUT_SECS",
     "LOCUS_BAD_MINER_INDEX",
     "LOCUS_FAULT_MODE",
+    "LOCUS_AUDITORS",
+    "LOCUS_AUDITOR_FAULT_MODE",
 ];
 const NETUID: u16 = 3;
 
@@ -58,6 +60,10 @@ pub struct SmokeArgs {
     #[cfg(feature = "fault-injection")]
     #[command(flatten)]
     pub attack: attack::AttackArgs,
+    /// Auditors (`validatord auditor`, one CPU worker each) that replay
+    /// for the validator; 0: the validator replays everything itself.
+    #[arg(long, env = "LOCUS_AUDITORS", default_value_t = 0)]
+    pub auditors: usize,
     /// Replays a miner must pass before the validator only samples it.
     #[arg(long, env = "LOCUS_PROBATION_REPLAYS", default_value_t = 3)]
     pub probation_replays: u32,
@@ -90,6 +96,15 @@ pub struct SmokeArgs {
 pub fn check(args: &SmokeArgs) -> Result<(), SettingError> {
     #[cfg(feature = "fault-injection")]
     attack::check(args)?;
+    #[cfg(feature = "fault-injection")]
+    if let Some(mode) = &args.attack.auditor_fault_mode
+        && args.auditors == 0
+    {
+        return Err(
+            limits::Setting::new("auditor-fault-mode", "LOCUS_AUDITOR_FAULT_MODE")
+                .invalid(mode, "needs --auditors 1 or more"),
+        );
+    }
     #[cfg(not(feature = "fault-injection"))]
     let _ = args;
     Ok(())
@@ -194,6 +209,9 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     let miners: Vec<(PathBuf, Hotkey)> = (0..args.miners)
         .map(|i| new_key(&format!("miner{i}")))
         .collect::<anyhow::Result<_>>()?;
+    let auditors: Vec<(PathBuf, Hotkey)> = (0..args.auditors)
+        .map(|i| new_key(&format!("auditor{i}")))
+        .collect::<anyhow::Result<_>>()?;
     let storage = Storage::prepare(&args.bucket, &bucket_dir, &bins, &logs).await?;
     let bucket_arg = storage.url.clone();
     println!(
@@ -211,21 +229,52 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         v
     };
     let mut daemons = Vec::new();
+    let mut validator_flags = vec![
+        format!("--key={}", validator_file.display()),
+        format!("--owner={owner}"),
+        format!("--sample-rate={}", args.sample_rate),
+        format!("--probation-replays={}", args.probation_replays),
+        format!("--exit-after-run={RUN_ID}"),
+        format!("--stats-file={}", stats.join("validatord.json").display()),
+    ];
+    if !auditors.is_empty() {
+        let list: Vec<String> = auditors.iter().map(|(_, h)| h.ss58()).collect();
+        validator_flags.push(format!("--auditors={}", list.join(",")));
+    }
     let validator_daemon = Daemon::spawn(
         &bins,
         "validatord",
         "validatord",
-        &common(&[
-            format!("--key={}", validator_file.display()),
-            format!("--owner={owner}"),
-            format!("--sample-rate={}", args.sample_rate),
-            format!("--probation-replays={}", args.probation_replays),
-            format!("--exit-after-run={RUN_ID}"),
-            format!("--stats-file={}", stats.join("validatord.json").display()),
-        ]),
+        &common(&validator_flags),
         &storage.owner_env,
         &logs,
     )?;
+    for (i, (file, _)) in auditors.iter().enumerate() {
+        #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
+        let mut extra = vec![
+            format!("--key={}", file.display()),
+            format!("--owner={owner}"),
+            format!(
+                "--stats-file={}",
+                stats.join(format!("auditor{i}.json")).display()
+            ),
+            "auditor".to_string(),
+            format!("--validator={validator}"),
+        ];
+        #[cfg(feature = "fault-injection")]
+        if i == 0 && args.attack.auditor_fault_mode.is_some() {
+            extra.push("--lie".into());
+        }
+        daemons.push(Daemon::spawn(
+            &bins,
+            "validatord",
+            &format!("auditor{i}"),
+            &common(&extra),
+            // Read-only, as a miner's: an auditor writes through grants.
+            &storage.miner_env,
+            &logs,
+        )?);
+    }
     for (i, (file, _)) in miners.iter().enumerate() {
         let mut extra = vec![
             format!("--hotkey-file={}", file.display()),
@@ -379,8 +428,10 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     let paid_attacker = attack::attacker_is_paid(&args, storage.url.starts_with("s3://"));
     #[cfg(not(feature = "fault-injection"))]
     let paid_attacker = false;
+    let audits = audit_report(&bucket, &validator, &auditors).await?;
     let verdict = check_outcome(&window, &miners, bad_miner(&args), paid_attacker)
-        .and_then(|()| check_shares(&window, &shares));
+        .and_then(|()| check_shares(&window, &shares))
+        .and_then(|()| check_auditors(&args, &audits));
     let idle = miners
         .iter()
         .filter(|(_, h)| !window.scores.iter().any(|s| s.ss58 == h.ss58()))
@@ -639,6 +690,88 @@ fn check_outcome(
 fn stat(path: &Path, field: &str) -> Option<u64> {
     let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     stats[field].as_u64()
+}
+
+/// What became of one auditor: the validator's reason if it dropped it.
+struct AuditorReport {
+    hotkey: Hotkey,
+    dropped: Option<String>,
+}
+
+/// Prints and returns each auditor's part in the run.
+async fn audit_report(
+    bucket: &Bucket,
+    validator: &Hotkey,
+    auditors: &[(PathBuf, Hotkey)],
+) -> anyhow::Result<Vec<AuditorReport>> {
+    if auditors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let layout = bucket.layout();
+    let mut on_word = std::collections::HashMap::<Vec<u8>, usize>::new();
+    for key in bucket.list(&layout.verdicts(RUN_ID), None).await? {
+        if let Ok(v) = bucket
+            .get::<pb::Verdict>(&key, Expect::Signer(validator))
+            .await
+        {
+            *on_word.entry(v.auditor.clone()).or_default() += 1;
+        }
+    }
+    let mut reports = Vec::new();
+    for (_, hotkey) in auditors {
+        let dropped = bucket
+            .get_opt::<pb::AuditorDropped>(
+                &layout.auditor_dropped(hotkey),
+                Expect::Signer(validator),
+            )
+            .await?
+            .map(|d| d.into_inner().reason);
+        let verdicts = on_word
+            .get(hotkey.to_bytes().as_slice())
+            .copied()
+            .unwrap_or(0);
+        match &dropped {
+            Some(reason) => {
+                println!("auditor {hotkey}: DROPPED ({reason}); {verdicts} verdicts on its word")
+            }
+            None => println!("auditor {hotkey}: trusted; {verdicts} verdicts on its word"),
+        }
+        reports.push(AuditorReport {
+            hotkey: *hotkey,
+            dropped,
+        });
+    }
+    Ok(reports)
+}
+
+/// A lying auditor (auditor 0 in an attack build) must be dropped; an
+/// honest one must not.
+fn check_auditors(args: &SmokeArgs, reports: &[AuditorReport]) -> Result<(), String> {
+    #[cfg(feature = "fault-injection")]
+    let liar = args.attack.auditor_fault_mode.is_some();
+    #[cfg(not(feature = "fault-injection"))]
+    let liar = {
+        let _ = args;
+        false
+    };
+    for (i, report) in reports.iter().enumerate() {
+        match (i == 0 && liar, &report.dropped) {
+            (true, None) => {
+                return Err(format!(
+                    "the lying auditor {} was not dropped",
+                    report.hotkey
+                ));
+            }
+            (false, Some(reason)) => {
+                return Err(format!(
+                    "the honest auditor {} was dropped: {reason}",
+                    report.hotkey
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Sums the request counts every daemon (and worker) wrote at exit.

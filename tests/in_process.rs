@@ -180,6 +180,7 @@ async fn a_restarted_validator_does_not_judge_a_finished_run_again() {
             device: locus_workloads::Device::Cpu,
             exit_after_run: Some(RUN.into()),
             chain: None,
+            audit: Default::default(),
         },
     );
     let stop = locus_daemon::Shutdown::default();

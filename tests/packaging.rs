@@ -165,7 +165,7 @@ fn parse_unit(text: &str) -> Unit {
     unit
 }
 
-const UNITS: [(&str, &str, &str); 4] = [
+const UNITS: [(&str, &str, &str); 5] = [
     (
         "locus-orchestratord.service",
         "orchestratord",
@@ -173,6 +173,7 @@ const UNITS: [(&str, &str, &str); 4] = [
     ),
     ("locus-minerd.service", "minerd", "miner"),
     ("locus-validatord.service", "validatord", "validator"),
+    ("locus-auditor.service", "validatord", "auditor"),
     ("locus-discovery-ui.service", "locus", "discovery-ui"),
 ];
 
@@ -192,13 +193,15 @@ fn systemd_units_have_the_operator_settings() {
             exec.starts_with(&format!("/usr/local/bin/{binary} ")),
             "{file}: {exec}"
         );
-        if binary == "locus" {
-            assert!(exec.contains(" discovery-ui"), "{file}: {exec}");
-        } else {
-            assert!(
+        match role {
+            "discovery-ui" => assert!(exec.contains(" discovery-ui"), "{file}: {exec}"),
+            // Set from its environment file: the auditor's own flags follow
+            // the subcommand, which `--config` does not reach.
+            "auditor" => assert!(exec.ends_with(" auditor"), "{file}: {exec}"),
+            _ => assert!(
                 exec.ends_with(&format!(" --config /etc/locus/{role}.toml")),
                 "{file}: {exec}"
-            );
+            ),
         }
         assert_eq!(
             one("EnvironmentFile"),
@@ -224,8 +227,9 @@ fn systemd_units_have_the_operator_settings() {
             one("ReadWritePaths").contains("/srv/locus-bucket"),
             "{file}"
         );
-        // Miners need the GPUs; everything else gets no devices at all.
-        if binary == "minerd" {
+        // Miners and auditors need the GPUs; everything else gets no
+        // devices at all.
+        if matches!(role, "miner" | "auditor") {
             assert_eq!(one("DevicePolicy"), "closed", "{file}");
             assert!(
                 service["DeviceAllow"]
@@ -287,12 +291,13 @@ fn systemd_analyze_verify() {
     );
 }
 
-const COMPOSE: [&str; 6] = [
+const COMPOSE: [&str; 7] = [
     "compose.miner.yml",
     "compose.multi-miner.yml",
     "compose.validator.yml",
     "compose.orchestrator.yml",
     "compose.auditor.yml",
+    "compose.checker-ui.yml",
     "compose.dashboard.yml",
 ];
 

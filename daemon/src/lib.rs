@@ -1,6 +1,7 @@
 //! Plumbing shared by the three daemons, kept out of their logic so each
 //! daemon's `main` stays a thin shell.
 
+pub mod access;
 pub mod args;
 pub mod backoff;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod limits;
 pub mod logging;
 pub mod shutdown;
 pub mod stats;
+pub mod supervisor;
 pub mod telemetry;
 pub mod wake;
 

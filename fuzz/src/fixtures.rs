@@ -420,3 +420,67 @@ impl Fixture for pb::HeartbeatGrant {
         check_sealed_grant(&self.sealed_grant);
     }
 }
+
+impl Fixture for pb::AuditJob {
+    const ROLE: Role = Role::Validator;
+    fn sample() -> Self {
+        pb::AuditJob {
+            run_id: RUN.into(),
+            step: 1,
+            job_id: JOB.into(),
+            attempt: 1,
+            receipt_key: layout().receipt(RUN, 1, JOB, 1),
+            receipt_digest: digest("receipt"),
+            auditor: miner(),
+            deadline_unix_ms: T0 + 60_000,
+            sealed_grant: sealed_grant_for_miner(),
+            unix_ms: T0 + 2_000,
+        }
+    }
+    fn inspect(&self) {
+        check_hotkey(&self.auditor);
+        check_digest(&self.receipt_digest);
+        check_sealed_grant(&self.sealed_grant);
+        keep(layout().parse_receipt(&self.run_id, &self.receipt_key));
+    }
+}
+
+impl Fixture for pb::AuditResult {
+    const ROLE: Role = Role::Miner;
+    fn sample() -> Self {
+        let auditor = KEYS.miner.hotkey();
+        pb::AuditResult {
+            audit_key: layout().audit_job(&auditor, 1),
+            audit_digest: digest("audit"),
+            receipt_key: layout().receipt(RUN, 1, JOB, 1),
+            receipt_digest: digest("receipt"),
+            outcome: pb::AuditOutcome::Passed as i32,
+            reason: String::new(),
+            replayed_digest: digest("replayed"),
+            backend: "ndarray".into(),
+            device: "cpu".into(),
+            replay_ms: 12,
+            unix_ms: T0 + 4_000,
+        }
+    }
+    fn inspect(&self) {
+        check_digest(&self.audit_digest);
+        check_digest(&self.receipt_digest);
+        check_digest(&self.replayed_digest);
+        keep(layout().parse_audit_job(&KEYS.miner.hotkey(), &self.audit_key));
+    }
+}
+
+impl Fixture for pb::AuditorDropped {
+    const ROLE: Role = Role::Validator;
+    fn sample() -> Self {
+        pb::AuditorDropped {
+            auditor: miner(),
+            reason: "said passed, the validator's replay found failed".into(),
+            unix_ms: T0 + 5_000,
+        }
+    }
+    fn inspect(&self) {
+        check_hotkey(&self.auditor);
+    }
+}

@@ -122,6 +122,9 @@ record_table!(
     TensorArtifact,
     ChainWeights,
     HeartbeatGrant,
+    AuditJob,
+    AuditResult,
+    AuditorDropped,
 );
 
 /// Seals raw payload bytes with the protocol's own signing, so targets can

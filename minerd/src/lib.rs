@@ -13,7 +13,7 @@
 //! `attacker` plugs them into the worker, `attacks` and `hostile` carry them
 //! out.
 
-pub mod access;
+pub use locus_daemon::access;
 pub mod adversary;
 #[cfg(feature = "fault-injection")]
 pub mod attacker;
@@ -23,5 +23,5 @@ pub mod attacks;
 pub mod faults;
 #[cfg(feature = "fault-injection")]
 pub mod hostile;
-pub mod supervisor;
+pub use locus_daemon::supervisor;
 pub mod worker;

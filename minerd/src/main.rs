@@ -189,19 +189,7 @@ async fn main() -> anyhow::Result<()> {
 /// One device per worker: the `--devices` list, else every visible GPU in a
 /// CUDA build, else `--workers` CPU workers.
 fn devices(cli: &Cli) -> Vec<Device> {
-    if !cli.devices.is_empty() {
-        return cli.devices.clone();
-    }
-    let gpus = if Device::cuda_available() {
-        Device::detect_gpus()
-    } else {
-        Vec::new()
-    };
-    if gpus.is_empty() {
-        (0..cli.workers).map(|_| Device::Cpu).collect()
-    } else {
-        gpus
-    }
+    Device::for_workers(&cli.devices, cli.workers)
 }
 
 /// Start-up checks of what parsing cannot see (each flag's own range is
@@ -234,7 +222,7 @@ async fn run_worker(
     metrics_addr: Option<std::net::SocketAddr>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    stop_with_supervisor();
+    minerd::supervisor::stop_with_supervisor();
     let bucket = Bucket::open(&common.bucket, common.netuid)?;
     let metrics = locus_observe::Metrics::new();
     // A worker whose metrics cannot be served does not start: it would work
@@ -285,18 +273,4 @@ async fn work<A: Adversary>(
         stats::write(&path, bucket, worker.jobs_done())?;
     }
     result
-}
-
-/// A worker must not outlive its supervisor (killed with `kill -9`, say):
-/// ask the kernel for SIGTERM when the parent dies, and stop at once if it
-/// already has.
-fn stop_with_supervisor() {
-    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal number for this
-    // process; getppid has no preconditions.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-        if libc::getppid() == 1 {
-            libc::raise(libc::SIGTERM);
-        }
-    }
 }

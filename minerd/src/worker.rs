@@ -3,7 +3,6 @@
 //! large the run grows: the worker lists only its own prefix, starting after
 //! the last key it saw.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,7 +80,7 @@ pub struct Worker<A: Adversary = Honest> {
     bucket: Bucket,
     key: Arc<Keypair>,
     cfg: WorkerConfig,
-    runs: HashMap<String, pb::RunManifest>,
+    runs: locus_protocol::runs::RunManifests,
     status: Arc<Mutex<Status>>,
     cpu_features: String,
     http: reqwest::Client,
@@ -103,8 +102,8 @@ impl<A: Adversary> Worker<A> {
         Worker {
             bucket,
             key: Arc::new(key),
+            runs: locus_protocol::runs::RunManifests::new(cfg.owner),
             cfg,
-            runs: HashMap::new(),
             status: Arc::default(),
             cpu_features: cpu_features(),
             http: reqwest::Client::new(),
@@ -355,7 +354,7 @@ impl<A: Adversary> Worker<A> {
                 manifest.key()
             )));
         }
-        let run = self.run_manifest(run_id).await?;
+        let run = self.runs.get(&self.bucket, run_id).await?;
         let access = Access::for_assignment(&self.bucket, &assignment.sealed_grant, &self.key)?;
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
@@ -488,20 +487,6 @@ impl<A: Adversary> Worker<A> {
         let (adversary, tools) = self.adversary();
         adversary.after_publish(&tools, job, &published).await;
         Ok(())
-    }
-
-    async fn run_manifest(&mut self, run_id: &str) -> Result<pb::RunManifest, Skip> {
-        if let Some(run) = self.runs.get(run_id) {
-            return Ok(run.clone());
-        }
-        let key = self.bucket.layout().run_manifest(run_id);
-        let run: Verified<pb::RunManifest> = self
-            .bucket
-            .get(&key, Expect::Signer(&self.cfg.owner))
-            .await?;
-        let run = run.into_inner();
-        self.runs.insert(run_id.to_string(), run.clone());
-        Ok(run)
     }
 
     fn set_current(&self, job: &str) {

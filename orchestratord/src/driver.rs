@@ -1117,7 +1117,8 @@ impl Orchestrator {
                 progressed = true;
                 self.judging.remove(&job);
                 let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
-                match self.gate.on_verdict(outcome, held.by.hotkey, step) {
+                let audited = !verdict.auditor.is_empty();
+                match self.gate.on_verdict(outcome, held.by.hotkey, step, audited) {
                     Decision::Use { .. } => {
                         if self.schedule.confirm(&job, attempt) {
                             self.jobs_accepted += 1;
@@ -1408,32 +1409,19 @@ impl Orchestrator {
         wanted: Vec<(&str, String, locus_protocol::presign::Conditions)>,
         expires_ms: u64,
     ) -> anyhow::Result<pb::Grant> {
-        let valid_for = Duration::from_millis(
-            expires_ms
-                .saturating_sub(self.settings.clock.now_ms())
-                .max(1000),
-        );
-        let mut urls = Vec::with_capacity(wanted.len());
-        for (method, key, conditions) in wanted {
-            let url = self
-                .bucket
-                .presign(method, &key, valid_for, conditions)?
-                .context("bucket cannot presign")?;
-            urls.push(pb::UrlGrant {
-                method: method.into(),
-                key,
-                url,
-                size: conditions.exact_size.unwrap_or(0),
-            });
-        }
-        Ok(pb::Grant {
-            run_id: run_id.into(),
-            job_id: job_id.into(),
+        let scope = locus_protocol::grant::Scope {
+            hotkey,
+            run_id,
+            job_id,
             attempt,
-            hotkey: hotkey.to_bytes().to_vec(),
-            expires_unix_ms: expires_ms,
-            urls,
-        })
+            expires_ms,
+        };
+        Ok(locus_protocol::grant::presign(
+            &self.bucket,
+            &scope,
+            wanted,
+            self.settings.clock.now_ms(),
+        )?)
     }
 
     /// Keeps a standing heartbeat grant for every registered miner, renewed

@@ -89,13 +89,27 @@ impl Gate {
         self.unverified_from.get(hotkey).copied()
     }
 
-    /// The verdict `outcome` on a result of `by` at `step`. A result used
-    /// unverified is remembered against its hotkey.
-    pub fn on_verdict(&mut self, outcome: VerdictOutcome, by: Hotkey, step: u32) -> Decision {
+    /// The verdict `outcome` on a result of `by` at `step`; `audited`: it
+    /// rests on an auditor's replay, not the validator's. A result used
+    /// unverified is remembered against its hotkey: an audited pass counts
+    /// as unverified, so an auditor that covered for a cheater cannot keep
+    /// the cheater's output in the run once the cheater is caught.
+    pub fn on_verdict(
+        &mut self,
+        outcome: VerdictOutcome,
+        by: Hotkey,
+        step: u32,
+        audited: bool,
+    ) -> Decision {
         match outcome {
             // A cheater's output is never used unverified.
             VerdictOutcome::Unsampled if self.is_banned(&by) => Decision::Redo,
+            VerdictOutcome::Verified if audited && self.is_banned(&by) => Decision::Redo,
             VerdictOutcome::Unsampled => {
+                self.used_unverified(by, step);
+                Decision::Use { unverified: true }
+            }
+            VerdictOutcome::Verified if audited => {
                 self.used_unverified(by, step);
                 Decision::Use { unverified: true }
             }
@@ -146,30 +160,50 @@ mod tests {
         let mut gate = Gate::default();
         let (honest, cheat) = (hotkey(), hotkey());
         assert_eq!(
-            gate.on_verdict(VerdictOutcome::Verified, honest, 0),
+            gate.on_verdict(VerdictOutcome::Verified, honest, 0, false),
             Decision::Use { unverified: false }
         );
         assert_eq!(
-            gate.on_verdict(VerdictOutcome::Unsampled, honest, 1),
+            gate.on_verdict(VerdictOutcome::Unsampled, honest, 1, false),
             Decision::Use { unverified: true }
         );
         assert_eq!(
-            gate.on_verdict(VerdictOutcome::Late, honest, 1),
+            gate.on_verdict(VerdictOutcome::Late, honest, 1, false),
             Decision::Redo
         );
         assert_eq!(
-            gate.on_verdict(VerdictOutcome::Unspecified, honest, 1),
+            gate.on_verdict(VerdictOutcome::Unspecified, honest, 1, false),
             Decision::Redo
         );
         assert_eq!(
-            gate.on_verdict(VerdictOutcome::Failed, cheat, 2),
+            gate.on_verdict(VerdictOutcome::Failed, cheat, 2, false),
             Decision::Convict
         );
         gate.convict(cheat);
         assert_eq!(
-            gate.on_verdict(VerdictOutcome::Unsampled, cheat, 3),
+            gate.on_verdict(VerdictOutcome::Unsampled, cheat, 3, false),
             Decision::Redo,
             "a banned hotkey's output is never used unverified"
+        );
+    }
+
+    #[test]
+    fn an_audited_pass_counts_as_unverified() {
+        let mut gate = Gate::default();
+        let miner = hotkey();
+        assert_eq!(
+            gate.on_verdict(VerdictOutcome::Verified, miner, 4, true),
+            Decision::Use { unverified: true }
+        );
+        assert_eq!(gate.convict(miner).rewind_from, Some(4));
+        assert_eq!(
+            gate.on_verdict(VerdictOutcome::Verified, miner, 5, true),
+            Decision::Redo,
+            "a banned hotkey's audited output is not used either"
+        );
+        assert_eq!(
+            gate.on_verdict(VerdictOutcome::Verified, miner, 5, false),
+            Decision::Use { unverified: false }
         );
     }
 
@@ -177,10 +211,10 @@ mod tests {
     fn a_conviction_rewinds_to_the_earliest_unverified_use() {
         let mut gate = Gate::default();
         let (a, b) = (hotkey(), hotkey());
-        gate.on_verdict(VerdictOutcome::Unsampled, a, 5);
-        gate.on_verdict(VerdictOutcome::Unsampled, a, 3);
-        gate.on_verdict(VerdictOutcome::Unsampled, a, 4);
-        gate.on_verdict(VerdictOutcome::Verified, b, 1);
+        gate.on_verdict(VerdictOutcome::Unsampled, a, 5, false);
+        gate.on_verdict(VerdictOutcome::Unsampled, a, 3, false);
+        gate.on_verdict(VerdictOutcome::Unsampled, a, 4, false);
+        gate.on_verdict(VerdictOutcome::Verified, b, 1, false);
         assert_eq!(
             gate.convict(b),
             Conviction {

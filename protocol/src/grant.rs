@@ -44,6 +44,55 @@ pub enum GrantError {
     NoUrl { method: String, key: String },
     #[error("grant expired")]
     Expired,
+    #[error("cannot presign: {0}")]
+    Presign(String),
+}
+
+/// The size every audit result is padded to, and that an audit job's grant
+/// URL signs. The largest result an auditor writes is about 1 KiB.
+pub const AUDIT_RESULT_SIZE: u64 = 4096;
+
+/// Whom a grant is for, for what, and until when.
+pub struct Scope<'a> {
+    pub hotkey: Hotkey,
+    pub run_id: &'a str,
+    pub job_id: &'a str,
+    pub attempt: u32,
+    pub expires_ms: u64,
+}
+
+/// Presigns each `(method, key, conditions)` of `wanted` on `bucket` until
+/// the scope expires (at least a second from `now_ms`) and names them in a
+/// grant for the scope's hotkey. Errors where the bucket cannot presign.
+pub fn presign(
+    bucket: &crate::Bucket,
+    scope: &Scope<'_>,
+    wanted: Vec<(&str, String, crate::presign::Conditions)>,
+    now_ms: u64,
+) -> Result<pb::Grant, GrantError> {
+    let valid_for =
+        std::time::Duration::from_millis(scope.expires_ms.saturating_sub(now_ms).max(1000));
+    let mut urls = Vec::with_capacity(wanted.len());
+    for (method, key, conditions) in wanted {
+        let url = bucket
+            .presign(method, &key, valid_for, conditions)
+            .map_err(|e| GrantError::Presign(e.to_string()))?
+            .ok_or_else(|| GrantError::Presign(format!("{key}: the bucket cannot presign")))?;
+        urls.push(pb::UrlGrant {
+            method: method.into(),
+            key,
+            url,
+            size: conditions.exact_size.unwrap_or(0),
+        });
+    }
+    Ok(pb::Grant {
+        run_id: scope.run_id.into(),
+        job_id: scope.job_id.into(),
+        attempt: scope.attempt,
+        hotkey: scope.hotkey.to_bytes().to_vec(),
+        expires_unix_ms: scope.expires_ms,
+        urls,
+    })
 }
 
 /// Encrypts `grant` so that only `to` can read it.

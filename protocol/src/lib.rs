@@ -20,6 +20,7 @@ pub mod keys;
 pub mod paths;
 pub mod presign;
 pub mod record;
+pub mod runs;
 pub mod tensor;
 pub mod time;
 pub mod wallet;

@@ -13,6 +13,9 @@
 //! v1/netuid={n}/grants/{ss58}/heartbeat.pb                       HeartbeatGrant  owner
 //! v1/netuid={n}/scores/{window}.pb                               ScoreWindow     validator
 //! v1/netuid={n}/weights/{window}.pb                              ChainWeights    validator
+//! v1/netuid={n}/audits/{ss58}/jobs/{seq}.pb                      AuditJob        validator
+//! v1/netuid={n}/audits/{ss58}/results/{seq}.pb                   AuditResult     auditor {ss58}
+//! v1/netuid={n}/audits/{ss58}/dropped.pb                         AuditorDropped  validator
 //! ```
 //!
 //! Steps, workers and sequence numbers are zero-padded so that the bucket's
@@ -265,6 +268,43 @@ impl Layout {
         parse_step_object(key.strip_prefix(&self.verdicts(run))?)
     }
 
+    /// Where a validator puts replay work for one auditor.
+    pub fn audit_jobs(&self, auditor: &Hotkey) -> String {
+        format!("{}/audits/{}/jobs/", self.root, auditor.ss58())
+    }
+
+    /// Audit job `seq` of an auditor. Sequence numbers grow with time, so
+    /// the auditor lists after the last job it took.
+    pub fn audit_job(&self, auditor: &Hotkey, seq: u64) -> String {
+        format!("{}{seq:020}.pb", self.audit_jobs(auditor))
+    }
+
+    /// Where an auditor answers its audit jobs.
+    pub fn audit_results(&self, auditor: &Hotkey) -> String {
+        format!("{}/audits/{}/results/", self.root, auditor.ss58())
+    }
+
+    /// The answer to audit job `seq`: the same number under `results/`.
+    pub fn audit_result(&self, auditor: &Hotkey, seq: u64) -> String {
+        format!("{}{seq:020}.pb", self.audit_results(auditor))
+    }
+
+    /// Where a validator records that it stopped trusting an auditor.
+    pub fn auditor_dropped(&self, auditor: &Hotkey) -> String {
+        format!("{}/audits/{}/dropped.pb", self.root, auditor.ss58())
+    }
+
+    /// The sequence number of an audit job key of `auditor`; exactly the
+    /// keys [`Layout::audit_job`] makes.
+    pub fn parse_audit_job(&self, auditor: &Hotkey, key: &str) -> Option<u64> {
+        parse_seq(key.strip_prefix(&self.audit_jobs(auditor))?)
+    }
+
+    /// The sequence number of an audit result key of `auditor`.
+    pub fn parse_audit_result(&self, auditor: &Hotkey, key: &str) -> Option<u64> {
+        parse_seq(key.strip_prefix(&self.audit_results(auditor))?)
+    }
+
     /// Parses `.../runs/{run}/run.pb` into the run id.
     pub fn parse_run_manifest(&self, key: &str) -> Option<String> {
         let run = key.strip_prefix(&self.runs())?.strip_suffix("/run.pb")?;
@@ -276,6 +316,15 @@ impl Layout {
 /// `{prefix}{window}.pb` → window.
 fn parse_window(key: &str, prefix: &str) -> Option<String> {
     Some(key.strip_prefix(prefix)?.strip_suffix(".pb")?.to_string())
+}
+
+/// `{seq:020}.pb` → seq.
+fn parse_seq(file: &str) -> Option<u64> {
+    let digits = file.strip_suffix(".pb")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// `s{step}/{job}/a{attempt}.pb` → (step, job, attempt).
@@ -403,6 +452,29 @@ mod tests {
             layout.parse_score_window(&format!("{}x.json", layout.scores())),
             None
         );
+    }
+
+    #[test]
+    fn audit_keys_parse_back_only_for_their_auditor() {
+        let layout = Layout::new(3);
+        let (a, b) = (
+            crate::Keypair::generate().hotkey(),
+            crate::Keypair::generate().hotkey(),
+        );
+        let job = layout.audit_job(&a, 1_700_000_000_000_001);
+        assert_eq!(
+            layout.parse_audit_job(&a, &job),
+            Some(1_700_000_000_000_001)
+        );
+        assert_eq!(layout.parse_audit_job(&b, &job), None);
+        assert_eq!(layout.parse_audit_result(&a, &job), None);
+        let result = layout.audit_result(&a, 7);
+        assert_eq!(layout.parse_audit_result(&a, &result), Some(7));
+        assert!(layout.audit_job(&a, 9) < layout.audit_job(&a, 10));
+        for planted in ["7.pb", "000000000000000000007", "0000000000000000000x.pb"] {
+            let key = format!("{}{planted}", layout.audit_results(&a));
+            assert_eq!(layout.parse_audit_result(&a, &key), None, "{planted}");
+        }
     }
 
     #[test]

@@ -46,4 +46,7 @@ records!(
     TensorArtifact => crate::envelope::MAX_ENVELOPE_BYTES,
     ChainWeights => 4 * MIB,
     HeartbeatGrant => 4 * MIB,
+    AuditJob => 64 * KIB,
+    AuditResult => 64 * KIB,
+    AuditorDropped => 64 * KIB,
 );

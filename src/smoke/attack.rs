@@ -26,6 +26,10 @@ pub struct AttackArgs {
         value_parser = FaultMode::value_parser()
     )]
     pub fault_mode: Option<FaultMode>,
+    /// How auditor 0 misbehaves (needs --auditors): `lie` answers the
+    /// opposite of what its replay found.
+    #[arg(long, env = "LOCUS_AUDITOR_FAULT_MODE", value_parser = ["lie"])]
+    pub auditor_fault_mode: Option<String>,
 }
 
 /// Whether `mode` is caught only by replaying its output (the others are

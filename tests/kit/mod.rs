@@ -51,6 +51,12 @@ pub struct Setup {
     pub workload: Option<Arc<dyn locus_workloads::Workload>>,
     /// Wraps the store the orchestrator sees (to make its requests fail).
     pub owner_store: Option<WrapStore>,
+    /// Auditor workers replaying for the validator.
+    pub auditors: usize,
+    /// Auditor 0 answers the opposite of what it finds.
+    pub lying_auditor: bool,
+    /// Fraction of auditors' passing results the validator replays again.
+    pub audit_recheck_rate: f64,
 }
 
 impl Default for Setup {
@@ -69,6 +75,9 @@ impl Default for Setup {
             attack: None,
             workload: None,
             owner_store: None,
+            auditors: 0,
+            lying_auditor: false,
+            audit_recheck_rate: 0.1,
         }
     }
 }
@@ -83,6 +92,8 @@ pub struct System {
     pub miners: Vec<Hotkey>,
     /// Workers that only send heartbeats.
     pub silent: Vec<Hotkey>,
+    /// Auditors' hotkeys; the liar, if any, first.
+    pub auditors: Vec<Hotkey>,
     /// The orchestrator's clock: a test moves it forward to run leases out.
     pub clock: Clock,
     shutdown: Shutdown,
@@ -142,6 +153,7 @@ impl System {
         };
         let orchestrator = spawn_orchestrator(&owner_bucket, &owner, &settings, &shutdown).await;
         let judge_bucket = handle();
+        let auditor_keys: Vec<Keypair> = (0..setup.auditors).map(|_| Keypair::generate()).collect();
         let mut judge = validatord::driver::Validator::new(
             judge_bucket.clone(),
             owner.hotkey(),
@@ -154,6 +166,11 @@ impl System {
                 device: Device::Cpu,
                 exit_after_run: Some(RUN.into()),
                 chain: None,
+                audit: validatord::audit::AuditSettings {
+                    auditors: auditor_keys.iter().map(Keypair::hotkey).collect(),
+                    recheck_rate: setup.audit_recheck_rate,
+                    timeout: Duration::from_secs(20),
+                },
             },
         );
         let stop = shutdown.clone();
@@ -183,6 +200,22 @@ impl System {
             let mut worker = minerd::worker::Worker::new(handle(), key, cfg);
             workers.push(tokio::spawn(async move { worker.run(&stop).await }));
         }
+        let mut auditors = Vec::new();
+        for (index, key) in auditor_keys.into_iter().enumerate() {
+            auditors.push(key.hotkey());
+            let cfg = validatord::auditor::AuditorConfig {
+                validator: validator.hotkey(),
+                owner: owner.hotkey(),
+                device: Device::Cpu,
+                poll_min: poll,
+                poll_max: poll * 4,
+                shard: (0, 1),
+                lie: setup.lying_auditor && index == 0,
+            };
+            let mut auditor = validatord::auditor::Auditor::new(handle(), key, cfg);
+            let stop = shutdown.clone();
+            workers.push(tokio::spawn(async move { auditor.run(&stop).await }));
+        }
         let mut silent = Vec::new();
         for _ in 0..setup.silent {
             let key = Keypair::generate();
@@ -200,6 +233,7 @@ impl System {
             validator,
             miners,
             silent,
+            auditors,
             clock,
             shutdown,
             settings,
@@ -256,6 +290,7 @@ impl System {
             owner,
             validator,
             miners,
+            auditors,
             shutdown,
             orchestrator,
             judge,
@@ -318,6 +353,17 @@ impl System {
                 verdicts.push(v.into_inner());
             }
         }
+        let mut audited = Vec::new();
+        for auditor in auditors {
+            let dropped = bucket
+                .get_opt::<pb::AuditorDropped>(
+                    &layout.auditor_dropped(&auditor),
+                    Expect::Signer(&validator.hotkey()),
+                )
+                .await
+                .expect("reading the dropped-auditor record");
+            audited.push((auditor, dropped.map(|d| d.into_inner().reason)));
+        }
         assert!(!state.param_parts.is_empty(), "final parameters");
         assert_eq!(state.params.as_ref(), state.param_parts.first());
         let mut params = Vec::new();
@@ -339,6 +385,7 @@ impl System {
             state: state.into_inner(),
             window: window.into_inner(),
             miners,
+            auditors: audited,
         }
     }
 }
@@ -404,6 +451,8 @@ pub struct Finished {
     pub params: Vec<pb::Tensor>,
     /// Bytes the orchestrator(s) and the validator read from the bucket.
     pub owner_bytes_read: u64,
+    /// The auditors, and the validator's signed reason for each it dropped.
+    pub auditors: Vec<(Hotkey, Option<String>)>,
 }
 
 impl Finished {

@@ -12,8 +12,9 @@ use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair};
 use locus_workloads::Device;
 use tracing::{info, warn};
 
+use crate::audit::{self, AuditSettings, Pool};
 use crate::input_cache::InputCache;
-use crate::replay::{Judge, JudgeError};
+use crate::replay::{Judge, JudgeError, Judgement, PendingReplay, Replayed};
 use crate::scoring::{self, Judged};
 use crate::weights::{ChainTarget, WeightPusher};
 
@@ -36,6 +37,8 @@ pub struct Settings {
     /// Set weights on chain when a window completes (none: bucket only).
     /// Taken by the weight-push task when the first window completes.
     pub chain: Option<ChainTarget>,
+    /// Auditors that replay for this validator (none: it replays alone).
+    pub audit: AuditSettings,
 }
 
 /// What the validator knows about one run.
@@ -50,9 +53,29 @@ struct RunTrack {
     rejected_signers: HashSet<Hotkey>,
     /// Replays passed per hotkey, for probation.
     replays_passed: std::collections::HashMap<Hotkey, u32>,
+    /// Receipts out with an auditor: not judged yet, not to be sent again.
+    auditing: HashSet<String>,
     /// Steps below this are closed: no new receipts are expected there.
     open_from: u32,
     complete: bool,
+}
+
+/// A receipt out with an auditor.
+struct Outstanding {
+    run_id: String,
+    receipt_key: String,
+    pending: Box<PendingReplay>,
+    job_key: String,
+    job_digest: locus_protocol::Digest,
+    deadline_ms: u64,
+}
+
+/// A verdict that rests on an auditor's word alone: replayed again by the
+/// validator if that auditor is ever caught lying.
+struct OnWord {
+    auditor: Hotkey,
+    run_id: String,
+    verdict: pb::Verdict,
 }
 
 pub struct Validator {
@@ -69,6 +92,14 @@ pub struct Validator {
     weights: Option<WeightPusher>,
     /// Replay inputs verified once, for the replays that share them.
     inputs: InputCache,
+    /// Auditors trusted so far.
+    auditors: Pool,
+    /// Receipts out with auditors, by auditor and audit job number.
+    out: BTreeMap<(Hotkey, u64), Outstanding>,
+    /// Verdicts on an auditor's word alone.
+    on_word: Vec<OnWord>,
+    /// Verdicts to replay again here: their auditor was dropped.
+    reaudit: std::collections::VecDeque<OnWord>,
 }
 
 /// Bytes of verified replay inputs kept: a few stages' parameters, within
@@ -116,14 +147,23 @@ impl Validator {
             bucket,
             owner,
             key: Arc::new(key),
-            settings,
             runs: BTreeMap::new(),
             last_discovery: None,
             receipts_judged: 0,
             counters: Counters::new(&locus_observe::Metrics::new()),
             weights: None,
             inputs: InputCache::new(INPUT_CACHE_BYTES),
+            auditors: Pool::new(&settings.audit.auditors),
+            out: BTreeMap::new(),
+            on_word: Vec::new(),
+            reaudit: Default::default(),
+            settings,
         }
+    }
+
+    /// Auditors this validator dropped from its trusted set, and why.
+    pub fn dropped_auditors(&self) -> &BTreeMap<Hotkey, String> {
+        self.auditors.dropped()
     }
 
     /// Reports this validator's counters in `metrics`.
@@ -150,6 +190,7 @@ impl Validator {
     /// The judging loop. Returns whether it stopped because the
     /// `exit_after_run` run is complete (else shutdown came).
     async fn judge_until(&mut self, shutdown: &Shutdown) -> bool {
+        self.recover_dropped_auditors().await;
         let mut backoff = Backoff::new(self.settings.poll_min, self.settings.poll_max);
         // New runs, and the receipts of the runs found so far (added as
         // runs appear).
@@ -171,13 +212,16 @@ impl Validator {
             }
             if progressed {
                 backoff.reset();
-            } else if self.runs.values().any(|t| !t.complete) {
+            } else if !self.out.is_empty() || self.runs.values().any(|t| !t.complete) {
                 // The owner waits for verdicts before it goes on: while a
                 // run is live, keep the delay to a new receipt short.
                 backoff.cap(self.settings.poll_min * 4);
             }
             for run in self.runs.keys() {
                 wake.add(&self.bucket.layout().receipts(run));
+            }
+            for auditor in &self.settings.audit.auditors {
+                wake.add(&self.bucket.layout().audit_results(auditor));
             }
             if !shutdown.sleep_or_wake(backoff.next_delay(), &wake).await {
                 return false;
@@ -193,6 +237,8 @@ impl Validator {
         for run_id in run_ids {
             progressed |= self.scan_run(&run_id).await?;
         }
+        progressed |= self.collect_audits().await?;
+        progressed |= self.reaudit_pass().await;
         Ok(progressed)
     }
 
@@ -246,6 +292,7 @@ impl Validator {
                 credited: Default::default(),
                 replays_passed: Default::default(),
                 rejected_signers: HashSet::new(),
+                auditing: HashSet::new(),
                 open_from: 0,
                 complete: false,
             };
@@ -269,6 +316,28 @@ impl Validator {
             self.push_weights(newest);
         }
         Ok(())
+    }
+
+    /// Auditors this validator dropped before a restart stay dropped.
+    async fn recover_dropped_auditors(&mut self) {
+        let me = self.key.hotkey();
+        for auditor in self.settings.audit.auditors.clone() {
+            let key = self.bucket.layout().auditor_dropped(&auditor);
+            match self
+                .bucket
+                .get_opt::<pb::AuditorDropped>(&key, Expect::Signer(&me))
+                .await
+            {
+                Ok(Some(dropped)) if dropped.auditor == auditor.to_bytes() => {
+                    warn!(auditor = %auditor, reason = %dropped.reason, "auditor stays dropped: this validator caught it before");
+                    self.auditors.drop_auditor(auditor, dropped.reason.clone());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(auditor = %auditor, error = %e, "ignoring an unusable dropped-auditor record")
+                }
+            }
+        }
     }
 
     /// This validator's complete score window of `run_id`, if it wrote one.
@@ -295,8 +364,9 @@ impl Validator {
     }
 
     /// Verdicts this validator already wrote (before a restart) count again.
-    async fn recover_verdicts(&self, run_id: &str, track: &mut RunTrack) -> anyhow::Result<()> {
+    async fn recover_verdicts(&mut self, run_id: &str, track: &mut RunTrack) -> anyhow::Result<()> {
         let me = self.key.hotkey();
+        let mut on_word = Vec::new();
         for key in self
             .bucket
             .list(&self.bucket.layout().verdicts(run_id), None)
@@ -320,11 +390,19 @@ impl Validator {
                             *track.replays_passed.entry(hotkey).or_default() += 1;
                         }
                         track.verdicts.push(judged_from(&v, hotkey));
+                        if let Ok(auditor) = Hotkey::from_bytes(&v.auditor) {
+                            on_word.push(OnWord {
+                                auditor,
+                                run_id: run_id.to_string(),
+                                verdict: v.into_inner(),
+                            });
+                        }
                     }
                 }
                 Err(e) => warn!(error = %e, "ignoring unreadable verdict"),
             }
         }
+        self.on_word.extend(on_word);
         Ok(())
     }
 
@@ -368,6 +446,10 @@ impl Validator {
                 let key = object.key;
                 let track = self.runs.get(run_id).expect("run tracked");
                 if track.judged.contains(&key) || track.rejected.contains(&key) {
+                    continue;
+                }
+                if track.auditing.contains(&key) {
+                    all_settled = false;
                     continue;
                 }
                 let settled = self.judge_one(run_id, &key, object.modified_unix_ms).await;
@@ -414,68 +496,25 @@ impl Validator {
             .map(|v| v.attempt);
         let needed = self.settings.probation_replays;
         let on_probation = |h: &Hotkey| track.replays_passed.get(h).copied().unwrap_or(0) < needed;
-        let judge = self.judge(track, &on_probation);
-        let result = judge.judge(key, written_ms, credited).await;
-        let track = self.runs.get_mut(run_id).expect("run tracked");
+        let judged = {
+            let judge = self.judge(track, &on_probation);
+            judge.judge(key, written_ms, credited).await
+        };
+        let result = match judged {
+            Ok(Judgement::Done(verdict)) => Ok(*verdict),
+            Ok(Judgement::Replay(pending)) => match self.auditor_for(&pending) {
+                Some(auditor) => return self.send_audit(run_id, key, pending, auditor).await,
+                None => self
+                    .replay_here(run_id, &pending)
+                    .await
+                    .map(|replayed| pending.conclude(&replayed, None)),
+            },
+            Err(e) => Err(e),
+        };
         match result {
-            Ok(verdict) => {
-                let layout = self.bucket.layout();
-                let verdict_key =
-                    layout.verdict(run_id, verdict.step, &verdict.job_id, verdict.attempt);
-                match self.bucket.create(&verdict_key, &verdict, &self.key).await {
-                    Ok(_) => {}
-                    Err(BucketError::AlreadyExists { .. }) => {
-                        // Ours from before a restart, or a foreign object on
-                        // the key: then the owner redoes the job (a new
-                        // attempt, a new key) and this receipt earns nothing.
-                        let me = self.key.hotkey();
-                        if let Err(e) = self
-                            .bucket
-                            .get::<pb::Verdict>(&verdict_key, Expect::Signer(&me))
-                            .await
-                        {
-                            if e.is_transient() {
-                                warn!(error = %e, "cannot read back the verdict; will retry");
-                                return false;
-                            }
-                            warn!(run = %run_id, receipt = %key, verdict = %verdict_key, error = %e, "a foreign object sits at the verdict key; the owner redoes the job");
-                            track.judged.insert(key.to_string());
-                            return true;
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot write verdict; will retry");
-                        return false;
-                    }
-                }
-                let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey) else {
-                    return false;
-                };
-                let outcome = VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
-                let line = format!("{outcome:?}").to_lowercase();
-                if outcome == VerdictOutcome::Failed {
-                    warn!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, reason = %verdict.reason, "verdict: failed");
-                } else {
-                    info!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, cu = verdict.compute_units, replay_ms = verdict.replay_ms, "verdict: {line}");
-                }
-                track.judged.insert(key.to_string());
-                if credits(&verdict) {
-                    track
-                        .credited
-                        .insert(verdict.job_id.clone(), verdict.clone());
-                }
-                if outcome == VerdictOutcome::Verified {
-                    *track.replays_passed.entry(hotkey).or_default() += 1;
-                }
-                track.verdicts.push(judged_from(&verdict, hotkey));
-                self.receipts_judged += 1;
-                self.counters.verdict(outcome);
-                self.counters
-                    .replay
-                    .observe(std::time::Duration::from_millis(verdict.replay_ms));
-                true
-            }
+            Ok(verdict) => self.record(run_id, key, verdict).await,
             Err(JudgeError::Rejected(rejection)) => {
+                let track = self.runs.get_mut(run_id).expect("run tracked");
                 warn!(run = %run_id, %rejection, "receipt rejected; it earns nothing");
                 self.counters.rejected.inc();
                 track.rejected.insert(key.to_string());
@@ -501,6 +540,413 @@ impl Validator {
                 false
             }
         }
+    }
+
+    /// Writes the verdict on the receipt at `key` and counts it. Returns
+    /// whether the receipt is settled.
+    async fn record(&mut self, run_id: &str, key: &str, verdict: pb::Verdict) -> bool {
+        let layout = self.bucket.layout();
+        let verdict_key = layout.verdict(run_id, verdict.step, &verdict.job_id, verdict.attempt);
+        match self.bucket.create(&verdict_key, &verdict, &self.key).await {
+            Ok(_) => {}
+            Err(BucketError::AlreadyExists { .. }) => {
+                // Ours from before a restart, or a foreign object on
+                // the key: then the owner redoes the job (a new
+                // attempt, a new key) and this receipt earns nothing.
+                let me = self.key.hotkey();
+                if let Err(e) = self
+                    .bucket
+                    .get::<pb::Verdict>(&verdict_key, Expect::Signer(&me))
+                    .await
+                {
+                    if e.is_transient() {
+                        warn!(error = %e, "cannot read back the verdict; will retry");
+                        return false;
+                    }
+                    warn!(run = %run_id, receipt = %key, verdict = %verdict_key, error = %e, "a foreign object sits at the verdict key; the owner redoes the job");
+                    if let Some(track) = self.runs.get_mut(run_id) {
+                        track.judged.insert(key.to_string());
+                    }
+                    return true;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot write verdict; will retry");
+                return false;
+            }
+        }
+        let Ok(hotkey) = Hotkey::from_bytes(&verdict.hotkey) else {
+            return false;
+        };
+        let outcome = VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
+        let line = format!("{outcome:?}").to_lowercase();
+        if outcome == VerdictOutcome::Failed {
+            warn!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, reason = %verdict.reason, "verdict: failed");
+        } else {
+            info!(run = %run_id, job = %verdict.job_id, attempt = verdict.attempt, hotkey = %hotkey, cu = verdict.compute_units, replay_ms = verdict.replay_ms, "verdict: {line}");
+        }
+        let Some(track) = self.runs.get_mut(run_id) else {
+            return false;
+        };
+        track.judged.insert(key.to_string());
+        if credits(&verdict) {
+            track
+                .credited
+                .insert(verdict.job_id.clone(), verdict.clone());
+        }
+        if outcome == VerdictOutcome::Verified {
+            *track.replays_passed.entry(hotkey).or_default() += 1;
+        }
+        track.verdicts.push(judged_from(&verdict, hotkey));
+        self.receipts_judged += 1;
+        self.counters.verdict(outcome);
+        self.counters
+            .replay
+            .observe(std::time::Duration::from_millis(verdict.replay_ms));
+        true
+    }
+
+    /// The auditor a sampled receipt goes to, if any: none for critical
+    /// jobs, whose results the run consumes at once (the validator replays
+    /// them itself), or when no auditor is trusted.
+    fn auditor_for(&mut self, pending: &PendingReplay) -> Option<Hotkey> {
+        if crate::sampling::must_replay(pending.kind(), false).is_some() {
+            return None;
+        }
+        self.auditors.pick()
+    }
+
+    /// Replays a pending receipt on this validator's own device.
+    async fn replay_here(
+        &self,
+        run_id: &str,
+        pending: &PendingReplay,
+    ) -> Result<Replayed, JudgeError> {
+        let Some(track) = self.runs.get(run_id) else {
+            return Err(JudgeError::Replay(format!("run {run_id} is not tracked")));
+        };
+        self.judge(track, &|_| false).replay(pending).await
+    }
+
+    /// Writes an audit job for `auditor` and keeps the receipt out with it.
+    /// Returns false: the receipt is settled only once its verdict is.
+    async fn send_audit(
+        &mut self,
+        run_id: &str,
+        key: &str,
+        pending: Box<PendingReplay>,
+        auditor: Hotkey,
+    ) -> bool {
+        let now = unix_ms();
+        let seq = self.auditors.next_seq(now);
+        let layout = self.bucket.layout();
+        let job_key = layout.audit_job(&auditor, seq);
+        let deadline_ms = now.saturating_add(self.settings.audit.timeout.as_millis() as u64);
+        let verdict = pending.verdict();
+        let sealed_grant = match self.audit_grant(&auditor, seq, verdict, deadline_ms) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                warn!(run = %run_id, receipt = %key, auditor = %auditor, error = %e, "cannot grant the audit; will retry");
+                return false;
+            }
+        };
+        let job = pb::AuditJob {
+            run_id: run_id.to_string(),
+            step: verdict.step,
+            job_id: verdict.job_id.clone(),
+            attempt: verdict.attempt,
+            receipt_key: key.to_string(),
+            receipt_digest: verdict.receipt_digest.clone(),
+            auditor: auditor.to_bytes().to_vec(),
+            deadline_unix_ms: deadline_ms,
+            sealed_grant,
+            unix_ms: now,
+        };
+        let job_digest = match self.bucket.create(&job_key, &job, &self.key).await {
+            Ok(digest) => digest,
+            Err(e) => {
+                warn!(run = %run_id, receipt = %key, auditor = %auditor, error = %e, "cannot write the audit job; will retry");
+                return false;
+            }
+        };
+        info!(run = %run_id, job = %job.job_id, attempt = job.attempt, auditor = %auditor, audit = %job_key, "replay sent to an auditor");
+        if let Some(track) = self.runs.get_mut(run_id) {
+            track.auditing.insert(key.to_string());
+        }
+        self.out.insert(
+            (auditor, seq),
+            Outstanding {
+                run_id: run_id.to_string(),
+                receipt_key: key.to_string(),
+                pending,
+                job_key,
+                job_digest,
+                deadline_ms,
+            },
+        );
+        false
+    }
+
+    /// On S3: the auditor's one write, the result of audit `seq`, presigned
+    /// (create-only, sized) and sealed to it. Empty on a local bucket.
+    fn audit_grant(
+        &self,
+        auditor: &Hotkey,
+        seq: u64,
+        verdict: &pb::Verdict,
+        deadline_ms: u64,
+    ) -> Result<Vec<u8>, locus_protocol::grant::GrantError> {
+        use locus_protocol::grant;
+        if !self.bucket.can_presign() {
+            return Ok(Vec::new());
+        }
+        let scope = grant::Scope {
+            hotkey: *auditor,
+            run_id: &verdict.run_id,
+            job_id: &verdict.job_id,
+            attempt: verdict.attempt,
+            expires_ms: deadline_ms,
+        };
+        let wanted = vec![(
+            "PUT",
+            self.bucket.layout().audit_result(auditor, seq),
+            locus_protocol::presign::Conditions::create_only(grant::AUDIT_RESULT_SIZE),
+        )];
+        let granted = grant::presign(&self.bucket, &scope, wanted, unix_ms())?;
+        grant::seal(&granted, auditor)
+    }
+
+    /// Reads the auditors' answers to the receipts out with them, and
+    /// replays here those whose auditor ran out of time or was dropped.
+    async fn collect_audits(&mut self) -> anyhow::Result<bool> {
+        let mut progressed = false;
+        let layout = self.bucket.layout().clone();
+        let auditors: std::collections::BTreeSet<Hotkey> =
+            self.out.keys().map(|(auditor, _)| *auditor).collect();
+        for auditor in auditors {
+            // Answers come in any order: list from the oldest one awaited.
+            let Some(first) = self
+                .out
+                .range((auditor, 0)..=(auditor, u64::MAX))
+                .next()
+                .map(|((_, seq), _)| *seq)
+            else {
+                continue;
+            };
+            let after = first
+                .checked_sub(1)
+                .map(|before| layout.audit_result(&auditor, before));
+            let listed = self
+                .bucket
+                .list(&layout.audit_results(&auditor), after.as_deref())
+                .await?;
+            for key in listed {
+                let Some(seq) = layout.parse_audit_result(&auditor, &key) else {
+                    continue;
+                };
+                if self.out.contains_key(&(auditor, seq)) {
+                    progressed |= self.settle_audit(auditor, seq, &key).await;
+                }
+            }
+        }
+        let now = unix_ms();
+        let due: Vec<(Hotkey, u64)> = self
+            .out
+            .iter()
+            .filter(|(_, out)| out.deadline_ms < now)
+            .map(|(at, _)| *at)
+            .collect();
+        for at in due {
+            let Some(out) = self.out.remove(&at) else {
+                continue;
+            };
+            if self.auditors.is_trusted(&at.0) {
+                warn!(run = %out.run_id, receipt = %out.receipt_key, auditor = %at.0, audit = %out.job_key, "the auditor did not answer in time; replaying here");
+            }
+            match self.replay_here(&out.run_id, &out.pending).await {
+                Ok(mine) => {
+                    progressed |= self.conclude_audit(out, &mine, None).await;
+                }
+                Err(e) => {
+                    warn!(run = %out.run_id, receipt = %out.receipt_key, error = %e, "cannot replay yet; will retry");
+                    self.out.insert(at, out);
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Takes the auditor's answer at `result_key` to audit `seq`: on its
+    /// word when it passed and the secret draw does not pick it for a second
+    /// replay; otherwise after this validator's own replay, which drops the
+    /// auditor if the two disagree.
+    async fn settle_audit(&mut self, auditor: Hotkey, seq: u64, result_key: &str) -> bool {
+        let result = match self
+            .bucket
+            .get::<pb::AuditResult>(result_key, Expect::Signer(&auditor))
+            .await
+        {
+            Ok(result) => result,
+            Err(e) if e.is_transient() => {
+                warn!(audit_result = %result_key, error = %e, "cannot read the audit result yet");
+                return false;
+            }
+            Err(e) => {
+                // Not the auditor's: a stranger's object at its key proves
+                // nothing. The receipt waits for its deadline, then is
+                // replayed here.
+                if !e.is_repeat_rejection() {
+                    warn!(audit_result = %result_key, auditor = %auditor, error = %e, "ignoring an audit result the auditor did not sign");
+                }
+                return false;
+            }
+        };
+        let Some(out) = self.out.remove(&(auditor, seq)) else {
+            return false;
+        };
+        let answers = result.audit_key == out.job_key
+            && result.audit_digest.as_slice() == out.job_digest.as_bytes().as_slice()
+            && result.receipt_key == out.receipt_key
+            && result.receipt_digest == out.pending.verdict().receipt_digest;
+        let drawn = crate::sampling::recheck(
+            &self.key,
+            result_key,
+            &result.digest(),
+            self.settings.audit.recheck_rate,
+        );
+        if answers && !audit::must_recheck(&result, drawn) && self.auditors.is_trusted(&auditor) {
+            let replayed = Replayed {
+                checked: crate::replay::Checked::Passed,
+                digest: locus_protocol::Digest::from_slice(&result.replayed_digest),
+                ms: result.replay_ms,
+            };
+            return self.conclude_audit(out, &replayed, Some(auditor)).await;
+        }
+        let mine = match self.replay_here(&out.run_id, &out.pending).await {
+            Ok(mine) => mine,
+            Err(e) => {
+                warn!(run = %out.run_id, receipt = %out.receipt_key, error = %e, "cannot replay yet; will retry");
+                self.out.insert((auditor, seq), out);
+                return false;
+            }
+        };
+        let lie = if answers {
+            let same_backend = result.backend == self.settings.device.backend();
+            audit::contradiction(&result, &mine, same_backend)
+        } else {
+            Some(format!(
+                "answered audit {} with a result for another job or receipt",
+                out.job_key
+            ))
+        };
+        if let Some(reason) = lie {
+            self.drop_auditor(auditor, reason).await;
+        }
+        self.conclude_audit(out, &mine, None).await
+    }
+
+    /// Writes the verdict of a receipt that was out with an auditor.
+    async fn conclude_audit(
+        &mut self,
+        out: Outstanding,
+        replayed: &Replayed,
+        on_word_of: Option<Hotkey>,
+    ) -> bool {
+        let Outstanding {
+            run_id,
+            receipt_key,
+            pending,
+            ..
+        } = out;
+        if let Some(track) = self.runs.get_mut(&run_id) {
+            track.auditing.remove(&receipt_key);
+        }
+        let verdict = pending.conclude(replayed, on_word_of.as_ref());
+        let written = self.record(&run_id, &receipt_key, verdict.clone()).await;
+        if written && let Some(auditor) = on_word_of {
+            self.on_word.push(OnWord {
+                auditor,
+                run_id: run_id.clone(),
+                verdict,
+            });
+        }
+        if !written {
+            // Judged again from the start on the next pass.
+            return false;
+        }
+        if let Err(e) = self.write_scores(&run_id).await {
+            warn!(run = %run_id, error = %e, "cannot write scores yet");
+        }
+        true
+    }
+
+    /// Drops a lying auditor: the receipts out with it are replayed here
+    /// when next looked at, and every verdict that rests on its word alone
+    /// is replayed again. The drop is recorded in the bucket, so it holds
+    /// across a restart.
+    async fn drop_auditor(&mut self, auditor: Hotkey, reason: String) {
+        if !self.auditors.drop_auditor(auditor, reason.clone()) {
+            return;
+        }
+        warn!(auditor = %auditor, %reason, "auditor dropped from the trusted set; its unchecked results are replayed again here");
+        let record = pb::AuditorDropped {
+            auditor: auditor.to_bytes().to_vec(),
+            reason,
+            unix_ms: unix_ms(),
+        };
+        let key = self.bucket.layout().auditor_dropped(&auditor);
+        if let Err(e) = self.bucket.put(&key, &record, &self.key).await {
+            warn!(auditor = %auditor, error = %e, "cannot record the dropped auditor; it is dropped until a restart");
+        }
+        for ((_, _), out) in self.out.range_mut((auditor, 0)..=(auditor, u64::MAX)) {
+            out.deadline_ms = 0;
+        }
+        let (theirs, others): (Vec<OnWord>, Vec<OnWord>) = std::mem::take(&mut self.on_word)
+            .into_iter()
+            .partition(|w| w.auditor == auditor);
+        self.on_word = others;
+        self.reaudit.extend(theirs);
+    }
+
+    /// Replays here what a dropped auditor alone vouched for; a result the
+    /// replay finds wrong has its verdict revised to failed.
+    async fn reaudit_pass(&mut self) -> bool {
+        let mut progressed = false;
+        while let Some(word) = self.reaudit.pop_front() {
+            let Some(track) = self.runs.get(&word.run_id) else {
+                continue;
+            };
+            let judge = self.judge(track, &|_| false);
+            let replayed = match judge.audit(&word.verdict.receipt_key).await {
+                Ok(replayed) => replayed,
+                Err(e) => {
+                    warn!(run = %word.run_id, receipt = %word.verdict.receipt_key, error = %e, "cannot replay again yet; will retry");
+                    self.reaudit.push_front(word);
+                    break;
+                }
+            };
+            let crate::replay::Checked::Failed(why) = replayed.checked else {
+                continue;
+            };
+            let mut revised = word.verdict.clone();
+            revised.outcome = VerdictOutcome::Failed as i32;
+            revised.reason = format!(
+                "replayed again after auditor {} was dropped: {why}",
+                word.auditor
+            );
+            revised.auditor = Vec::new();
+            revised.unix_ms = unix_ms();
+            if let Err(e) = self.revise(&word.run_id, revised).await {
+                warn!(run = %word.run_id, error = %e, "cannot revise the verdict yet; will retry");
+                self.reaudit.push_front(word);
+                break;
+            }
+            progressed = true;
+            if let Err(e) = self.write_scores(&word.run_id).await {
+                warn!(run = %word.run_id, error = %e, "cannot write scores yet");
+            }
+        }
+        progressed
     }
 
     /// This validator's judge for the receipts of one run.
@@ -549,18 +995,35 @@ impl Validator {
         revised.outcome = VerdictOutcome::Failed as i32;
         revised.reason = reason;
         revised.unix_ms = unix_ms();
+        Ok(self.revise(run_id, revised).await?)
+    }
+
+    /// Writes `revised`, a failed verdict, over the passing one this
+    /// validator gave the same receipt: the one kind of verdict a validator
+    /// rewrites, when the miner's own signed objects turn on it or a replay
+    /// here finds what a dropped auditor passed wrong. The hotkey is zeroed
+    /// and the job's credit freed for its redo.
+    async fn revise(&mut self, run_id: &str, revised: pb::Verdict) -> Result<(), BucketError> {
+        let Ok(hotkey) = Hotkey::from_bytes(&revised.hotkey) else {
+            return Ok(());
+        };
         let key =
             self.bucket
                 .layout()
                 .verdict(run_id, revised.step, &revised.job_id, revised.attempt);
-        // The one verdict a validator rewrites: a passing verdict it gave
-        // becomes failed when the miner's own signed objects turn on it.
         self.bucket.put(&key, &revised, &self.key).await?;
-        warn!(run = %run_id, job = %job, attempt = revised.attempt, hotkey = %hotkey, reason = %revised.reason, "credited result revised to failed");
+        warn!(run = %run_id, job = %revised.job_id, attempt = revised.attempt, hotkey = %hotkey, reason = %revised.reason, "passing verdict revised to failed");
         self.counters.verdict(VerdictOutcome::Failed);
-        let track = self.runs.get_mut(run_id).expect("run tracked");
-        track.credited.remove(job);
-        track.verdicts.push(judged_from(&revised, hotkey));
+        if let Some(track) = self.runs.get_mut(run_id) {
+            if track
+                .credited
+                .get(&revised.job_id)
+                .is_some_and(|v| v.attempt == revised.attempt)
+            {
+                track.credited.remove(&revised.job_id);
+            }
+            track.verdicts.push(judged_from(&revised, hotkey));
+        }
         Ok(())
     }
 

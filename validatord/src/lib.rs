@@ -6,6 +6,8 @@
 //! reading shared inputs once through [`input_cache`]; [`driver`] is the
 //! bucket loop.
 
+pub mod audit;
+pub mod auditor;
 pub mod driver;
 pub mod input_cache;
 pub mod replay;

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args as ClapArgs, Parser, Subcommand};
 use locus_daemon::{Shutdown, limits, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey};
 use locus_workloads::Device;
+use validatord::audit::AuditSettings;
+use validatord::auditor::{Auditor, AuditorConfig};
 use validatord::driver::{Settings, Validator};
 
 /// Samples miners' receipts unpredictably, replays sampled jobs on Burn,
@@ -101,21 +103,108 @@ struct Args {
     /// Exit once this run is complete and its scores are final.
     #[arg(long, env = "LOCUS_EXIT_AFTER_RUN", value_name = "RUN_ID")]
     exit_after_run: Option<String>,
+    /// Auditors' ED25519 hotkeys (SS58, comma-separated): sampled replays
+    /// of non-critical jobs go to them in turn, and their results count
+    /// only as far as this validator checks them. Empty: replay everything
+    /// here.
+    #[arg(long, env = "LOCUS_AUDITORS", value_delimiter = ',')]
+    auditors: Vec<Hotkey>,
+    /// Fraction of auditors' passing results this validator replays again
+    /// (a secret draw); failing results are always replayed again. In
+    /// [0, 1].
+    #[arg(long, env = "LOCUS_AUDIT_RECHECK_RATE", default_value_t = 0.1, value_parser = limits::fraction)]
+    audit_recheck_rate: f64,
+    /// Seconds an auditor has to answer before this validator replays the
+    /// receipt itself (at least 1).
+    #[arg(
+        long,
+        env = "LOCUS_AUDIT_TIMEOUT_SECS",
+        default_value_t = 60,
+        value_parser = limits::at_least(1u64, "")
+    )]
+    audit_timeout_secs: u64,
     #[command(flatten)]
     ops: locus_daemon::args::OpsArgs,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Run as an auditor for a validator (on the owner's GPU hosts): a
+    /// supervisor forks one worker per device that replays the receipts the
+    /// validator sends it and signs what it finds. `--key` or the wallet is
+    /// the auditor's own key; `--owner`, `--bucket`, `--netuid` and
+    /// `--poll-ms` apply, the validator's other flags do not. On S3 an
+    /// auditor needs read-only credentials only: it writes through the
+    /// validator's grants.
+    Auditor(AuditorArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+struct AuditorArgs {
+    /// The validator whose audit jobs to take (SS58).
+    #[arg(long, env = "LOCUS_VALIDATOR")]
+    validator: Hotkey,
+    /// CPU workers when no device list is given and no GPU is found; at
+    /// least 1.
+    #[arg(long, env = "LOCUS_WORKERS", default_value_t = 1, value_parser = limits::workers())]
+    workers: u32,
+    /// Devices, one worker each (e.g. `cuda:0,cuda:1`). Default: every
+    /// visible GPU in a CUDA build, else `--workers` CPU workers.
+    #[arg(long, env = "LOCUS_DEVICES", value_delimiter = ',')]
+    devices: Vec<Device>,
+    /// Worker processes of this auditor, which split its jobs (set by the
+    /// supervisor for its workers).
+    #[arg(long, hide = true, default_value_t = 1)]
+    shards: u64,
+    /// Test-only: answer the opposite of what the replay found.
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, env = "LOCUS_LIE")]
+    lie: bool,
+    #[command(subcommand)]
+    worker: Option<AuditorWorker>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditorWorker {
+    /// One auditor worker process (started by the supervisor).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        index: u32,
+        #[arg(long)]
+        device: Device,
+        #[arg(long)]
+        metrics_addr: Option<std::net::SocketAddr>,
+    },
+}
+
+impl AuditorArgs {
+    fn lie(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.lie;
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// One device per worker: the `--devices` list, else every visible GPU
+    /// in a CUDA build, else `--workers` CPU workers.
+    fn devices(&self) -> Vec<Device> {
+        Device::for_workers(&self.devices, self.workers)
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Args = locus_daemon::config::parse_checked(|args: &Args| {
-        args.device.check_available().map_err(|why| {
-            limits::Setting::new("device", "LOCUS_DEVICE").invalid(&args.device, why)
-        })
-    });
+    let args: Args = locus_daemon::config::parse_checked(check);
     logging::init(args.ops.json_logs);
     let key = args.wallet.load(args.key.as_deref(), "--key")?;
     let bucket = Bucket::open(&args.bucket, args.netuid)?;
     bucket.check_access().await?;
+    if let Some(Mode::Auditor(auditor)) = &args.mode {
+        return run_auditor(&args, auditor, key, bucket).await;
+    }
     tracing::info!(
         bucket = %args.bucket, netuid = args.netuid, validator = %key.hotkey(), owner = %args.owner,
         sample_rate = args.sample_rate, device = %args.device, "validatord starting"
@@ -156,7 +245,19 @@ async fn main() -> anyhow::Result<()> {
                 })
             }
         },
+        audit: AuditSettings {
+            auditors: args.auditors.clone(),
+            recheck_rate: args.audit_recheck_rate,
+            timeout: Duration::from_secs(args.audit_timeout_secs),
+        },
     };
+    if !settings.audit.auditors.is_empty() {
+        tracing::info!(
+            auditors = ?settings.audit.auditors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            recheck_rate = settings.audit.recheck_rate, timeout_secs = args.audit_timeout_secs,
+            "sampled replays go to auditors"
+        );
+    }
     let shutdown = Shutdown::install()?;
     let metrics = locus_observe::Metrics::new();
     telemetry::serve(args.ops.metrics_addr, &metrics, &bucket, &shutdown).await?;
@@ -167,4 +268,109 @@ async fn main() -> anyhow::Result<()> {
         stats::write(path, &bucket, validator.receipts_judged)?;
     }
     result
+}
+
+/// Start-up checks of what parsing cannot see: devices this build and host
+/// can use.
+fn check(args: &Args) -> Result<(), limits::SettingError> {
+    let usable = |setting: limits::Setting, device: &Device| {
+        device
+            .check_available()
+            .map_err(|why| setting.invalid(device, why))
+    };
+    match &args.mode {
+        None => usable(limits::Setting::new("device", "LOCUS_DEVICE"), &args.device),
+        Some(Mode::Auditor(auditor)) => {
+            if let Some(AuditorWorker::Worker { device, .. }) = &auditor.worker {
+                return usable(limits::Setting::flag("device"), device);
+            }
+            for device in &auditor.devices {
+                usable(limits::Setting::new("devices", "LOCUS_DEVICES"), device)?;
+            }
+            if let Some(addr) = args.ops.metrics_addr {
+                let setting = limits::Setting::new("metrics-addr", "LOCUS_METRICS_ADDR");
+                limits::check_worker_ports(setting, addr, auditor.devices().len())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Auditor mode: the supervisor forks one worker per device; a worker
+/// takes the validator's audit jobs.
+async fn run_auditor(
+    args: &Args,
+    auditor: &AuditorArgs,
+    key: locus_protocol::Keypair,
+    bucket: Bucket,
+) -> anyhow::Result<()> {
+    let shutdown = Shutdown::install()?;
+    match &auditor.worker {
+        Some(AuditorWorker::Worker {
+            index,
+            device,
+            metrics_addr,
+        }) => {
+            locus_daemon::supervisor::stop_with_supervisor();
+            let metrics = locus_observe::Metrics::new();
+            telemetry::serve(*metrics_addr, &metrics, &bucket, &shutdown).await?;
+            let cfg = AuditorConfig {
+                validator: auditor.validator,
+                owner: args.owner,
+                device: device.clone(),
+                poll_min: Duration::from_millis(args.poll_ms),
+                poll_max: Duration::from_secs(1),
+                shard: (u64::from(*index), auditor.shards),
+                lie: auditor.lie(),
+            };
+            tracing::info!(worker = index, auditor = %key.hotkey(), "auditor worker starting");
+            let mut worker = Auditor::new(bucket.clone(), key, cfg);
+            let result = worker.run(&shutdown).await;
+            if let Some(path) = &args.ops.stats_file {
+                let path = PathBuf::from(format!("{}.w{index}", path.display()));
+                stats::write(&path, &bucket, worker.audits_done)?;
+            }
+            result
+        }
+        None => {
+            let devices = auditor.devices();
+            tracing::info!(
+                auditor = %key.hotkey(), validator = %auditor.validator, bucket = %args.bucket,
+                devices = ?devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "validatord auditor starting"
+            );
+            let metrics = locus_observe::Metrics::new();
+            telemetry::serve(args.ops.metrics_addr, &metrics, &bucket, &shutdown).await?;
+            let key_file = args.wallet.key_path(args.key.as_deref())?;
+            let mut worker_args = vec![
+                format!("--bucket={}", args.bucket),
+                format!("--netuid={}", args.netuid),
+                format!("--owner={}", args.owner),
+                format!("--key={}", key_file.display()),
+                format!("--poll-ms={}", args.poll_ms),
+            ];
+            if args.ops.json_logs {
+                worker_args.push("--json-logs".into());
+            }
+            if let Some(path) = &args.ops.stats_file {
+                worker_args.push(format!("--stats-file={}", path.display()));
+            }
+            worker_args.push("auditor".into());
+            worker_args.push(format!("--validator={}", auditor.validator));
+            worker_args.push(format!("--shards={}", devices.len()));
+            if auditor.lie() {
+                worker_args.push("--lie".into());
+            }
+            let restarts = locus_daemon::supervisor::supervise(
+                devices,
+                worker_args,
+                args.ops.metrics_addr,
+                &metrics,
+                &shutdown,
+            )
+            .await?;
+            tracing::info!(restarts, "auditor stopped");
+            Ok(())
+        }
+    }
 }

@@ -17,10 +17,11 @@ use locus_protocol::attribution::{self, Attributed};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::time::unix_ms;
 use locus_protocol::{
-    Bucket, BucketError, Expect, Hotkey, Keypair, RejectReason, Rejection, Verified,
+    Bucket, BucketError, Digest, Expect, Hotkey, Keypair, RejectReason, Rejection, Verified,
 };
 use locus_workloads::compare::{Agreement, compare_outputs};
 use locus_workloads::{Device, cost};
+use prost::Message as _;
 
 use crate::input_cache::InputCache;
 use crate::sampling;
@@ -70,16 +71,140 @@ fn inconsistent(key: &str, what: String) -> JudgeError {
     })
 }
 
+/// What judging a receipt came to.
+pub enum Judgement {
+    /// The verdict to write.
+    Done(Box<pb::Verdict>),
+    /// Sampled, and every other check passed: the verdict waits for a
+    /// replay, by this validator ([`Judge::replay`]) or by an auditor.
+    Replay(Box<PendingReplay>),
+}
+
+/// A verdict but for its outcome, and what decides the outcome.
+struct Draft {
+    verdict: pb::Verdict,
+    sampled: bool,
+    /// Why the replay was forced, if it was.
+    forced: Option<&'static str>,
+    /// The attempt of the same job already credited, if any.
+    credited: Option<u32>,
+}
+
+impl Draft {
+    /// The verdict once `checked` is known.
+    fn conclude(self, checked: Checked) -> pb::Verdict {
+        let mut verdict = self.verdict;
+        verdict.unix_ms = unix_ms();
+        match checked {
+            Checked::Passed => {
+                verdict.outcome = if self.sampled {
+                    verdict.reason = self.forced.unwrap_or("sampled").to_string();
+                    VerdictOutcome::Verified as i32
+                } else {
+                    VerdictOutcome::Unsampled as i32
+                };
+                // A job earns once. A redo is judged like any result, since
+                // downstream jobs will use it, but it is not paid again.
+                if let Some(first) = self.credited.filter(|a| *a != verdict.attempt) {
+                    verdict.compute_units = 0;
+                    let note = format!("job already credited to attempt {first}: used, not paid");
+                    verdict.reason = if verdict.reason.is_empty() {
+                        note
+                    } else {
+                        format!("{}; {note}", verdict.reason)
+                    };
+                }
+            }
+            Checked::Failed(reason) => {
+                verdict.outcome = VerdictOutcome::Failed as i32;
+                verdict.reason = reason;
+            }
+            Checked::Void(reason) => {
+                verdict.compute_units = 0;
+                verdict.reason = reason;
+            }
+        }
+        verdict
+    }
+}
+
+/// A sampled receipt whose checks passed, waiting for its replay.
+pub struct PendingReplay {
+    draft: Draft,
+    target: ReplayTarget,
+    kind: pb::JobKind,
+}
+
+impl PendingReplay {
+    /// The verdict as it stands (its outcome still open).
+    pub fn verdict(&self) -> &pb::Verdict {
+        &self.draft.verdict
+    }
+
+    /// The kind of the job: critical jobs are replayed by the validator.
+    pub fn kind(&self) -> pb::JobKind {
+        self.kind
+    }
+
+    /// The verdict once the replay's finding is in; `auditor` is whose
+    /// replay it rests on (none: this validator's own).
+    pub fn conclude(self, replayed: &Replayed, auditor: Option<&Hotkey>) -> pb::Verdict {
+        let mut verdict = self.draft.conclude(replayed.checked.clone());
+        verdict.replay_ms = replayed.ms;
+        if let Some(auditor) = auditor {
+            verdict.auditor = auditor.to_bytes().to_vec();
+            verdict.reason = format!("{}; replayed by auditor {auditor}", verdict.reason);
+        }
+        verdict
+    }
+}
+
+/// What a replay needs: the job, and the output it is compared with.
+struct ReplayTarget {
+    manifest: Verified<pb::JobManifest>,
+    artifact: Verified<pb::TensorArtifact>,
+    /// The backend the receipt says computed the output.
+    backend: String,
+}
+
+/// What one replay found.
+#[derive(Clone, Debug)]
+pub struct Replayed {
+    pub checked: Checked,
+    /// Digest of the replayed outputs ([`outputs_digest`]); none when no
+    /// replay ran (an earlier check decided).
+    pub digest: Option<Digest>,
+    pub ms: u64,
+}
+
+impl Replayed {
+    fn without_replay(checked: Checked) -> Self {
+        Replayed {
+            checked,
+            digest: None,
+            ms: 0,
+        }
+    }
+}
+
+/// BLAKE3 over the encoded output tensors, in order: what two replays on
+/// one backend agree on bit for bit.
+pub fn outputs_digest(tensors: &[pb::Tensor]) -> Digest {
+    let mut bytes = Vec::new();
+    for t in tensors {
+        t.encode_length_delimited(&mut bytes)
+            .expect("a Vec grows as needed");
+    }
+    Digest::of(&bytes)
+}
+
 impl Judge<'_> {
-    /// Judges the receipt at `key`, which the storage says was written at
-    /// `written_ms`; returns the unsigned verdict to write. `credited` is the
-    /// attempt of the same job already credited, if any.
-    pub async fn judge(
+    /// Reads the receipt at `key` and the assignment it names, and checks
+    /// that the receipt is the assigned hotkey's answer to it.
+    async fn attribute(
         &self,
         key: &str,
-        written_ms: u64,
-        credited: Option<u32>,
-    ) -> Result<pb::Verdict, JudgeError> {
+    ) -> Result<(Verified<pb::Receipt>, Verified<pb::Assignment>, Attributed), JudgeError> {
         let layout = self.bucket.layout();
         let run_id = &self.run.run_id;
         if layout.parse_receipt(run_id, key).is_none() {
@@ -107,35 +232,45 @@ impl Judge<'_> {
                 ),
                 other => other.into(),
             })?;
+        let attributed = attribution::attribute(layout, run_id, key, &receipt, &assignment)
+            .map_err(|m| JudgeError::Rejected(m.at(key)))?;
+        Ok((receipt, assignment, attributed))
+    }
+
+    /// Judges the receipt at `key`, which the storage says was written at
+    /// `written_ms`. `credited` is the attempt of the same job already
+    /// credited, if any. A sampled receipt comes back as a
+    /// [`Judgement::Replay`]; everything else as the verdict to write.
+    pub async fn judge(
+        &self,
+        key: &str,
+        written_ms: u64,
+        credited: Option<u32>,
+    ) -> Result<Judgement, JudgeError> {
+        let (receipt, assignment, attributed) = self.attribute(key).await?;
         let Attributed {
             step,
             job,
             attempt,
             hotkey: assigned,
-        } = attribution::attribute(layout, run_id, key, &receipt, &assignment)
-            .map_err(|m| JudgeError::Rejected(m.at(key)))?;
+        } = attributed;
         let mut verdict = pb::Verdict {
-            run_id: run_id.clone(),
+            run_id: self.run.run_id.clone(),
             job_id: job.clone(),
             attempt,
             hotkey: assigned.to_bytes().to_vec(),
             receipt_key: key.to_string(),
             receipt_digest: receipt.digest().to_vec(),
             outcome: VerdictOutcome::Late as i32,
-            reason: String::new(),
-            sample_proof: Vec::new(),
-            sample_rate: 0.0,
-            compute_units: 0,
-            unix_ms: 0,
-            replay_ms: 0,
             step,
+            ..Default::default()
         };
         let manifest = match self.manifest(&assignment, &job).await? {
             Ok(manifest) => manifest,
             Err(reason) => {
                 verdict.reason = reason;
                 verdict.unix_ms = unix_ms();
-                return Ok(verdict);
+                return Ok(Judgement::Done(Box::new(verdict)));
             }
         };
         let units = cost::compute_units(&manifest.cost.unwrap_or_default());
@@ -159,44 +294,89 @@ impl Judge<'_> {
                 written_ms - assignment.deadline_unix_ms
             );
             verdict.unix_ms = unix_ms();
-            return Ok(verdict);
+            return Ok(Judgement::Done(Box::new(verdict)));
         }
+        let draft = Draft {
+            verdict,
+            sampled,
+            forced,
+            credited,
+        };
         let started = Instant::now();
         let checked = self
-            .check(&receipt, &assignment, &manifest, &assigned, sampled)
+            .check_output(&receipt, &assignment, &manifest, &assigned)
             .await?;
-        verdict.replay_ms = started.elapsed().as_millis() as u64;
-        verdict.unix_ms = unix_ms();
-        match checked {
-            Checked::Passed => {
-                verdict.outcome = if sampled {
-                    verdict.reason = forced.unwrap_or("sampled").to_string();
-                    VerdictOutcome::Verified as i32
-                } else {
-                    VerdictOutcome::Unsampled as i32
-                };
-                // A job earns once. A redo is judged like any result, since
-                // downstream jobs will use it, but it is not paid again.
-                if let Some(first) = credited.filter(|a| *a != attempt) {
-                    verdict.compute_units = 0;
-                    let note = format!("job already credited to attempt {first}: used, not paid");
-                    verdict.reason = if verdict.reason.is_empty() {
-                        note
-                    } else {
-                        format!("{}; {note}", verdict.reason)
-                    };
-                }
+        let ms = started.elapsed().as_millis() as u64;
+        let found = match checked {
+            Ok(artifact) if sampled => {
+                return Ok(Judgement::Replay(Box::new(PendingReplay {
+                    draft,
+                    target: ReplayTarget {
+                        manifest,
+                        artifact,
+                        backend: receipt.backend.clone(),
+                    },
+                    kind,
+                })));
             }
-            Checked::Failed(reason) => {
-                verdict.outcome = VerdictOutcome::Failed as i32;
-                verdict.reason = reason;
-            }
-            Checked::Void(reason) => {
-                verdict.compute_units = 0;
-                verdict.reason = reason;
+            Ok(_) => Checked::Passed,
+            Err(found) => found,
+        };
+        let mut verdict = draft.conclude(found);
+        verdict.replay_ms = ms;
+        Ok(Judgement::Done(Box::new(verdict)))
+    }
+
+    /// [`Judge::judge`], with a sampled receipt replayed here at once.
+    pub async fn judge_here(
+        &self,
+        key: &str,
+        written_ms: u64,
+        credited: Option<u32>,
+    ) -> Result<pb::Verdict, JudgeError> {
+        match self.judge(key, written_ms, credited).await? {
+            Judgement::Done(verdict) => Ok(*verdict),
+            Judgement::Replay(pending) => {
+                let replayed = self.replay(&pending).await?;
+                Ok(pending.conclude(&replayed, None))
             }
         }
-        Ok(verdict)
+    }
+
+    /// Replays a pending receipt here, on this validator's device.
+    pub async fn replay(&self, pending: &PendingReplay) -> Result<Replayed, JudgeError> {
+        self.replay_target(&pending.target).await
+    }
+
+    /// An auditor's replay of the receipt at `key`: every check a sampled
+    /// receipt gets, the replay included, whatever the draw. Attribution
+    /// trouble comes back void: the validator that asked judges that itself.
+    pub async fn audit(&self, key: &str) -> Result<Replayed, JudgeError> {
+        let (receipt, assignment, attributed) = match self.attribute(key).await {
+            Ok(found) => found,
+            Err(JudgeError::Rejected(r)) => {
+                return Ok(Replayed::without_replay(Checked::Void(r.to_string())));
+            }
+            Err(e) => return Err(e),
+        };
+        let manifest = match self.manifest(&assignment, &attributed.job).await? {
+            Ok(manifest) => manifest,
+            Err(reason) => return Ok(Replayed::without_replay(Checked::Void(reason))),
+        };
+        match self
+            .check_output(&receipt, &assignment, &manifest, &attributed.hotkey)
+            .await?
+        {
+            Ok(artifact) => {
+                let target = ReplayTarget {
+                    manifest,
+                    artifact,
+                    backend: receipt.backend.clone(),
+                };
+                self.replay_target(&target).await
+            }
+            Err(checked) => Ok(Replayed::without_replay(checked)),
+        }
     }
 
     /// The owner's manifest that `assignment` commits to. `Ok(Err(reason))`:
@@ -263,26 +443,27 @@ impl Judge<'_> {
         }
     }
 
-    /// The checks an attributable receipt must pass. `Err` is a storage
-    /// problem to retry.
-    async fn check(
+    /// The checks every attributable receipt gets, sampled or not: its
+    /// commitments, and the output artifact its hotkey signed (digest and
+    /// shapes). `Ok(Ok(artifact))`: all hold; `Ok(Err(found))`: they decide
+    /// the verdict; `Err`: a storage problem to retry.
+    async fn check_output(
         &self,
         receipt: &pb::Receipt,
         assignment: &pb::Assignment,
         manifest: &Verified<pb::JobManifest>,
         hotkey: &Hotkey,
-        sampled: bool,
-    ) -> Result<Checked, JudgeError> {
+    ) -> Result<Result<Verified<pb::TensorArtifact>, Checked>, JudgeError> {
         if let Err(broken) =
             attribution::check_commitments(self.bucket.layout(), receipt, assignment)
         {
-            return Ok(Checked::Failed(broken.to_string()));
+            return Ok(Err(Checked::Failed(broken.to_string())));
         }
         if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice() {
-            return Ok(Checked::Void(format!(
+            return Ok(Err(Checked::Void(format!(
                 "manifest {} changed since the assignment: the job is redone",
                 manifest.key()
-            )));
+            ))));
         }
         let output = receipt.output.clone().unwrap_or_default();
         let expected_key = output.key.clone();
@@ -297,15 +478,15 @@ impl Judge<'_> {
             Ok(a) => a,
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
-                return Ok(Checked::Void(format!(
+                return Ok(Err(Checked::Void(format!(
                     "no artifact of this hotkey at {expected_key}, the job is redone: {e}"
-                )));
+                ))));
             }
         };
         if artifact.digest().as_bytes().as_slice() != output.digest.as_slice() {
-            return Ok(Checked::Failed(format!(
+            return Ok(Err(Checked::Failed(format!(
                 "artifact {expected_key} does not match the committed digest"
-            )));
+            ))));
         }
         // Structure is checked on every receipt, sampled or not: the owner
         // refuses a result of the wrong shape, so it must never be paid.
@@ -315,11 +496,18 @@ impl Judge<'_> {
             .map_err(|e| e.to_string())
             .and_then(|spec| locus_workloads::check_outputs(&spec, &artifact.tensors));
         if let Err(e) = shape {
-            return Ok(Checked::Failed(format!("artifact {expected_key}: {e}")));
+            return Ok(Err(Checked::Failed(format!(
+                "artifact {expected_key}: {e}"
+            ))));
         }
-        if !sampled {
-            return Ok(Checked::Passed);
-        }
+        Ok(Ok(artifact))
+    }
+
+    /// Reads the job's inputs (verified against the owner's manifest),
+    /// runs the job on this device and compares with the claimed output.
+    async fn replay_target(&self, target: &ReplayTarget) -> Result<Replayed, JudgeError> {
+        let started = Instant::now();
+        let manifest = &target.manifest;
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
             if let Some(known) = self.inputs.get(input) {
@@ -328,27 +516,27 @@ impl Judge<'_> {
             }
             // The owner signed the manifest: a bad writer key is its own.
             let Ok(writer) = Hotkey::from_bytes(&input.writer) else {
-                return Ok(Checked::Void(format!(
+                return Ok(Replayed::without_replay(Checked::Void(format!(
                     "manifest {} names an invalid input writer",
                     manifest.key()
-                )));
+                ))));
             };
             let got: Verified<pb::TensorArtifact> =
                 match self.bucket.get(&input.key, Expect::Signer(&writer)).await {
                     Ok(got) => got,
                     Err(e) if e.is_transient() => return Err(e.into()),
                     Err(e) => {
-                        return Ok(Checked::Void(format!(
+                        return Ok(Replayed::without_replay(Checked::Void(format!(
                             "input {} cannot be replayed from, the job is redone: {e}",
                             input.key
-                        )));
+                        ))));
                     }
                 };
             if got.digest().as_bytes().as_slice() != input.digest.as_slice() {
-                return Ok(Checked::Void(format!(
+                return Ok(Replayed::without_replay(Checked::Void(format!(
                     "input {} changed since the manifest, the job is redone",
                     input.key
-                )));
+                ))));
             }
             let size = got.size();
             let artifact = std::sync::Arc::new(got.into_inner());
@@ -363,26 +551,37 @@ impl Judge<'_> {
         })
         .await
         .map_err(|e| JudgeError::Replay(e.to_string()))?;
+        let ms = started.elapsed().as_millis() as u64;
         let replayed = match replayed {
             Ok(t) => t,
-            Err(e) => return Ok(Checked::Failed(format!("replay failed: {e}"))),
+            Err(e) => {
+                return Ok(Replayed {
+                    checked: Checked::Failed(format!("replay failed: {e}")),
+                    digest: None,
+                    ms,
+                });
+            }
         };
-        let agreement = if receipt.backend == self.device.backend() {
+        let agreement = if target.backend == self.device.backend() {
             Agreement::Bitwise
         } else {
             Agreement::Relative(manifest.cross_backend_tolerance)
         };
-        Ok(
-            match compare_outputs(&replayed, &artifact.tensors, agreement) {
-                Ok(()) => Checked::Passed,
-                Err(e) => Checked::Failed(format!("replay mismatch: {e}")),
-            },
-        )
+        let checked = match compare_outputs(&replayed, &target.artifact.tensors, agreement) {
+            Ok(()) => Checked::Passed,
+            Err(e) => Checked::Failed(format!("replay mismatch: {e}")),
+        };
+        Ok(Replayed {
+            checked,
+            digest: Some(outputs_digest(&replayed)),
+            ms,
+        })
     }
 }
 
 /// What the checks of one receipt found.
-enum Checked {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
     /// Everything checked holds.
     Passed,
     /// The hotkey's own signed objects prove the result wrong: zero it.

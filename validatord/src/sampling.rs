@@ -12,19 +12,35 @@ use locus_protocol::pb;
 use locus_protocol::{Digest, Hotkey, Keypair};
 
 const DOMAIN: &[u8] = b"locus/v1/sample\0";
+/// Draws whether an auditor's result is replayed again by the validator.
+const RECHECK_DOMAIN: &[u8] = b"locus/v1/recheck\0";
+
+fn message_in(domain: &[u8], key: &str, digest: &Digest) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(domain.len() + key.len() + 36);
+    msg.extend_from_slice(domain);
+    msg.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    msg.extend_from_slice(key.as_bytes());
+    msg.extend_from_slice(digest.as_bytes());
+    msg
+}
 
 fn message(receipt_key: &str, receipt_digest: &Digest) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(DOMAIN.len() + receipt_key.len() + 36);
-    msg.extend_from_slice(DOMAIN);
-    msg.extend_from_slice(&(receipt_key.len() as u32).to_be_bytes());
-    msg.extend_from_slice(receipt_key.as_bytes());
-    msg.extend_from_slice(receipt_digest.as_bytes());
-    msg
+    message_in(DOMAIN, receipt_key, receipt_digest)
 }
 
 /// The sampling proof for a receipt: the validator's signature over it.
 pub fn proof(validator: &Keypair, receipt_key: &str, receipt_digest: &Digest) -> [u8; 64] {
     validator.sign(&message(receipt_key, receipt_digest))
+}
+
+/// Whether the validator replays an auditor's passing result again itself,
+/// drawn like sampling from its signature over the result (key and
+/// digest): fixed once the result exists, unknowable to the auditor.
+pub fn recheck(validator: &Keypair, result_key: &str, result_digest: &Digest, rate: f64) -> bool {
+    is_sampled(
+        &validator.sign(&message_in(RECHECK_DOMAIN, result_key, result_digest)),
+        rate,
+    )
 }
 
 /// A uniform draw in [0, 1) from a proof.
@@ -100,6 +116,26 @@ mod tests {
             assert_eq!(must_replay(kind, false), None);
             assert!(must_replay(kind, true).is_some());
         }
+    }
+
+    #[test]
+    fn rechecks_follow_their_rate_and_differ_from_sampling() {
+        let key = Keypair::generate();
+        let n = 2000;
+        let mut both = 0;
+        let mut rechecked = 0;
+        for i in 0..n {
+            let k = format!("audits/x/results/{i:020}.pb");
+            let d = Digest::of(k.as_bytes());
+            let r = recheck(&key, &k, &d, 0.5);
+            rechecked += r as usize;
+            both += (r && is_sampled(&proof(&key, &k, &d), 0.5)) as usize;
+        }
+        let frac = rechecked as f64 / n as f64;
+        assert!((frac - 0.5).abs() < 0.05, "{frac}");
+        // Independent draws: about a quarter land in both.
+        let joint = both as f64 / n as f64;
+        assert!((joint - 0.25).abs() < 0.05, "{joint}");
     }
 
     #[test]

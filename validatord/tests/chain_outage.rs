@@ -151,6 +151,7 @@ impl World {
             poll_max: Duration::from_millis(50),
             device: Device::Cpu,
             exit_after_run,
+            audit: Default::default(),
             chain: Some(ChainTarget {
                 endpoint: node.endpoint.clone(),
                 netuid: 3,

@@ -76,7 +76,7 @@ impl Fixture {
             on_probation: &|_| false,
             inputs: &InputCache::new(1 << 20),
         };
-        judge.judge(&self.receipt_key, 0, credited).await
+        judge.judge_here(&self.receipt_key, 0, credited).await
     }
 
     /// Replaces the stored receipt with `receipt` signed by `signer`.
@@ -347,7 +347,7 @@ async fn a_second_replay_takes_its_verified_inputs_from_the_cache() {
     let mut reads = Vec::new();
     for _ in 0..2 {
         let before = gets();
-        let verdict = judge.judge(&f.receipt_key, 0, None).await.unwrap();
+        let verdict = judge.judge_here(&f.receipt_key, 0, None).await.unwrap();
         assert_eq!(
             verdict.outcome,
             VerdictOutcome::Verified as i32,

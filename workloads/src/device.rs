@@ -66,6 +66,24 @@ impl Device {
             .collect()
     }
 
+    /// One device per worker process: `listed` if given, else every GPU
+    /// visible to a CUDA build, else `cpu_workers` CPU workers.
+    pub fn for_workers(listed: &[Device], cpu_workers: u32) -> Vec<Device> {
+        if !listed.is_empty() {
+            return listed.to_vec();
+        }
+        let gpus = if Self::cuda_available() {
+            Self::detect_gpus()
+        } else {
+            Vec::new()
+        };
+        if gpus.is_empty() {
+            (0..cpu_workers).map(|_| Device::Cpu).collect()
+        } else {
+            gpus
+        }
+    }
+
     pub fn cuda_available() -> bool {
         cfg!(feature = "cuda")
     }

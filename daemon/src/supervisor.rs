@@ -13,8 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use locus_daemon::Shutdown;
-use locus_workloads::Device;
+use crate::Shutdown;
 use tokio::process::{Child, Command};
 use tracing::{error, info, warn};
 
@@ -29,7 +28,8 @@ pub const CRASH_LOOP_RESTARTS: usize = 3;
 
 struct Slot {
     index: u32,
-    device: Device,
+    /// What the worker runs on (`cpu`, `cuda:0`), passed as `--device`.
+    device: String,
     child: Option<Child>,
     started: Instant,
     delay: Duration,
@@ -51,7 +51,7 @@ impl Slot {
         }
         WorkerHealth {
             index: self.index,
-            device: self.device.to_string(),
+            device: self.device.clone(),
             running: self.child.is_some(),
             restarts: self.restarts,
             recent_restarts: self.recent_exits.len(),
@@ -133,7 +133,7 @@ pub fn worker_metrics_addr(base: std::net::SocketAddr, index: u32) -> Option<std
 /// after it plus `i` (`port + 1 + i`). Registers `worker_restarts_total`,
 /// `workers_running` and the `/healthz` check on `metrics`.
 pub async fn supervise(
-    devices: Vec<Device>,
+    devices: Vec<impl std::fmt::Display>,
     worker_args: Vec<String>,
     metrics_addr: Option<std::net::SocketAddr>,
     metrics: &locus_observe::Metrics,
@@ -150,7 +150,7 @@ pub async fn supervise(
         .enumerate()
         .map(|(i, device)| Slot {
             index: i as u32,
-            device,
+            device: device.to_string(),
             child: None,
             started: Instant::now(),
             delay: Duration::from_secs(1),
@@ -189,7 +189,7 @@ pub async fn supervise(
                     .arg("--index")
                     .arg(slot.index.to_string())
                     .arg("--device")
-                    .arg(slot.device.to_string())
+                    .arg(&slot.device)
                     .kill_on_drop(true);
                 if let Some(addr) = metrics_addr.and_then(|b| worker_metrics_addr(b, slot.index)) {
                     command.arg(format!("--metrics-addr={addr}"));
@@ -221,6 +221,20 @@ pub async fn supervise(
     }
     stop_all(&mut slots).await;
     Ok(total_restarts)
+}
+
+/// Called first in a worker process: a worker must not outlive its
+/// supervisor (killed with `kill -9`, say), or a restarted supervisor would
+/// run a second worker on the same device and prefix.
+pub fn stop_with_supervisor() {
+    // SAFETY: prctl with PR_SET_PDEATHSIG only sets a signal number for this
+    // process; getppid has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        if libc::getppid() == 1 {
+            libc::raise(libc::SIGTERM);
+        }
+    }
 }
 
 /// Asks every worker to stop (SIGTERM: it finishes its current job), then
@@ -299,7 +313,7 @@ mod tests {
         let now = Instant::now();
         let mut slot = Slot {
             index: 3,
-            device: Device::Cpu,
+            device: "cpu".into(),
             child: None,
             started: now,
             delay: Duration::from_secs(1),
