@@ -428,7 +428,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     let paid_attacker = attack::attacker_is_paid(&args, storage.url.starts_with("s3://"));
     #[cfg(not(feature = "fault-injection"))]
     let paid_attacker = false;
-    let audits = audit_report(&bucket, &validator, &auditors).await?;
+    let audits = audit_report(&bucket, &validator, &auditors, &stats, run_secs).await?;
     let verdict = check_outcome(&window, &miners, bad_miner(&args), paid_attacker)
         .and_then(|()| check_shares(&window, &shares))
         .and_then(|()| check_auditors(&args, &audits));
@@ -698,24 +698,49 @@ struct AuditorReport {
     dropped: Option<String>,
 }
 
-/// Prints and returns each auditor's part in the run.
+/// Prints the replays of the run (who ran them, at what CPU cost to the
+/// validator) and returns each auditor's part in it.
 async fn audit_report(
     bucket: &Bucket,
     validator: &Hotkey,
     auditors: &[(PathBuf, Hotkey)],
+    stats: &Path,
+    run_secs: f64,
 ) -> anyhow::Result<Vec<AuditorReport>> {
-    if auditors.is_empty() {
-        return Ok(Vec::new());
-    }
     let layout = bucket.layout();
     let mut on_word = std::collections::HashMap::<Vec<u8>, usize>::new();
+    let mut verified = 0u64;
     for key in bucket.list(&layout.verdicts(RUN_ID), None).await? {
         if let Ok(v) = bucket
             .get::<pb::Verdict>(&key, Expect::Signer(validator))
             .await
+            && v.outcome == pb::VerdictOutcome::Verified as i32
         {
+            verified += 1;
             *on_word.entry(v.auditor.clone()).or_default() += 1;
         }
+    }
+    let validator_cpu = stat(&stats.join("validatord.json"), "cpu_ms").unwrap_or(0);
+    let mut auditor_cpu = 0;
+    for entry in std::fs::read_dir(stats)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("auditor"))
+        {
+            auditor_cpu += stat(&path, "cpu_ms").unwrap_or(0);
+        }
+    }
+    let own = on_word.get(&Vec::new()).copied().unwrap_or(0);
+    println!(
+        "replays: {verified} receipts verified ({:.1} per second of the run), {own} of them on the validator's own replay; validator CPU {:.2} s ({:.1} ms per verified receipt), auditors' CPU {:.2} s",
+        verified as f64 / run_secs.max(1e-9),
+        validator_cpu as f64 / 1000.0,
+        validator_cpu as f64 / verified.max(1) as f64,
+        auditor_cpu as f64 / 1000.0
+    );
+    if auditors.is_empty() {
+        return Ok(Vec::new());
     }
     let mut reports = Vec::new();
     for (_, hotkey) in auditors {

@@ -1,5 +1,6 @@
-//! Bucket request totals written at exit (`--stats-file`), so a local run can
-//! report how many bucket requests each job cost.
+//! Bucket request totals and CPU time written at exit (`--stats-file`), so
+//! a local run can report how many bucket requests and CPU seconds each job
+//! cost.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -15,7 +16,22 @@ pub fn write(path: &Path, bucket: &Bucket, jobs: u64) -> anyhow::Result<()> {
         "bytes_read": c.bytes_read.load(Ordering::Relaxed),
         "errors": c.errors.load(Ordering::Relaxed),
         "jobs": jobs,
+        "cpu_ms": cpu_ms(),
     });
     std::fs::write(path, serde_json::to_vec_pretty(&value)?)?;
     Ok(())
+}
+
+/// CPU time (user and system, all threads) this process used so far.
+pub fn cpu_ms() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0;
+        }
+        usage
+    };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
 }

@@ -7,6 +7,7 @@
 //! | `GET /` | the page (HTML, CSS and JS in one file, no external assets) |
 //! | `GET /api/overview` | stats, workers, runs, latest receipts, latest score window, latest rejections |
 //! | `GET /api/workers` | workers with heartbeat age |
+//! | `GET /api/auditors` | auditors verdicts rest on, and those a validator dropped (with its reason) |
 //! | `GET /api/runs` | runs with per-step progress and eval loss |
 //! | `GET /api/receipts?hotkey=&run=&limit=` | receipts with their verdicts, newest first |
 //! | `GET /api/scores?window=` | a score window (latest by default) with its chain weights |
@@ -292,6 +293,9 @@ fn routes(
                 unix_ms(),
             ))
         });
+    let auditors = warp::path!("api" / "auditors")
+        .and(with())
+        .map(|s: Arc<Shared>| json(&s.snapshot().auditors));
     let rejected = warp::path!("api" / "rejected")
         .and(with())
         .map(|s: Arc<Shared>| json(&s.snapshot().rejected));
@@ -326,6 +330,8 @@ fn routes(
                 .or(hotkey)
                 .unify()
                 .or(rejected)
+                .unify()
+                .or(auditors)
                 .unify()
                 .or(stats)
                 .unify()

@@ -153,6 +153,9 @@ pub struct VerdictView {
     /// The validator's signature the sampling draw comes from (hex): anyone
     /// can check the draw after the fact.
     pub sample_proof: String,
+    /// The auditor whose replay the verdict rests on (SS58); empty when
+    /// the validator replayed it, or nothing was replayed.
+    pub auditor: String,
     /// The receipt digest the verdict commits to (hex).
     pub receipt_digest: String,
 }
@@ -293,6 +296,19 @@ pub struct HotkeyDetail {
     pub receipts: Vec<ReceiptRow>,
 }
 
+/// An auditor as the bucket shows it: verdicts that rest on its replays,
+/// and whether a run's validator dropped it (and why).
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditorView {
+    pub hotkey: String,
+    /// Verdicts of the indexed runs that rest on this auditor's replay.
+    pub verdicts: u64,
+    /// The validator's reason, if it dropped the auditor.
+    pub dropped: Option<String>,
+    pub dropped_by: Option<String>,
+    pub dropped_unix_ms: Option<u64>,
+}
+
 /// The page's main poll: everything but the long lists, which are capped.
 #[derive(Clone, Debug, Serialize)]
 pub struct Overview {
@@ -310,6 +326,7 @@ pub struct Overview {
     pub scores: Option<ScoreView>,
     pub rejected_total: usize,
     pub rejected: Vec<RejectedView>,
+    pub auditors: Vec<AuditorView>,
 }
 
 #[cfg(test)]

@@ -244,8 +244,9 @@ async fn unchanged_bucket_costs_lists_only_and_new_objects_are_read_once() {
         "an unchanged bucket must not be re-read"
     );
     let lists_per_refresh = lists() - after_first.1;
-    // run dirs, run files, jobs, receipts, verdicts, heartbeats, scores, weights
-    assert_eq!(lists_per_refresh, 8);
+    // run dirs, run files, jobs, receipts, verdicts, heartbeats, scores,
+    // weights, dropped auditors
+    assert_eq!(lists_per_refresh, 9);
     eprintln!(
         "first refresh: {} gets, {} lists; unchanged refresh: 0 gets, {lists_per_refresh} lists",
         after_first.0, after_first.1
@@ -362,4 +363,95 @@ async fn any_store_is_read_incrementally_from_its_listing_metadata() {
         .find(|w| w.hotkey == f.miner(1) && w.worker == 0)
         .expect("worker");
     assert_eq!(w.jobs_done, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_are_shown_with_their_verdicts_and_who_dropped_them() {
+    use locus_protocol::{Expect, Keypair, pb};
+    let mut f = Fixture::new().await;
+    let (honest, liar, stranger) = (
+        Keypair::generate().hotkey(),
+        Keypair::generate().hotkey(),
+        Keypair::generate().hotkey(),
+    );
+    // A verdict that rests on the honest auditor's replay.
+    let receipt_key = f.add_job(3, "s00003-inner-m00-r00", 0, 1, None).await;
+    let receipt = f
+        .bucket
+        .get::<pb::Receipt>(&receipt_key, Expect::AnySigner)
+        .await
+        .expect("receipt");
+    let layout = f.bucket.layout().clone();
+    let verdict = pb::Verdict {
+        run_id: RUN.into(),
+        job_id: "s00003-inner-m00-r00".into(),
+        attempt: 1,
+        hotkey: receipt.hotkey.clone(),
+        receipt_key: receipt_key.clone(),
+        receipt_digest: receipt.digest().to_vec(),
+        outcome: VerdictOutcome::Verified as i32,
+        reason: "sampled; replayed by auditor".into(),
+        compute_units: 1000,
+        step: 3,
+        auditor: honest.to_bytes().to_vec(),
+        ..Default::default()
+    };
+    f.bucket
+        .create(
+            &layout.verdict(RUN, 3, "s00003-inner-m00-r00", 1),
+            &verdict,
+            &f.validator,
+        )
+        .await
+        .expect("verdict");
+    // The run's validator dropped the liar; an outsider's record about
+    // the stranger is not a validator's word.
+    let dropped = |auditor: &locus_protocol::Hotkey| pb::AuditorDropped {
+        auditor: auditor.to_bytes().to_vec(),
+        reason: "said failed, the validator's replay found passed".into(),
+        unix_ms: now_ms(),
+    };
+    f.bucket
+        .put(
+            &layout.auditor_dropped(&liar),
+            &dropped(&liar),
+            &f.validator,
+        )
+        .await
+        .expect("dropped record");
+    f.bucket
+        .put(
+            &layout.auditor_dropped(&stranger),
+            &dropped(&stranger),
+            &f.outsider,
+        )
+        .await
+        .expect("forged record");
+    let (addr, stop) = start_ui(&f, Duration::from_millis(100)).await;
+    let auditors = get_json(addr, "/api/auditors").await;
+    let list = auditors.as_array().expect("auditors");
+    assert_eq!(list.len(), 2, "{auditors:#}");
+    let shown = |h: &locus_protocol::Hotkey| {
+        list.iter()
+            .find(|a| a["hotkey"] == h.ss58())
+            .unwrap_or_else(|| panic!("{h} not shown: {auditors:#}"))
+    };
+    assert_eq!(shown(&honest)["verdicts"], 1);
+    assert_eq!(shown(&honest)["dropped"], Value::Null);
+    assert_eq!(shown(&liar)["verdicts"], 0);
+    assert!(
+        shown(&liar)["dropped"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("said failed")),
+        "{auditors:#}"
+    );
+    assert_eq!(shown(&liar)["dropped_by"], f.validator.hotkey().ss58());
+    let overview = get_json(addr, "/api/overview").await;
+    assert_eq!(overview["auditors"], auditors);
+    let rejected = get_json(addr, "/api/rejected").await;
+    assert!(
+        strs(&rejected, "key").contains(&layout.auditor_dropped(&stranger).as_str()),
+        "{rejected:#}"
+    );
+    stop.send(()).ok();
 }

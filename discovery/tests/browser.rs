@@ -150,6 +150,12 @@ async fn page_renders_workers_receipts_and_scores_in_chromium() {
     }
     let rejected = section("rejected-section");
     assert!(rejected.contains(&f.garbage_key) && rejected.contains("not a signed envelope"));
+    // The fixture has no auditor: the table says so instead of staying at
+    // "loading…".
+    assert!(
+        section("auditors-section").contains("no auditor has replayed"),
+        "auditors section not rendered"
+    );
     // The hotkey from the URL opened its detail panel, failures included.
     let detail = section("detail");
     assert!(detail.contains("wide shown"), "detail panel not shown");

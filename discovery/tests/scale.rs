@@ -62,7 +62,7 @@ async fn large_bucket_is_read_once() {
         "unchanged bucket re-read"
     );
     let lists_per_refresh = c.lists.load(Ordering::Relaxed) - lists;
-    assert_eq!(lists_per_refresh, 8);
+    assert_eq!(lists_per_refresh, 9);
     eprintln!(
         "{n} receipts: first refresh {first:?} ({gets} gets, {lists} lists), snapshot {build:?}, \
          unchanged refresh {second:?} (0 gets, {lists_per_refresh} lists)"

@@ -15,7 +15,7 @@
 //! v1/netuid={n}/weights/{window}.pb                              ChainWeights    validator
 //! v1/netuid={n}/audits/{ss58}/jobs/{seq}.pb                      AuditJob        validator
 //! v1/netuid={n}/audits/{ss58}/results/{seq}.pb                   AuditResult     auditor {ss58}
-//! v1/netuid={n}/audits/{ss58}/dropped.pb                         AuditorDropped  validator
+//! v1/netuid={n}/dropped-auditors/{ss58}.pb                       AuditorDropped  validator
 //! ```
 //!
 //! Steps, workers and sequence numbers are zero-padded so that the bucket's
@@ -289,9 +289,24 @@ impl Layout {
         format!("{}{seq:020}.pb", self.audit_results(auditor))
     }
 
+    /// Every validator's records of the auditors it stopped trusting: a
+    /// prefix of its own, so a reader lists them without the audit jobs.
+    pub fn dropped_auditors(&self) -> String {
+        format!("{}/dropped-auditors/", self.root)
+    }
+
     /// Where a validator records that it stopped trusting an auditor.
     pub fn auditor_dropped(&self, auditor: &Hotkey) -> String {
-        format!("{}/audits/{}/dropped.pb", self.root, auditor.ss58())
+        format!("{}{}.pb", self.dropped_auditors(), auditor.ss58())
+    }
+
+    /// The auditor a key under [`Layout::dropped_auditors`] names.
+    pub fn parse_auditor_dropped(&self, key: &str) -> Option<Hotkey> {
+        let ss58 = key
+            .strip_prefix(&self.dropped_auditors())?
+            .strip_suffix(".pb")?;
+        let hotkey: Hotkey = ss58.parse().ok()?;
+        (self.auditor_dropped(&hotkey) == key).then_some(hotkey)
     }
 
     /// The sequence number of an audit job key of `auditor`; exactly the
@@ -468,6 +483,9 @@ mod tests {
         );
         assert_eq!(layout.parse_audit_job(&b, &job), None);
         assert_eq!(layout.parse_audit_result(&a, &job), None);
+        let dropped = layout.auditor_dropped(&a);
+        assert_eq!(layout.parse_auditor_dropped(&dropped), Some(a));
+        assert_eq!(layout.parse_auditor_dropped(&job), None);
         let result = layout.audit_result(&a, 7);
         assert_eq!(layout.parse_audit_result(&a, &result), Some(7));
         assert!(layout.audit_job(&a, 9) < layout.audit_job(&a, 10));

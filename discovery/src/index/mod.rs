@@ -3,7 +3,7 @@
 //! Each [`DiscoveryIndex::refresh`] costs a fixed number of LIST requests
 //! (one for the run directories, one per run for its top-level files, three
 //! per run for jobs, receipts and verdicts, and one each for heartbeats,
-//! scores and weights) plus one GET per object that is new or changed since
+//! scores, weights and dropped auditors) plus one GET per object that is new or changed since
 //! the previous refresh. Objects are verified once and cached:
 //!
 //! * Write-once prefixes (jobs, receipts, verdicts) are listed with
@@ -170,6 +170,7 @@ pub struct DiscoveryIndex {
     heartbeats: BTreeMap<String, Tracked<pb::WorkerHeartbeat>>,
     scores: BTreeMap<String, Tracked<(pb::ScoreWindow, Hotkey)>>,
     weights: BTreeMap<String, Tracked<(pb::ChainWeights, Hotkey)>>,
+    dropped_auditors: BTreeMap<String, Tracked<(pb::AuditorDropped, Hotkey)>>,
     rejected: BTreeMap<String, RejectedView>,
     last_full: Option<Instant>,
     stats: Stats,
@@ -224,6 +225,7 @@ impl DiscoveryIndex {
             heartbeats: BTreeMap::new(),
             scores: BTreeMap::new(),
             weights: BTreeMap::new(),
+            dropped_auditors: BTreeMap::new(),
             rejected: BTreeMap::new(),
             last_full: None,
             stats: Stats::default(),
@@ -390,6 +392,8 @@ impl DiscoveryIndex {
             .await?;
         self.refresh_rewritten::<rewritten::Scores>(report).await?;
         self.refresh_rewritten::<rewritten::Weights>(report).await?;
+        self.refresh_rewritten::<rewritten::DroppedAuditors>(report)
+            .await?;
         Ok(())
     }
 }

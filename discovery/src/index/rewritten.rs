@@ -1,5 +1,5 @@
-//! Objects their writers rewrite in place: worker heartbeats, score windows
-//! and chain weights. Each family is listed with metadata once per refresh
+//! Objects their writers rewrite in place: worker heartbeats, score windows,
+//! chain weights and dropped-auditor records. Each family is listed with metadata once per refresh
 //! and an object is read again only when its version changed, all through
 //! one generic [`DiscoveryIndex::refresh_rewritten`]; a [`Family`] says only
 //! where its objects live, who signs them and what makes one valid.
@@ -182,6 +182,54 @@ impl Family for Weights {
             format!("signed by {signer}, not a validator of a known run")
         })?;
         Ok((w.into_inner(), signer))
+    }
+}
+
+/// A validator's record that it dropped an auditor, signed by a validator
+/// of a known run, for the auditor its key names.
+pub(super) struct DroppedAuditors;
+
+impl Family for DroppedAuditors {
+    type Record = pb::AuditorDropped;
+    type Value = (pb::AuditorDropped, Hotkey);
+    /// The auditor the key names.
+    type Key = Hotkey;
+    const KIND: &'static str = "dropped-auditor record";
+
+    fn prefix(layout: &Layout) -> String {
+        layout.dropped_auditors()
+    }
+
+    fn table(index: &mut DiscoveryIndex) -> &mut BTreeMap<String, Tracked<Self::Value>> {
+        &mut index.dropped_auditors
+    }
+
+    fn parse_key(layout: &Layout, key: &str) -> Result<Self::Key, String> {
+        layout
+            .parse_auditor_dropped(key)
+            .ok_or_else(|| "key is not dropped-auditors/{ss58}.pb".to_string())
+    }
+
+    fn signer(_: &Self::Key) -> Option<&Hotkey> {
+        None
+    }
+
+    fn check(
+        index: &DiscoveryIndex,
+        auditor: &Self::Key,
+        d: Verified<pb::AuditorDropped>,
+    ) -> Result<Self::Value, String> {
+        let signer = *d.signer();
+        check(d.auditor == auditor.to_bytes(), || {
+            format!(
+                "names auditor {}, its key names {auditor}",
+                ss58_of(&d.auditor)
+            )
+        })?;
+        check(index.all_validators().contains(&signer), || {
+            format!("signed by {signer}, not a validator of a known run")
+        })?;
+        Ok((d.into_inner(), signer))
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub scores: Vec<ScoreView>,
     /// Newest first.
     pub rejected: Vec<RejectedView>,
+    /// Auditors verdicts rest on or validators dropped, by hotkey.
+    pub auditors: Vec<AuditorView>,
     pub stats: Stats,
 }
 
@@ -197,6 +199,7 @@ impl DiscoveryIndex {
                 .then_with(|| a.key.cmp(&b.key))
         });
         let stats = self.snapshot_stats();
+        let auditors = self.auditor_views();
         Snapshot {
             netuid: self.bucket.layout().netuid(),
             owner: self.owner.ss58(),
@@ -205,8 +208,44 @@ impl DiscoveryIndex {
             receipts,
             scores,
             rejected,
+            auditors,
             stats,
         }
+    }
+
+    /// Every auditor a verdict rests on or a validator dropped.
+    fn auditor_views(&self) -> Vec<AuditorView> {
+        let mut by_hotkey: BTreeMap<String, AuditorView> = BTreeMap::new();
+        let blank = |hotkey: &str| AuditorView {
+            hotkey: hotkey.to_string(),
+            verdicts: 0,
+            dropped: None,
+            dropped_by: None,
+            dropped_unix_ms: None,
+        };
+        for run in self.runs.values() {
+            for v in run.verdicts.values() {
+                if !v.view.auditor.is_empty() {
+                    by_hotkey
+                        .entry(v.view.auditor.clone())
+                        .or_insert_with(|| blank(&v.view.auditor))
+                        .verdicts += 1;
+                }
+            }
+        }
+        for t in self.dropped_auditors.values() {
+            let Ok((d, signer)) = &t.value else {
+                continue;
+            };
+            let hotkey = ss58_of(&d.auditor);
+            let view = by_hotkey
+                .entry(hotkey.clone())
+                .or_insert_with(|| blank(&hotkey));
+            view.dropped = Some(d.reason.clone());
+            view.dropped_by = Some(signer.ss58());
+            view.dropped_unix_ms = Some(d.unix_ms);
+        }
+        by_hotkey.into_values().collect()
     }
 
     /// Refresh statistics (cheap; the UI publishes them after every refresh).
@@ -412,6 +451,7 @@ impl Snapshot {
             scores: self.scores.first().cloned(),
             rejected_total: self.rejected.len(),
             rejected: self.rejected.iter().take(rejected).cloned().collect(),
+            auditors: self.auditors.clone(),
         }
     }
 }

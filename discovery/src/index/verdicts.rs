@@ -41,6 +41,11 @@ fn entry_of(key: &str, v: Verified<pb::Verdict>) -> VerdictEntry {
             unix_ms: v.unix_ms,
             signature: VERIFIED,
             sample_proof: hex::encode(&v.sample_proof),
+            auditor: if v.auditor.is_empty() {
+                String::new()
+            } else {
+                super::ss58_of(&v.auditor)
+            },
             receipt_digest: hex::encode(&v.receipt_digest),
         },
         receipt_key: v.receipt_key,
