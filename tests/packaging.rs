@@ -382,6 +382,12 @@ fn compose_files_parse_and_have_health_checks() {
                     "{file}: {name}: GPUs"
                 );
             }
+            if image.contains("locus-auditor") {
+                assert!(
+                    !service["deploy"]["resources"]["reservations"]["devices"].is_null(),
+                    "{file}: {name}: GPUs"
+                );
+            }
             if image.contains("locus-validator") {
                 assert!(
                     volumes
