@@ -138,3 +138,25 @@ async fn a_lying_auditor_is_dropped_and_covers_for_no_cheater() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replays_an_auditor_never_answers_are_run_by_the_validator() {
+    let mut absent = setup(0);
+    absent.absent_auditors = 1;
+    absent.audit_timeout = Duration::from_secs(1);
+    let run = run(absent).await;
+    run.assert_complete_and_fair(STEPS);
+    run.assert_credited_once(JOBS);
+    assert!(
+        audited(&run).is_empty(),
+        "a verdict rests on a silent auditor"
+    );
+    let verified = run
+        .verdicts
+        .iter()
+        .filter(|v| v.outcome == VerdictOutcome::Verified as i32)
+        .count();
+    assert!(verified > 0, "nothing was replayed");
+    // Slow is not lying: the silent auditor stays trusted.
+    assert_eq!(run.auditors[0].1, None);
+}

@@ -53,6 +53,11 @@ pub struct Setup {
     pub owner_store: Option<WrapStore>,
     /// Auditor workers replaying for the validator.
     pub auditors: usize,
+    /// Auditors the validator sends replays to that never answer (after
+    /// the working ones).
+    pub absent_auditors: usize,
+    /// How long an auditor has to answer.
+    pub audit_timeout: Duration,
     /// Auditor 0 answers the opposite of what it finds.
     pub lying_auditor: bool,
     /// Fraction of auditors' passing results the validator replays again.
@@ -76,6 +81,8 @@ impl Default for Setup {
             workload: None,
             owner_store: None,
             auditors: 0,
+            absent_auditors: 0,
+            audit_timeout: Duration::from_secs(20),
             lying_auditor: false,
             audit_recheck_rate: 0.1,
         }
@@ -154,6 +161,9 @@ impl System {
         let orchestrator = spawn_orchestrator(&owner_bucket, &owner, &settings, &shutdown).await;
         let judge_bucket = handle();
         let auditor_keys: Vec<Keypair> = (0..setup.auditors).map(|_| Keypair::generate()).collect();
+        let absent: Vec<Hotkey> = (0..setup.absent_auditors)
+            .map(|_| Keypair::generate().hotkey())
+            .collect();
         let mut judge = validatord::driver::Validator::new(
             judge_bucket.clone(),
             owner.hotkey(),
@@ -167,9 +177,13 @@ impl System {
                 exit_after_run: Some(RUN.into()),
                 chain: None,
                 audit: validatord::audit::AuditSettings {
-                    auditors: auditor_keys.iter().map(Keypair::hotkey).collect(),
+                    auditors: auditor_keys
+                        .iter()
+                        .map(Keypair::hotkey)
+                        .chain(absent.iter().copied())
+                        .collect(),
                     recheck_rate: setup.audit_recheck_rate,
-                    timeout: Duration::from_secs(20),
+                    timeout: setup.audit_timeout,
                 },
             },
         );
@@ -216,6 +230,7 @@ impl System {
             let stop = shutdown.clone();
             workers.push(tokio::spawn(async move { auditor.run(&stop).await }));
         }
+        auditors.extend(absent);
         let mut silent = Vec::new();
         for _ in 0..setup.silent {
             let key = Keypair::generate();
