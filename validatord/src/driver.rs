@@ -472,6 +472,11 @@ impl Validator {
                 }
                 return Err(e);
             }
+            if now_complete {
+                // Its final scores are out: what an auditor vouched for in
+                // it is no longer replayed again, and no longer kept.
+                self.on_word.retain(|w| w.run_id != run_id);
+            }
         }
         Ok(progressed)
     }
