@@ -200,9 +200,15 @@ async fn oversized_objects_cost_one_bounded_request() {
 
 /// Two miners, no sampling and no probation: a cheater's outputs go
 /// unverified until a replay it cannot dodge catches it.
+/// Steps of a [`taint`] run. The cheater is caught only by a replay of one
+/// of its reduce or outer jobs from step 2 on; with two miners, four steps
+/// left it none of the four such jobs about one run in sixteen, six steps
+/// (eight jobs) about one in 256.
+const TAINT_STEPS: u32 = 6;
+
 fn taint(attack: Option<FaultMode>) -> Setup {
     Setup {
-        steps: 4,
+        steps: TAINT_STEPS,
         miners: 2,
         sample_rate: 0.0,
         probation_replays: 0,
@@ -212,7 +218,7 @@ fn taint(attack: Option<FaultMode>) -> Setup {
 }
 
 /// A cheater the sampler misses at first: with no sampling and no probation
-/// its corrupt inner outputs are used for two steps, until a replay of one
+/// its corrupt inner outputs are used from step 0, until a replay of one
 /// of its reduce or outer jobs (always replayed) catches it. The run goes
 /// back, recomputes everything built on its unverified output, and ends with
 /// the model of an all-honest run.
@@ -220,7 +226,7 @@ fn taint(attack: Option<FaultMode>) -> Setup {
 async fn a_caught_cheater_s_unverified_work_is_undone() {
     let honest = run(taint(None)).await;
     let attacked = run(taint(Some(FaultMode::Taint))).await;
-    attacked.assert_complete(4, Some(0));
+    attacked.assert_complete(TAINT_STEPS, Some(0));
     assert_eq!(attacked.weight(0), 0.0);
     assert!(attacked.is_banned(0));
     assert!(
@@ -240,14 +246,8 @@ async fn a_caught_cheater_s_unverified_work_is_undone() {
 /// ends with the model of an all-honest run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cheater_caught_after_a_restart_is_undone_from_before_it() {
-    // Six steps: the cheater is caught by a replay of one of its reduce or
-    // outer jobs from step 2 on, and with more steps it surely gets one.
-    let six = |attack| Setup {
-        steps: 6,
-        ..taint(attack)
-    };
-    let honest = run(six(None)).await;
-    let mut system = kit::System::start(six(Some(FaultMode::Taint))).await;
+    let honest = run(taint(None)).await;
+    let mut system = kit::System::start(taint(Some(FaultMode::Taint))).await;
     system.wait_for_steps(1).await;
     let resumed = system.restart_orchestrator().await;
     let at_restart: locus_protocol::Verified<locus_protocol::pb::RunState> = resumed
@@ -258,7 +258,7 @@ async fn a_cheater_caught_after_a_restart_is_undone_from_before_it() {
         .await
         .expect("run state");
     let attacked = system.finish(Duration::from_secs(300)).await;
-    attacked.assert_complete(6, Some(0));
+    attacked.assert_complete(TAINT_STEPS, Some(0));
     assert!(attacked.is_banned(0));
     assert!(
         at_restart.rewinds.is_empty() && at_restart.completed_steps >= 1,
