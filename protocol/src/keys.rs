@@ -37,6 +37,14 @@ pub enum KeyError {
 pub struct Hotkey(VerifyingKey);
 
 impl Hotkey {
+    /// The SS58 address of raw key bytes read from a record, or a note of
+    /// why they are no key, for logs and views.
+    pub fn ss58_of(bytes: &[u8]) -> String {
+        Hotkey::from_bytes(bytes)
+            .map(|h| h.ss58())
+            .unwrap_or_else(|_| format!("<invalid key: {} bytes>", bytes.len()))
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         let array: [u8; 32] = bytes
             .try_into()

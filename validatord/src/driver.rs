@@ -58,24 +58,27 @@ struct RunTrack {
     /// Steps below this are closed: no new receipts are expected there.
     open_from: u32,
     complete: bool,
+    /// Verdicts came in since the score window was last written.
+    unscored: bool,
 }
 
-/// A receipt out with an auditor.
+/// A receipt out with an auditor; its run and key are the pending
+/// verdict's.
 struct Outstanding {
-    run_id: String,
-    receipt_key: String,
     pending: Box<PendingReplay>,
     job_key: String,
     job_digest: locus_protocol::Digest,
     deadline_ms: u64,
 }
 
-/// A verdict that rests on an auditor's word alone: replayed again by the
-/// validator if that auditor is ever caught lying.
-struct OnWord {
-    auditor: Hotkey,
-    run_id: String,
-    verdict: pb::Verdict,
+impl Outstanding {
+    fn run_id(&self) -> &str {
+        &self.pending.verdict().run_id
+    }
+
+    fn receipt_key(&self) -> &str {
+        &self.pending.verdict().receipt_key
+    }
 }
 
 pub struct Validator {
@@ -96,10 +99,11 @@ pub struct Validator {
     auditors: Pool,
     /// Receipts out with auditors, by auditor and audit job number.
     out: BTreeMap<(Hotkey, u64), Outstanding>,
-    /// Verdicts on an auditor's word alone.
-    on_word: Vec<OnWord>,
+    /// Verdicts on an auditor's word alone (the auditor is the verdict's
+    /// field): replayed again here if that auditor is ever caught lying.
+    on_word: Vec<pb::Verdict>,
     /// Verdicts to replay again here: their auditor was dropped.
-    reaudit: std::collections::VecDeque<OnWord>,
+    reaudit: std::collections::VecDeque<pb::Verdict>,
 }
 
 /// Bytes of verified replay inputs kept: a few stages' parameters, within
@@ -239,6 +243,17 @@ impl Validator {
         }
         progressed |= self.collect_audits().await?;
         progressed |= self.reaudit_pass().await;
+        // Verdicts settled outside a run's own scan (auditors' answers,
+        // replays again after a drop): one window write per run and pass.
+        let unscored: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|(_, t)| t.unscored)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for run_id in unscored {
+            self.write_scores(&run_id).await?;
+        }
         Ok(progressed)
     }
 
@@ -295,6 +310,7 @@ impl Validator {
                 auditing: HashSet::new(),
                 open_from: 0,
                 complete: false,
+                unscored: false,
             };
             if let Some(window) = self.final_window(&run_id).await? {
                 // Scored to the end before a restart: nothing in it changes
@@ -390,12 +406,8 @@ impl Validator {
                             *track.replays_passed.entry(hotkey).or_default() += 1;
                         }
                         track.verdicts.push(judged_from(&v, hotkey));
-                        if let Ok(auditor) = Hotkey::from_bytes(&v.auditor) {
-                            on_word.push(OnWord {
-                                auditor,
-                                run_id: run_id.to_string(),
-                                verdict: v.into_inner(),
-                            });
+                        if !v.auditor.is_empty() {
+                            on_word.push(v.into_inner());
                         }
                     }
                 }
@@ -475,7 +487,7 @@ impl Validator {
             if now_complete {
                 // Its final scores are out: what an auditor vouched for in
                 // it is no longer replayed again, and no longer kept.
-                self.on_word.retain(|w| w.run_id != run_id);
+                self.on_word.retain(|v| v.run_id != run_id);
             }
         }
         Ok(progressed)
@@ -536,6 +548,7 @@ impl Validator {
                             compute_units: 0,
                             reason: rejection.to_string(),
                         });
+                        track.unscored = true;
                     }
                 }
                 true
@@ -603,6 +616,7 @@ impl Validator {
             *track.replays_passed.entry(hotkey).or_default() += 1;
         }
         track.verdicts.push(judged_from(&verdict, hotkey));
+        track.unscored = true;
         self.receipts_judged += 1;
         self.counters.verdict(outcome);
         self.counters
@@ -681,8 +695,6 @@ impl Validator {
         self.out.insert(
             (auditor, seq),
             Outstanding {
-                run_id: run_id.to_string(),
-                receipt_key: key.to_string(),
                 pending,
                 job_key,
                 job_digest,
@@ -766,14 +778,14 @@ impl Validator {
                 continue;
             };
             if self.auditors.is_trusted(&at.0) {
-                warn!(run = %out.run_id, receipt = %out.receipt_key, auditor = %at.0, audit = %out.job_key, "the auditor did not answer in time; replaying here");
+                warn!(run = %out.run_id(), receipt = %out.receipt_key(), auditor = %at.0, audit = %out.job_key, "the auditor did not answer in time; replaying here");
             }
-            match self.replay_here(&out.run_id, &out.pending).await {
+            match self.replay_here(out.run_id(), &out.pending).await {
                 Ok(mine) => {
                     progressed |= self.conclude_audit(out, &mine, None).await;
                 }
                 Err(e) => {
-                    warn!(run = %out.run_id, receipt = %out.receipt_key, error = %e, "cannot replay yet; will retry");
+                    warn!(run = %out.run_id(), receipt = %out.receipt_key(), error = %e, "cannot replay yet; will retry");
                     self.out.insert(at, out);
                 }
             }
@@ -811,7 +823,7 @@ impl Validator {
         };
         let answers = result.audit_key == out.job_key
             && result.audit_digest.as_slice() == out.job_digest.as_bytes().as_slice()
-            && result.receipt_key == out.receipt_key
+            && result.receipt_key == out.receipt_key()
             && result.receipt_digest == out.pending.verdict().receipt_digest;
         let drawn = crate::sampling::recheck(
             &self.key,
@@ -827,10 +839,10 @@ impl Validator {
             };
             return self.conclude_audit(out, &replayed, Some(auditor)).await;
         }
-        let mine = match self.replay_here(&out.run_id, &out.pending).await {
+        let mine = match self.replay_here(out.run_id(), &out.pending).await {
             Ok(mine) => mine,
             Err(e) => {
-                warn!(run = %out.run_id, receipt = %out.receipt_key, error = %e, "cannot replay yet; will retry");
+                warn!(run = %out.run_id(), receipt = %out.receipt_key(), error = %e, "cannot replay yet; will retry");
                 self.out.insert((auditor, seq), out);
                 return false;
             }
@@ -857,32 +869,18 @@ impl Validator {
         replayed: &Replayed,
         on_word_of: Option<Hotkey>,
     ) -> bool {
-        let Outstanding {
-            run_id,
-            receipt_key,
-            pending,
-            ..
-        } = out;
+        let (run_id, receipt_key) = (out.run_id().to_string(), out.receipt_key().to_string());
         if let Some(track) = self.runs.get_mut(&run_id) {
             track.auditing.remove(&receipt_key);
         }
-        let verdict = pending.conclude(replayed, on_word_of.as_ref());
-        let written = self.record(&run_id, &receipt_key, verdict.clone()).await;
-        if written && let Some(auditor) = on_word_of {
-            self.on_word.push(OnWord {
-                auditor,
-                run_id: run_id.clone(),
-                verdict,
-            });
+        let verdict = out.pending.conclude(replayed, on_word_of.as_ref());
+        let on_word = on_word_of.is_some().then(|| verdict.clone());
+        // Not written: judged again from the start on the next pass.
+        let written = self.record(&run_id, &receipt_key, verdict).await;
+        if written && let Some(verdict) = on_word {
+            self.on_word.push(verdict);
         }
-        if !written {
-            // Judged again from the start on the next pass.
-            return false;
-        }
-        if let Err(e) = self.write_scores(&run_id).await {
-            warn!(run = %run_id, error = %e, "cannot write scores yet");
-        }
-        true
+        written
     }
 
     /// Drops a lying auditor: the receipts out with it are replayed here
@@ -906,9 +904,10 @@ impl Validator {
         for ((_, _), out) in self.out.range_mut((auditor, 0)..=(auditor, u64::MAX)) {
             out.deadline_ms = 0;
         }
-        let (theirs, others): (Vec<OnWord>, Vec<OnWord>) = std::mem::take(&mut self.on_word)
-            .into_iter()
-            .partition(|w| w.auditor == auditor);
+        let (theirs, others): (Vec<pb::Verdict>, Vec<pb::Verdict>) =
+            std::mem::take(&mut self.on_word)
+                .into_iter()
+                .partition(|v| v.auditor == auditor.to_bytes());
         self.on_word = others;
         self.reaudit.extend(theirs);
     }
@@ -917,39 +916,37 @@ impl Validator {
     /// replay finds wrong has its verdict revised to failed.
     async fn reaudit_pass(&mut self) -> bool {
         let mut progressed = false;
-        while let Some(word) = self.reaudit.pop_front() {
-            let Some(track) = self.runs.get(&word.run_id) else {
+        while let Some(verdict) = self.reaudit.pop_front() {
+            let Some(track) = self.runs.get(&verdict.run_id) else {
                 continue;
             };
             let judge = self.judge(track, &|_| false);
-            let replayed = match judge.audit(&word.verdict.receipt_key).await {
+            let replayed = match judge.audit(&verdict.receipt_key).await {
                 Ok(replayed) => replayed,
                 Err(e) => {
-                    warn!(run = %word.run_id, receipt = %word.verdict.receipt_key, error = %e, "cannot replay again yet; will retry");
-                    self.reaudit.push_front(word);
+                    warn!(run = %verdict.run_id, receipt = %verdict.receipt_key, error = %e, "cannot replay again yet; will retry");
+                    self.reaudit.push_front(verdict);
                     break;
                 }
             };
             let crate::replay::Checked::Failed(why) = replayed.checked else {
                 continue;
             };
-            let mut revised = word.verdict.clone();
+            let mut revised = verdict.clone();
             revised.outcome = VerdictOutcome::Failed as i32;
             revised.reason = format!(
                 "replayed again after auditor {} was dropped: {why}",
-                word.auditor
+                Hotkey::ss58_of(&verdict.auditor)
             );
             revised.auditor = Vec::new();
             revised.unix_ms = unix_ms();
-            if let Err(e) = self.revise(&word.run_id, revised).await {
-                warn!(run = %word.run_id, error = %e, "cannot revise the verdict yet; will retry");
-                self.reaudit.push_front(word);
+            let run_id = verdict.run_id.clone();
+            if let Err(e) = self.revise(&run_id, revised).await {
+                warn!(run = %run_id, error = %e, "cannot revise the verdict yet; will retry");
+                self.reaudit.push_front(verdict);
                 break;
             }
             progressed = true;
-            if let Err(e) = self.write_scores(&word.run_id).await {
-                warn!(run = %word.run_id, error = %e, "cannot write scores yet");
-            }
         }
         progressed
     }
@@ -1028,6 +1025,7 @@ impl Validator {
                 track.credited.remove(&revised.job_id);
             }
             track.verdicts.push(judged_from(&revised, hotkey));
+            track.unscored = true;
         }
         Ok(())
     }
@@ -1050,6 +1048,10 @@ impl Validator {
         };
         let key = self.bucket.layout().score_window(run_id);
         self.bucket.put(&key, &window, &self.key).await?;
+        let Some(track) = self.runs.get_mut(run_id) else {
+            return Ok(());
+        };
+        track.unscored = false;
         if track.complete {
             info!(run = %run_id, receipts = window.receipts, rejected = track.rejected.len(), "final scores written");
             for s in &window.scores {

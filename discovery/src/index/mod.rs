@@ -207,12 +207,6 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     if ok { Ok(()) } else { Err(what()) }
 }
 
-fn ss58_of(bytes: &[u8]) -> String {
-    Hotkey::from_bytes(bytes)
-        .map(|h| h.ss58())
-        .unwrap_or_else(|_| format!("<invalid key: {} bytes>", bytes.len()))
-}
-
 impl DiscoveryIndex {
     pub fn new(bucket: Bucket, owner: Hotkey, cfg: IndexConfig) -> Self {
         DiscoveryIndex {

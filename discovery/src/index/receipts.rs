@@ -6,7 +6,7 @@
 use locus_protocol::attribution;
 use locus_protocol::{Digest, Expect, Hotkey, Layout, Verified, pb};
 
-use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, settled, ss58_of};
+use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check, settled};
 use crate::views::{ReceiptRow, VERIFIED};
 
 #[derive(Debug)]
@@ -59,7 +59,7 @@ fn row_of(key: &str, digest: Digest, r: pb::Receipt) -> ReceiptRow {
         output_digest: hex::encode(&output.digest),
         output_size: output.size,
         key: key.to_string(),
-        hotkey: ss58_of(&r.hotkey),
+        hotkey: Hotkey::ss58_of(&r.hotkey),
         run_id: r.run_id,
         step: r.step,
         job_id: r.job_id,

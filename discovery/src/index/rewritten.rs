@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use locus_protocol::{Expect, Hotkey, Layout, Listed, Record, Verified, pb};
 
-use super::{DiscoveryIndex, RefreshReport, Tracked, Version, answer, check, settled, ss58_of};
+use super::{DiscoveryIndex, RefreshReport, Tracked, Version, answer, check, settled};
 
 /// One family of rewritten objects.
 pub(super) trait Family {
@@ -73,7 +73,7 @@ impl Family for Heartbeats {
             || {
                 format!(
                     "heartbeat names hotkey {} worker {}, its key names {hotkey} worker {worker}",
-                    ss58_of(&hb.hotkey),
+                    Hotkey::ss58_of(&hb.hotkey),
                     hb.worker
                 )
             },
@@ -223,7 +223,7 @@ impl Family for DroppedAuditors {
         check(d.auditor == auditor.to_bytes(), || {
             format!(
                 "names auditor {}, its key names {auditor}",
-                ss58_of(&d.auditor)
+                Hotkey::ss58_of(&d.auditor)
             )
         })?;
         check(index.all_validators().contains(&signer), || {

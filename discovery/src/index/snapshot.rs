@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use locus_protocol::{Hotkey, pb};
 
-use super::{DiscoveryIndex, ss58_of};
+use super::DiscoveryIndex;
 use crate::views::*;
 
 /// Prebuilt views, published after each refresh that changed something.
@@ -159,7 +159,7 @@ impl DiscoveryIndex {
             .iter()
             .filter_map(|(key, t)| {
                 let hb = t.value.as_ref().ok()?;
-                let hotkey = ss58_of(&hb.hotkey);
+                let hotkey = Hotkey::ss58_of(&hb.hotkey);
                 Some(WorkerView {
                     key: key.clone(),
                     receipts: per_worker
@@ -237,7 +237,7 @@ impl DiscoveryIndex {
             let Ok((d, signer)) = &t.value else {
                 continue;
             };
-            let hotkey = ss58_of(&d.auditor);
+            let hotkey = Hotkey::ss58_of(&d.auditor);
             let view = by_hotkey
                 .entry(hotkey.clone())
                 .or_insert_with(|| blank(&hotkey));
@@ -286,19 +286,19 @@ impl DiscoveryIndex {
                     .iter()
                     .zip(w.uids.iter().zip(w.weights.iter()))
                     .map(|(h, (uid, weight))| WeightEntry {
-                        hotkey: ss58_of(h),
+                        hotkey: Hotkey::ss58_of(h),
                         uid: *uid,
                         weight: *weight,
                     })
                     .collect(),
-                unregistered: w.unregistered.iter().map(|h| ss58_of(h)).collect(),
+                unregistered: w.unregistered.iter().map(|h| Hotkey::ss58_of(h)).collect(),
                 signature: VERIFIED,
             });
         let rows = s
             .scores
             .iter()
             .map(|h| {
-                let hotkey = ss58_of(&h.hotkey);
+                let hotkey = Hotkey::ss58_of(&h.hotkey);
                 let entry = weights
                     .as_ref()
                     .and_then(|w| w.entries.iter().find(|e| e.hotkey == hotkey));

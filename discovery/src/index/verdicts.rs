@@ -3,7 +3,7 @@
 //! (digest and hotkey) is checked when the views are built.
 
 use locus_protocol::pb::{self, VerdictOutcome};
-use locus_protocol::{Expect, Verified};
+use locus_protocol::{Expect, Hotkey, Verified};
 
 use super::{DiscoveryIndex, RefreshReport, WriteOnce, answer, check};
 use crate::views::{VERIFIED, VerdictView};
@@ -44,7 +44,7 @@ fn entry_of(key: &str, v: Verified<pb::Verdict>) -> VerdictEntry {
             auditor: if v.auditor.is_empty() {
                 String::new()
             } else {
-                super::ss58_of(&v.auditor)
+                Hotkey::ss58_of(&v.auditor)
             },
             receipt_digest: hex::encode(&v.receipt_digest),
         },
