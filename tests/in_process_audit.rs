@@ -160,3 +160,90 @@ async fn replays_an_auditor_never_answers_are_run_by_the_validator() {
     // Slow is not lying: the silent auditor stays trusted.
     assert_eq!(run.auditors[0].1, None);
 }
+
+/// A stranger with write access to a local bucket works against the audit
+/// prefixes while the run is live: it answers every audit job first with
+/// a bloated object of its own, deletes every other job, plants a job far
+/// ahead of the validator's numbers, and writes a dropped-auditor record
+/// for each auditor. Nothing it writes is an auditor's or the validator's:
+/// the validator replays what went unanswered itself, drops nobody, and
+/// the run ends with the honest model, paid and fair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strangers_writing_the_audit_prefixes_do_not_stop_a_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use locus_protocol::Keypair;
+    use object_store::PutMode;
+
+    let honest = run(setup(0)).await.params;
+    let mut hostile = setup(2);
+    hostile.audit_timeout = Duration::from_secs(1);
+    let system = kit::System::start(hostile).await;
+    let (bucket, auditors) = (system.bucket.clone(), system.auditors.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stranger = Keypair::generate();
+    let attacker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let layout = bucket.layout().clone();
+            let mut planted = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for auditor in &auditors {
+                    let jobs = bucket
+                        .list(&layout.audit_jobs(auditor), None)
+                        .await
+                        .unwrap_or_default();
+                    for (i, job) in jobs.iter().enumerate() {
+                        let Some(seq) = layout.parse_audit_job(auditor, job) else {
+                            continue;
+                        };
+                        let result = layout.audit_result(auditor, seq);
+                        let bloat = vec![0x5a; 1 << 20];
+                        if bucket
+                            .put_bytes(&result, bloat.into(), PutMode::Create)
+                            .await
+                            .is_ok()
+                        {
+                            planted += 1;
+                        }
+                        if i % 2 == 1 {
+                            let _ = bucket.delete(job).await;
+                        }
+                    }
+                    let ahead = pb::AuditJob {
+                        auditor: auditor.to_bytes().to_vec(),
+                        receipt_key: "nowhere".into(),
+                        ..Default::default()
+                    };
+                    let _ = bucket
+                        .put(&layout.audit_job(auditor, u64::MAX / 2), &ahead, &stranger)
+                        .await;
+                    let dropped = pb::AuditorDropped {
+                        auditor: auditor.to_bytes().to_vec(),
+                        reason: "forged".into(),
+                        unix_ms: 0,
+                    };
+                    let _ = bucket
+                        .put(&layout.auditor_dropped(auditor), &dropped, &stranger)
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            planted
+        })
+    };
+    let run = system.finish(Duration::from_secs(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let planted = attacker.await.expect("attacker task");
+    assert!(planted > 0, "the stranger never got an answer in first");
+    run.assert_complete_and_fair(STEPS);
+    run.assert_credited_once(JOBS);
+    assert!(
+        run.params == honest,
+        "the attacked run trained another model"
+    );
+    for (auditor, dropped) in &run.auditors {
+        assert_eq!(dropped, &None, "{auditor} dropped on a stranger's word");
+    }
+}

@@ -370,14 +370,20 @@ impl System {
         }
         let mut audited = Vec::new();
         for auditor in auditors {
-            let dropped = bucket
+            // Only the validator's record says it dropped the auditor; a
+            // stranger's object at the key says nothing.
+            let dropped = match bucket
                 .get_opt::<pb::AuditorDropped>(
                     &layout.auditor_dropped(&auditor),
                     Expect::Signer(&validator.hotkey()),
                 )
                 .await
-                .expect("reading the dropped-auditor record");
-            audited.push((auditor, dropped.map(|d| d.into_inner().reason)));
+            {
+                Ok(record) => record.map(|d| d.into_inner().reason),
+                Err(locus_protocol::BucketError::Rejected(_)) => None,
+                Err(e) => panic!("reading the dropped-auditor record: {e}"),
+            };
+            audited.push((auditor, dropped));
         }
         assert!(!state.param_parts.is_empty(), "final parameters");
         assert_eq!(state.params.as_ref(), state.param_parts.first());
