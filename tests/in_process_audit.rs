@@ -201,7 +201,7 @@ async fn strangers_writing_the_audit_prefixes_do_not_stop_a_run() {
                         let result = layout.audit_result(auditor, seq);
                         let bloat = vec![0x5a; 1 << 20];
                         if bucket
-                            .put_bytes(&result, bloat.into(), PutMode::Create)
+                            .put_bytes(&result, bloat, PutMode::Create)
                             .await
                             .is_ok()
                         {
