@@ -10,6 +10,16 @@ done
 if ! python3 -c "import bittensor_wallet" >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check bittensor-wallet==4.1.1
 fi
+# The commit-reveal tests check our drand timelock encryption against the SDK's
+# own: the current release, and 1.2.0 (the release for the legacy epoch schedule of
+# the runtime our chain bindings are built from) in its own directory.
+if ! python3 -c "import bittensor_drand" >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check bittensor-drand==2.0.0
+fi
+if [ ! -d target/pydeps/bittensor-drand-1.2.0/bittensor_drand ]; then
+  python3 -m pip install -q --disable-pip-version-check \
+    --target target/pydeps/bittensor-drand-1.2.0 bittensor-drand==1.2.0
+fi
 # The export test loads `locus export`'s file with the safetensors package.
 if ! python3 -c "import safetensors.numpy, numpy" >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check safetensors==0.7.0 numpy==2.4.6

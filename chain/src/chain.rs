@@ -1,6 +1,7 @@
 //! The online part: connecting, reading the metagraph, building and submitting weights.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use subxt::config::polkadot::PolkadotExtrinsicParamsBuilder;
 use subxt::config::substrate::SpecVersionForRange;
@@ -9,13 +10,30 @@ use subxt::tx::TransactionStatus;
 use subxt::utils::AccountId32;
 use subxt::{Metadata, OfflineClient, OnlineClient, OnlineClientAtBlock, PolkadotConfig};
 
+use codec::Encode;
+
 use crate::signer::ValidatorSigner;
 use crate::subtensor;
+use crate::subtensor::runtime_types::bounded_collections::bounded_vec::BoundedVec;
+use crate::timelock::{self, RevealSchedule, WeightsTlockPayload};
 use crate::weights::{normalize_max_u16, rate_limited_until};
 use crate::{ChainError, METADATA};
 
 /// How many blocks a signed extrinsic stays valid (its mortality).
 const MORTALITY_BLOCKS: u64 = 64;
+
+/// The chain's bound on a `commit_timelocked_weights` commit (`MAX_CRV3_COMMIT_SIZE_BYTES`).
+pub const MAX_COMMIT_BYTES: usize = 5000;
+
+/// Seconds since the Unix epoch: when a commit is made decides its drand round.
+pub type UnixClock = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+fn system_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
 
 /// A Subtensor node endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +110,11 @@ pub struct WeightsReport {
     /// Block the request was prepared at.
     pub at_block: u64,
     pub outcome: Outcome,
-    /// Whether the subnet has commit-reveal on (always false in a report: such subnets
-    /// are refused with [`ChainError::CommitRevealUnavailable`]).
+    /// Whether the subnet has commit-reveal on: the extrinsic is then a
+    /// `commit_timelocked_weights` whose weights open at `reveal_round`.
     pub commit_reveal: bool,
+    /// The drand quicknet round the committed weights are sealed to.
+    pub reveal_round: Option<u64>,
 }
 
 impl WeightsReport {
@@ -215,8 +235,22 @@ pub fn bundled_offline_client() -> Result<OfflineClient<PolkadotConfig>, ChainEr
     Ok(OfflineClient::new_with_config(config))
 }
 
-/// Decodes a `SubtensorModule::set_weights` extrinsic against the bundled metadata.
-pub fn decode_set_weights(extrinsic: &[u8]) -> Result<DecodedSetWeights, ChainError> {
+/// A signed extrinsic's call, decoded against the bundled metadata.
+struct DecodedExtrinsic<Fields> {
+    pallet: String,
+    call: String,
+    signer: Option<[u8; 32]>,
+    fields: Fields,
+}
+
+/// Decodes `extrinsic` and its call's fields as `Fields` (`what` names the call in errors).
+fn decode_extrinsic<Fields>(
+    extrinsic: &[u8],
+    what: &str,
+) -> Result<DecodedExtrinsic<Fields>, ChainError>
+where
+    Fields: subxt::extrinsics::DecodeAsExtrinsic,
+{
     let client = bundled_offline_client()?;
     let at = client
         .at_block(0u64)
@@ -240,22 +274,62 @@ pub fn decode_set_weights(extrinsic: &[u8]) -> Result<DecodedSetWeights, ChainEr
         Some(_) => return Err(ChainError::Decode("unexpected signer address form".into())),
         None => None,
     };
-    let args = ext
-        .decode_call_data_fields_as::<subtensor::subtensor_module::calls::SetWeights>()
+    let fields = ext
+        .decode_call_data_fields_as::<Fields>()
         .ok_or_else(|| {
-            ChainError::Decode(format!(
-                "{pallet}::{call} is not SubtensorModule::set_weights"
-            ))
+            ChainError::Decode(format!("{pallet}::{call} is not SubtensorModule::{what}"))
         })?
-        .map_err(|e| ChainError::Decode(format!("set_weights arguments: {e}")))?;
-    Ok(DecodedSetWeights {
+        .map_err(|e| ChainError::Decode(format!("{what} arguments: {e}")))?;
+    Ok(DecodedExtrinsic {
         pallet,
         call,
         signer,
-        netuid: args.netuid,
-        dests: args.dests,
-        weights: args.weights,
-        version_key: args.version_key,
+        fields,
+    })
+}
+
+/// Decodes a `SubtensorModule::set_weights` extrinsic against the bundled metadata.
+pub fn decode_set_weights(extrinsic: &[u8]) -> Result<DecodedSetWeights, ChainError> {
+    let decoded = decode_extrinsic::<subtensor::subtensor_module::calls::SetWeights>(
+        extrinsic,
+        "set_weights",
+    )?;
+    Ok(DecodedSetWeights {
+        pallet: decoded.pallet,
+        call: decoded.call,
+        signer: decoded.signer,
+        netuid: decoded.fields.netuid,
+        dests: decoded.fields.dests,
+        weights: decoded.fields.weights,
+        version_key: decoded.fields.version_key,
+    })
+}
+
+/// `commit_timelocked_weights` arguments decoded from an extrinsic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedCommit {
+    /// Signer account, when the extrinsic is signed.
+    pub signer: Option<[u8; 32]>,
+    pub netuid: u16,
+    /// The sealed [`timelock::WeightsTlockPayload`].
+    pub commit: Vec<u8>,
+    pub reveal_round: u64,
+    pub commit_reveal_version: u16,
+}
+
+/// Decodes a `SubtensorModule::commit_timelocked_weights` extrinsic against the bundled
+/// metadata.
+pub fn decode_commit_timelocked_weights(extrinsic: &[u8]) -> Result<DecodedCommit, ChainError> {
+    let decoded = decode_extrinsic::<subtensor::subtensor_module::calls::CommitTimelockedWeights>(
+        extrinsic,
+        "commit_timelocked_weights",
+    )?;
+    Ok(DecodedCommit {
+        signer: decoded.signer,
+        netuid: decoded.fields.netuid,
+        commit: decoded.fields.commit.0,
+        reveal_round: decoded.fields.reveal_round,
+        commit_reveal_version: decoded.fields.commit_reveal_version,
     })
 }
 
@@ -264,6 +338,7 @@ pub fn decode_set_weights(extrinsic: &[u8]) -> Result<DecodedSetWeights, ChainEr
 pub struct Chain {
     client: OnlineClient<PolkadotConfig>,
     url: String,
+    clock: UnixClock,
 }
 
 impl std::fmt::Debug for Chain {
@@ -284,11 +359,21 @@ impl Chain {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Chain { client, url })
+        Ok(Chain {
+            client,
+            url,
+            clock: Arc::new(system_clock),
+        })
     }
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Replaces the clock that dates commits (tests pin it to a round they can open).
+    pub fn with_clock(mut self, clock: UnixClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn at_current_block(&self) -> Result<OnlineClientAtBlock<PolkadotConfig>, ChainError> {
@@ -365,9 +450,6 @@ impl Chain {
             "reading CommitRevealWeightsEnabled",
         )
         .await?;
-        if commit_reveal {
-            return Err(ChainError::CommitRevealUnavailable { netuid });
-        }
         let n = fetch_or_default(
             &storage,
             api.subnetwork_n(),
@@ -405,6 +487,7 @@ impl Chain {
             at_block: block,
             outcome: Outcome::DryRun,
             commit_reveal,
+            reveal_round: None,
         };
 
         let mut rate_limited = None;
@@ -451,20 +534,37 @@ impl Chain {
             }
         }
 
-        let call = subtensor::transactions().subtensor_module().set_weights(
-            netuid,
-            report.uids.clone(),
-            report.weights.clone(),
-            version_key,
-        );
         let params = PolkadotExtrinsicParamsBuilder::new()
             .mortal(MORTALITY_BLOCKS)
             .build();
-        let signed = at
-            .transactions()
-            .create_signed(&call, signer, params)
-            .await
-            .map_err(|e| ChainError::Extrinsic(e.to_string()))?;
+        let signed = if commit_reveal {
+            let sealed = self.seal(&at, signer, netuid, &report).await?;
+            tracing::info!(
+                netuid,
+                reveal_round = sealed.reveal_round,
+                commit_bytes = sealed.commit.len(),
+                "commit-reveal subnet: weights sealed to a drand round"
+            );
+            report.reveal_round = Some(sealed.reveal_round);
+            let call = subtensor::transactions()
+                .subtensor_module()
+                .commit_timelocked_weights(
+                    netuid,
+                    BoundedVec(sealed.commit),
+                    sealed.reveal_round,
+                    sealed.version,
+                );
+            at.transactions().create_signed(&call, signer, params).await
+        } else {
+            let call = subtensor::transactions().subtensor_module().set_weights(
+                netuid,
+                report.uids.clone(),
+                report.weights.clone(),
+                version_key,
+            );
+            at.transactions().create_signed(&call, signer, params).await
+        }
+        .map_err(|e| ChainError::Extrinsic(e.to_string()))?;
         report.extrinsic = signed.encoded().to_vec();
         if mode == Mode::DryRun {
             return Ok(report);
@@ -518,6 +618,71 @@ impl Chain {
             return Ok(report);
         }
     }
+
+    /// Encrypts the report's weights to the drand round in which the chain will reveal
+    /// them, from the subnet's `Tempo`, `RevealPeriodEpochs` and the runtime's block time.
+    async fn seal(
+        &self,
+        at: &OnlineClientAtBlock<PolkadotConfig>,
+        signer: &ValidatorSigner,
+        netuid: u16,
+        report: &WeightsReport,
+    ) -> Result<Sealed, ChainError> {
+        let api = subtensor::storage().subtensor_module();
+        let storage = at.storage();
+        let version = fetch_or_default(
+            &storage,
+            api.commit_reveal_weights_version(),
+            (),
+            "reading CommitRevealWeightsVersion",
+        )
+        .await?;
+        let tempo = fetch_or_default(&storage, api.tempo(), (netuid,), "reading Tempo").await?;
+        let reveal_period_epochs = fetch_or_default(
+            &storage,
+            api.reveal_period_epochs(),
+            (netuid,),
+            "reading RevealPeriodEpochs",
+        )
+        .await?;
+        let slot_ms = at
+            .constants()
+            .entry(subtensor::constants().aura().slot_duration())
+            .map_err(|e| rpc("reading Aura::SlotDuration", e))?;
+        let schedule = RevealSchedule {
+            netuid,
+            tempo: u64::from(tempo),
+            reveal_period_epochs,
+            current_block: report.at_block,
+            block_time_secs: slot_ms as f64 / 1000.0,
+        };
+        let reveal_round = schedule.reveal_round((self.clock)());
+        let payload = WeightsTlockPayload {
+            hotkey: signer.account_id().to_vec(),
+            uids: report.uids.clone(),
+            values: report.weights.clone(),
+            version_key: report.version_key,
+        };
+        let commit = timelock::encrypt(&payload.encode(), reveal_round)?;
+        if commit.len() > MAX_COMMIT_BYTES {
+            return Err(ChainError::CommitTooLarge {
+                bytes: commit.len(),
+                max: MAX_COMMIT_BYTES,
+            });
+        }
+        Ok(Sealed {
+            commit,
+            reveal_round,
+            version,
+        })
+    }
+}
+
+/// Weights sealed for `commit_timelocked_weights`.
+struct Sealed {
+    commit: Vec<u8>,
+    reveal_round: u64,
+    version: u16,
 }
 
 /// `SettingWeightsTooFast` for a module error, else the dispatch error's own text.

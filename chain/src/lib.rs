@@ -2,18 +2,22 @@
 //!
 //! - [`Chain::metagraph`] reads a subnet's hotkey → uid map (and validator permits).
 //! - [`Chain::set_weights`] turns scores into Bittensor weights and signs (dry run) or
-//!   submits a `SubtensorModule::set_weights` extrinsic, respecting the subnet's rate limit.
+//!   submits a `SubtensorModule::set_weights` extrinsic, respecting the subnet's rate limit;
+//!   on a commit-reveal subnet it seals the weights to a drand round ([`timelock`]) and
+//!   sends `commit_timelocked_weights` instead.
 //!
 //! The bindings are generated at build time from `metadata/subtensor-metadata.scale`
 //! (a Subtensor runtime metadata snapshot, V16), so the build needs no chain access.
 
 mod chain;
 mod signer;
+pub mod timelock;
 mod weights;
 
 pub use chain::{
-    Chain, DecodedSetWeights, Metagraph, Mode, Network, Outcome, WeightsReport,
-    bundled_offline_client, decode_set_weights,
+    Chain, DecodedCommit, DecodedSetWeights, MAX_COMMIT_BYTES, Metagraph, Mode, Network, Outcome,
+    UnixClock, WeightsReport, bundled_offline_client, decode_commit_timelocked_weights,
+    decode_set_weights,
 };
 pub use signer::{CryptoType, ValidatorSigner};
 pub use weights::{U16_MAX_WEIGHT, normalize_max_u16, rate_limited_until};
@@ -50,12 +54,10 @@ pub enum ChainError {
     UnknownUid { netuid: u16, uid: u16, n: u16 },
     #[error("validator hotkey {ss58} is not registered on subnet {netuid}")]
     NotRegistered { ss58: String, netuid: u16 },
-    #[error(
-        "subnet {netuid} requires commit-reveal; timelock encryption is not available in this build \
-         (commit_timelocked_weights needs drand timelock (tlock/BF-IBE) encryption of the weights, \
-         which this crate does not implement)"
-    )]
-    CommitRevealUnavailable { netuid: u16 },
+    #[error("cannot seal the weights for commit-reveal: {0}")]
+    Timelock(#[from] timelock::TimelockError),
+    #[error("the sealed weights take {bytes} bytes; the chain takes at most {max} in a commit")]
+    CommitTooLarge { bytes: usize, max: usize },
     #[error("wallet keyfile {path}: {reason}")]
     Wallet { path: String, reason: String },
     #[error("cannot build the extrinsic: {0}")]
@@ -86,7 +88,8 @@ impl ChainError {
             | ChainError::InvalidScore { .. }
             | ChainError::DuplicateUid(_)
             | ChainError::NotRegistered { .. }
-            | ChainError::CommitRevealUnavailable { .. }
+            | ChainError::Timelock(_)
+            | ChainError::CommitTooLarge { .. }
             | ChainError::Wallet { .. }
             | ChainError::Decode(_) => false,
         }

@@ -8,7 +8,14 @@ use codec::{Compact, Encode};
 use futures::io::{BufReader, BufWriter};
 use locus_chain::subtensor;
 use locus_chain::subtensor::runtime_types as rt;
-use locus_chain::{Chain, ChainError, Mode, Outcome, ValidatorSigner, decode_set_weights};
+use locus_chain::timelock::{self, RevealSchedule, WeightsTlockPayload};
+use locus_chain::{
+    Chain, ChainError, Mode, Outcome, ValidatorSigner, decode_commit_timelocked_weights,
+    decode_set_weights,
+};
+
+#[path = "support/drand.rs"]
+mod drand;
 use serde_json::{Value, json};
 use subxt::utils::AccountId32;
 use tokio::net::TcpListener;
@@ -636,25 +643,73 @@ async fn rate_limit_is_respected() {
     assert_eq!(report.outcome, Outcome::Included { finalized: false });
 }
 
+/// On a commit-reveal subnet the weights go out sealed to a drand round, and what the
+/// node receives opens, here and in the Bittensor SDK, to exactly the weights and hotkey
+/// `set_weights` would have sent.
 #[tokio::test]
-async fn commit_reveal_subnet_fails_clearly() {
-    let (url, state) = start(chain_state(&subnet(100, 0, true), Inclusion::Success)).await;
-    let chain = Chain::connect(&url).await.expect("connect");
-    let err = chain
+async fn commit_reveal_subnet_gets_weights_sealed_to_the_reveal_round() {
+    let mut state = chain_state(&subnet(100, 0, true), Inclusion::Success);
+    let api = subtensor::storage().subtensor_module();
+    state
+        .storage
+        .insert(key(api.tempo(), (NETUID,)), 99u16.encode());
+    state
+        .storage
+        .insert(key(api.reveal_period_epochs(), (NETUID,)), 2u64.encode());
+    let slot_ms = offline()
+        .constants()
+        .entry(subtensor::constants().aura().slot_duration())
+        .expect("Aura::SlotDuration");
+    // Pin the clock so that the round the adapter aims at is 1000, whose signature
+    // drand has published.
+    let schedule = RevealSchedule {
+        netuid: NETUID,
+        tempo: 99,
+        reveal_period_epochs: 2,
+        current_block: BEST,
+        block_time_secs: slot_ms as f64 / 1000.0,
+    };
+    let ahead = (schedule.first_reveal_block() + timelock::SECURITY_BLOCK_OFFSET - BEST) as f64
+        * schedule.block_time_secs;
+    let now = (timelock::QUICKNET_GENESIS_UNIX + 3000) as f64 + 1.0 - ahead;
+    assert_eq!(schedule.reveal_round(now), 1000);
+    let (url, state) = start(state).await;
+    let chain = Chain::connect(&url)
+        .await
+        .expect("connect")
+        .with_clock(Arc::new(move || now));
+    let report = chain
         .set_weights(&validator(), NETUID, &SCORES, Mode::Submit)
         .await
-        .expect_err("commit-reveal refused");
-    assert!(matches!(
-        err,
-        ChainError::CommitRevealUnavailable { netuid: NETUID }
-    ));
+        .expect("commit");
+    assert_eq!(report.outcome, Outcome::Included { finalized: false });
+    assert!(report.commit_reveal);
+    assert_eq!(report.reveal_round, Some(1000));
+    let submitted = state.lock().expect("state lock").submitted.clone();
+    assert_eq!(submitted, vec![report.extrinsic.clone()]);
     assert!(
-        err.to_string().contains(
-            "subnet 3 requires commit-reveal; timelock encryption is not available in this build"
-        ),
-        "{err}"
+        decode_set_weights(&submitted[0]).is_err(),
+        "not a set_weights"
     );
-    assert!(state.lock().expect("state lock").submitted.is_empty());
+    let commit = decode_commit_timelocked_weights(&submitted[0]).expect("decodes");
+    assert_eq!(commit.signer, Some(validator().account_id()));
+    assert_eq!(commit.netuid, NETUID);
+    assert_eq!(commit.reveal_round, 1000);
+    assert_eq!(
+        commit.commit_reveal_version, 4,
+        "the chain's CommitRevealWeightsVersion"
+    );
+    let expected = WeightsTlockPayload {
+        hotkey: validator().account_id().to_vec(),
+        uids: vec![1, 2, 3, 4],
+        values: vec![65535, 16384, 32768, 8192],
+        version_key: 2_013,
+    };
+    let signature = hex::decode(drand::ROUND_1000_SIGNATURE).expect("hex");
+    let opened = timelock::decrypt(&commit.commit, &signature).expect("opens at round 1000");
+    assert_eq!(opened, expected.encode());
+    assert_eq!(drand::sdk_decrypt(&commit.commit, 1000), expected.encode());
+    assert_no_unknown(&state);
 }
 
 #[tokio::test]

@@ -243,14 +243,20 @@ fn fill_record(
         .collect();
     record.version_key = report.version_key;
     record.extrinsic = report.extrinsic.clone();
+    record.reveal_round = report.reveal_round.unwrap_or(0);
     record.block_hash = report.block_hash.clone().unwrap_or_default();
     match &report.outcome {
         Outcome::DryRun => {
             info!(window = %window.window_id, uids = report.uids.len(), "weights dry run: extrinsic built and signed, not submitted")
         }
-        Outcome::Included { finalized } => {
-            info!(window = %window.window_id, block = %record.block_hash, finalized, "weights set on chain")
-        }
+        Outcome::Included { finalized } => match report.reveal_round {
+            Some(round) => {
+                info!(window = %window.window_id, block = %record.block_hash, finalized, reveal_round = round, "weights committed on chain, sealed until drand round {round}")
+            }
+            None => {
+                info!(window = %window.window_id, block = %record.block_hash, finalized, "weights set on chain")
+            }
+        },
         Outcome::RateLimited {
             next_block,
             current_block,
@@ -475,7 +481,10 @@ mod tests {
     fn failures_no_retry_fixes_give_up() {
         for e in [
             ChainError::AllScoresZero,
-            ChainError::CommitRevealUnavailable { netuid: 3 },
+            ChainError::CommitTooLarge {
+                bytes: 6000,
+                max: 5000,
+            },
             ChainError::NotRegistered {
                 ss58: "5F".into(),
                 netuid: 3,
