@@ -204,6 +204,10 @@ pub fn table(ledger: &RunLedger) -> String {
         None => "no chain weights".to_string(),
         Some(c) if !c.error.is_empty() => format!("chain weights refused: {}", c.error),
         Some(c) if c.dry_run => format!("chain weights built as a dry run (netuid {})", c.netuid),
+        Some(c) if c.reveal_round != 0 => format!(
+            "chain weights committed on netuid {} in block {}, revealed at drand round {}",
+            c.netuid, c.block_hash, c.reveal_round
+        ),
         Some(c) => format!(
             "chain weights set on netuid {} in block {}",
             c.netuid, c.block_hash
