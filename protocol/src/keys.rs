@@ -230,7 +230,7 @@ impl Keypair {
             && crypto != 0
         {
             return Err(format(format!(
-                "cryptoType {crypto} is not ED25519 (0); create the hotkey with crypto_type=0"
+                "cryptoType {crypto} is not ED25519 (0); create the hotkey with `btcli wallet new-hotkey --crypto-type ed25519` or `locus keygen`"
             )));
         }
         let seed =
