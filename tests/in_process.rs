@@ -181,6 +181,7 @@ async fn a_restarted_validator_does_not_judge_a_finished_run_again() {
             exit_after_run: Some(RUN.into()),
             chain: None,
             audit: Default::default(),
+            clock: locus_protocol::time::Clock::system(),
         },
     );
     let stop = locus_daemon::Shutdown::default();

@@ -246,6 +246,7 @@ async fn run_worker(
         poll_min: Duration::from_millis(common.poll_ms),
         poll_max: Duration::from_secs(1),
         heartbeat_every: Duration::from_secs(common.heartbeat_secs),
+        clock: locus_protocol::time::Clock::system(),
     };
     #[cfg(feature = "fault-injection")]
     if let Some(mode) = common.fault_mode {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::pb;
-use locus_protocol::time::unix_ms;
+use locus_protocol::time::Clock;
 use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, Verified};
 use locus_workloads::Device;
 use tracing::{info, warn};
@@ -20,6 +20,7 @@ use crate::adversary::{Adversary, Honest, Job, Published, Tools};
 /// a restarted worker (see [`Worker::resume_cursor`]).
 pub const RESUME_MARGIN: Duration = Duration::from_secs(600);
 
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub index: u32,
     pub device: Device,
@@ -27,6 +28,8 @@ pub struct WorkerConfig {
     pub poll_min: Duration,
     pub poll_max: Duration,
     pub heartbeat_every: Duration,
+    /// The time leases, grants and heartbeats are dated by (the owner's, in tests).
+    pub clock: Clock,
 }
 
 /// Why an assignment was not executed.
@@ -132,12 +135,9 @@ impl<A: Adversary> Worker<A> {
         let heartbeat = tokio::spawn(heartbeat_loop(
             self.bucket.clone(),
             self.key.clone(),
-            self.cfg.index,
-            self.cfg.device.clone(),
-            self.cfg.heartbeat_every,
+            self.cfg.clone(),
             self.status.clone(),
             shutdown.clone(),
-            self.cfg.owner,
             self.http.clone(),
         ));
         let (adversary, tools) = self.adversary();
@@ -222,7 +222,11 @@ impl<A: Adversary> Worker<A> {
                 return None;
             }
         };
-        let expired_before = unix_ms().saturating_sub(RESUME_MARGIN.as_millis() as u64);
+        let expired_before = self
+            .cfg
+            .clock
+            .now_ms()
+            .saturating_sub(RESUME_MARGIN.as_millis() as u64);
         for key in keys.iter().rev() {
             match self
                 .bucket
@@ -249,7 +253,7 @@ impl<A: Adversary> Worker<A> {
         let assignment = self.verify(key, check_done).await?;
         let (adversary, tools) = self.adversary();
         adversary.after_verify(&tools, &assignment).await?;
-        let started = unix_ms();
+        let started = self.cfg.clock.now_ms();
         let Fetched {
             manifest,
             run,
@@ -316,7 +320,7 @@ impl<A: Adversary> Worker<A> {
         {
             return Err(Skip::AlreadyDone);
         }
-        if assignment.deadline_unix_ms <= unix_ms() {
+        if assignment.deadline_unix_ms <= self.cfg.clock.now_ms() {
             return Err(Skip::Expired);
         }
         Ok(assignment.into_inner())
@@ -461,7 +465,7 @@ impl<A: Adversary> Worker<A> {
             device: self.cfg.device.to_string(),
             cpu_features: self.cpu_features.clone(),
             started_unix_ms: started,
-            finished_unix_ms: unix_ms(),
+            finished_unix_ms: self.cfg.clock.now_ms(),
             claimed_cost: None,
             step: assignment.step,
         };
@@ -496,18 +500,15 @@ impl<A: Adversary> Worker<A> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn heartbeat_loop(
     bucket: Bucket,
     key: Arc<Keypair>,
-    index: u32,
-    device: Device,
-    every: Duration,
+    cfg: WorkerConfig,
     status: Arc<Mutex<Status>>,
     shutdown: Shutdown,
-    owner: Hotkey,
     http: reqwest::Client,
 ) {
+    let (index, every) = (cfg.index, cfg.heartbeat_every);
     let hotkey = key.hotkey();
     let hb_key = bucket.layout().heartbeat(&hotkey, index);
     let mut grant: Option<pb::Grant> = None;
@@ -522,19 +523,17 @@ async fn heartbeat_loop(
         let heartbeat = pb::WorkerHeartbeat {
             hotkey: hotkey.to_bytes().to_vec(),
             worker: index,
-            device: device.to_string(),
-            backend: device.backend().into(),
-            unix_ms: unix_ms(),
+            device: cfg.device.to_string(),
+            backend: cfg.device.backend().into(),
+            unix_ms: cfg.clock.now_ms(),
             current_job,
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
             jobs_done,
         };
         let sent = if bucket.is_remote() {
-            send_granted_heartbeat(
-                &bucket, &key, &owner, &http, &hb_key, &heartbeat, &mut grant,
-            )
-            .await
+            send_granted_heartbeat(&bucket, &key, &cfg, &http, &hb_key, &heartbeat, &mut grant)
+                .await
         } else {
             bucket
                 .put(&hb_key, &heartbeat, &key)
@@ -564,7 +563,7 @@ async fn heartbeat_loop(
 async fn send_granted_heartbeat(
     bucket: &Bucket,
     key: &Keypair,
-    owner: &Hotkey,
+    cfg: &WorkerConfig,
     http: &reqwest::Client,
     hb_key: &str,
     heartbeat: &pb::WorkerHeartbeat,
@@ -572,11 +571,11 @@ async fn send_granted_heartbeat(
 ) -> Result<(), String> {
     let stale = grant
         .as_ref()
-        .is_none_or(|g| g.expires_unix_ms <= unix_ms() + 60_000);
+        .is_none_or(|g| g.expires_unix_ms <= cfg.clock.now_ms() + 60_000);
     if stale {
         let grant_key = bucket.layout().heartbeat_grant(&key.hotkey());
         let signed: Verified<pb::HeartbeatGrant> = bucket
-            .get(&grant_key, Expect::Signer(owner))
+            .get(&grant_key, Expect::Signer(&cfg.owner))
             .await
             .map_err(|e| {
                 format!(

@@ -59,6 +59,7 @@ async fn a_restarted_worker_reads_its_recent_assignments_not_its_history() {
         poll_min: Duration::from_millis(20),
         poll_max: Duration::from_millis(40),
         heartbeat_every: Duration::from_secs(60),
+        clock: locus_protocol::time::Clock::system(),
     };
     let mut worker = Worker::new(bucket.clone(), miner, cfg);
     let shutdown = Shutdown::default();

@@ -101,7 +101,8 @@ pub struct System {
     pub silent: Vec<Hotkey>,
     /// Auditors' hotkeys; the liar, if any, first.
     pub auditors: Vec<Hotkey>,
-    /// The orchestrator's clock: a test moves it forward to run leases out.
+    /// The clock every daemon of the system decides by: a test moves it
+    /// forward to run leases and audit deadlines out.
     pub clock: Clock,
     shutdown: Shutdown,
     settings: orchestratord::driver::Settings,
@@ -185,6 +186,7 @@ impl System {
                     recheck_rate: setup.audit_recheck_rate,
                     timeout: setup.audit_timeout,
                 },
+                clock: clock.clone(),
             },
         );
         let stop = shutdown.clone();
@@ -200,6 +202,7 @@ impl System {
                 poll_min: poll,
                 poll_max: poll * 4,
                 heartbeat_every: Duration::from_secs(1),
+                clock: clock.clone(),
             };
             let stop = shutdown.clone();
             #[cfg(feature = "fault-injection")]
@@ -225,6 +228,7 @@ impl System {
                 poll_max: poll * 4,
                 shard: (0, 1),
                 lie: setup.lying_auditor && index == 0,
+                clock: clock.clone(),
             };
             let mut auditor = validatord::auditor::Auditor::new(handle(), key, cfg);
             let stop = shutdown.clone();

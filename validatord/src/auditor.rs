@@ -16,7 +16,7 @@ use locus_daemon::access::{Access, AccessError};
 use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::pb::{self, AuditOutcome};
 use locus_protocol::runs::RunManifests;
-use locus_protocol::time::unix_ms;
+use locus_protocol::time::Clock;
 use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, Verified};
 use locus_workloads::Device;
 use tracing::{info, warn};
@@ -39,6 +39,8 @@ pub struct AuditorConfig {
     pub shard: (u64, u64),
     /// Test builds only: answer the opposite of what the replay found.
     pub lie: bool,
+    /// The time job deadlines and results are dated by.
+    pub clock: Clock,
 }
 
 /// Bytes of verified replay inputs an auditor keeps.
@@ -157,7 +159,7 @@ impl Auditor {
                 "audit job {key} names another auditor"
             )));
         }
-        if job.deadline_unix_ms < unix_ms() {
+        if job.deadline_unix_ms < self.cfg.clock.now_ms() {
             info!(audit = %key, "audit job expired before it was taken; the validator replays it");
             return Ok(false);
         }
@@ -204,7 +206,7 @@ impl Auditor {
             backend: self.cfg.device.backend().to_string(),
             device: self.cfg.device.to_string(),
             replay_ms: replayed.ms,
-            unix_ms: unix_ms(),
+            unix_ms: self.cfg.clock.now_ms(),
         };
         let access = Access::for_assignment(&self.bucket, &job.sealed_grant, &self.key)
             .map_err(|e| AuditorError::Invalid(e.to_string()))?;

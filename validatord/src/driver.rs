@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::pb::{self, VerdictOutcome};
-use locus_protocol::time::unix_ms;
+use locus_protocol::time::Clock;
 use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair};
 use locus_workloads::Device;
 use tracing::{info, warn};
@@ -39,6 +39,8 @@ pub struct Settings {
     pub chain: Option<ChainTarget>,
     /// Auditors that replay for this validator (none: it replays alone).
     pub audit: AuditSettings,
+    /// The time audit deadlines, grants and records are dated by.
+    pub clock: Clock,
 }
 
 /// What the validator knows about one run.
@@ -656,7 +658,7 @@ impl Validator {
         pending: Box<PendingReplay>,
         auditor: Hotkey,
     ) -> bool {
-        let now = unix_ms();
+        let now = self.settings.clock.now_ms();
         let seq = self.auditors.next_seq(now);
         let layout = self.bucket.layout();
         let job_key = layout.audit_job(&auditor, seq);
@@ -729,7 +731,7 @@ impl Validator {
             self.bucket.layout().audit_result(auditor, seq),
             locus_protocol::presign::Conditions::create_only(grant::AUDIT_RESULT_SIZE),
         )];
-        let granted = grant::presign(&self.bucket, &scope, wanted, unix_ms())?;
+        let granted = grant::presign(&self.bucket, &scope, wanted, self.settings.clock.now_ms())?;
         grant::seal(&granted, auditor)
     }
 
@@ -766,7 +768,7 @@ impl Validator {
                 }
             }
         }
-        let now = unix_ms();
+        let now = self.settings.clock.now_ms();
         let due: Vec<(Hotkey, u64)> = self
             .out
             .iter()
@@ -895,7 +897,7 @@ impl Validator {
         let record = pb::AuditorDropped {
             auditor: auditor.to_bytes().to_vec(),
             reason,
-            unix_ms: unix_ms(),
+            unix_ms: self.settings.clock.now_ms(),
         };
         let key = self.bucket.layout().auditor_dropped(&auditor);
         if let Err(e) = self.bucket.put(&key, &record, &self.key).await {
@@ -939,7 +941,7 @@ impl Validator {
                 Hotkey::ss58_of(&verdict.auditor)
             );
             revised.auditor = Vec::new();
-            revised.unix_ms = unix_ms();
+            revised.unix_ms = self.settings.clock.now_ms();
             let run_id = verdict.run_id.clone();
             if let Err(e) = self.revise(&run_id, revised).await {
                 warn!(run = %run_id, error = %e, "cannot revise the verdict yet; will retry");
@@ -996,7 +998,7 @@ impl Validator {
         };
         revised.outcome = VerdictOutcome::Failed as i32;
         revised.reason = reason;
-        revised.unix_ms = unix_ms();
+        revised.unix_ms = self.settings.clock.now_ms();
         Ok(self.revise(run_id, revised).await?)
     }
 
@@ -1037,7 +1039,7 @@ impl Validator {
         let window = pb::ScoreWindow {
             window_id: run_id.to_string(),
             run_ids: vec![run_id.to_string()],
-            unix_ms: unix_ms(),
+            unix_ms: self.settings.clock.now_ms(),
             scores: scoring::score(&track.verdicts),
             complete: track.complete,
             receipts: track

@@ -250,6 +250,7 @@ async fn main() -> anyhow::Result<()> {
             recheck_rate: args.audit_recheck_rate,
             timeout: Duration::from_secs(args.audit_timeout_secs),
         },
+        clock: locus_protocol::time::Clock::system(),
     };
     if !settings.audit.auditors.is_empty() {
         tracing::info!(
@@ -322,6 +323,7 @@ async fn run_auditor(
                 poll_max: Duration::from_secs(1),
                 shard: (u64::from(*index), auditor.shards),
                 lie: auditor.lie(),
+                clock: locus_protocol::time::Clock::system(),
             };
             tracing::info!(worker = index, auditor = %key.hotkey(), "auditor worker starting");
             let mut worker = Auditor::new(bucket.clone(), key, cfg);

@@ -152,6 +152,7 @@ impl World {
             device: Device::Cpu,
             exit_after_run,
             audit: Default::default(),
+            clock: locus_protocol::time::Clock::system(),
             chain: Some(ChainTarget {
                 endpoint: node.endpoint.clone(),
                 netuid: 3,
