@@ -76,6 +76,15 @@ impl BucketError {
     }
 }
 
+/// The kind of a bucket request, for counting and tracing.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Get,
+    Put,
+    Delete,
+    List,
+}
+
 /// Requests made through one [`Bucket`] handle (and its clones), with their
 /// cumulative latency, for metrics and the requests-per-job figure.
 #[derive(Debug, Default)]
@@ -98,13 +107,15 @@ impl RequestCounts {
             + self.lists.load(Ordering::Relaxed)
     }
 
-    fn record<T, E>(
-        &self,
-        count: &AtomicU64,
-        micros: &AtomicU64,
-        started: Instant,
-        result: &Result<T, E>,
-    ) {
+    /// Counts one request; at trace level (`RUST_LOG=locus_protocol::bucket=trace`)
+    /// logs it with its key, which is how a request budget is taken apart.
+    fn record<T, E>(&self, op: Op, key: &str, started: Instant, result: &Result<T, E>) {
+        let (count, micros) = match op {
+            Op::Get => (&self.gets, &self.get_micros),
+            Op::Put | Op::Delete => (&self.puts, &self.put_micros),
+            Op::List => (&self.lists, &self.list_micros),
+        };
+        tracing::trace!(op = ?op, key, ok = result.is_ok(), "bucket request");
         count.fetch_add(1, Ordering::Relaxed);
         micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if result.is_err() {
@@ -411,7 +422,7 @@ impl Bucket {
             .put_opts(&Path::from(key), PutPayload::from(bytes), options)
             .await;
         let c = &self.counts;
-        c.record(&c.puts, &c.put_micros, started, &result);
+        c.record(Op::Put, key, started, &result);
         result.map_err(|e| BucketError::storage(key, e))?;
         Ok(())
     }
@@ -422,7 +433,7 @@ impl Bucket {
         let started = Instant::now();
         let result = self.store.delete(&Path::from(key)).await;
         let c = &self.counts;
-        c.record(&c.puts, &c.put_micros, started, &result);
+        c.record(Op::Delete, key, started, &result);
         match result {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(BucketError::storage(key, e)),
@@ -447,7 +458,7 @@ impl Bucket {
         let started = Instant::now();
         let result = self.store.get(&Path::from(key)).await;
         let c = &self.counts;
-        c.record(&c.gets, &c.get_micros, started, &result);
+        c.record(Op::Get, key, started, &result);
         let result = result.map_err(|e| BucketError::storage(key, e))?;
         let version = version(
             result.meta.size,
@@ -565,7 +576,7 @@ impl Bucket {
         };
         let listed: Result<Vec<_>, _> = stream.try_collect().await;
         let c = &self.counts;
-        c.record(&c.lists, &c.list_micros, started, &listed);
+        c.record(Op::List, prefix, started, &listed);
         let metas = match listed {
             Ok(metas) => metas,
             Err(object_store::Error::NotFound { .. }) => Vec::new(),
@@ -635,7 +646,7 @@ impl Bucket {
         let dir = Path::from(prefix.trim_end_matches('/'));
         let listed = self.store.list_with_delimiter(Some(&dir)).await;
         let c = &self.counts;
-        c.record(&c.lists, &c.list_micros, started, &listed);
+        c.record(Op::List, prefix, started, &listed);
         match listed {
             Ok(listing) => Ok((listing.common_prefixes, listing.objects)),
             Err(object_store::Error::NotFound { .. }) => Ok((Vec::new(), Vec::new())),

@@ -21,6 +21,11 @@ use crate::weights::{ChainTarget, WeightPusher};
 /// How often the bucket is listed for new runs: one LIST, and the owner
 /// waits for this validator's first verdicts of a new run.
 const RUN_DISCOVERY_EVERY: Duration = Duration::from_secs(1);
+/// How often a live run's provisional score window is rewritten. It is for
+/// readers (the UI, `locus ledger`); nothing waits on it, and rewriting it
+/// after every verdict cost a PUT per receipt. The final window is written
+/// as soon as the run is complete.
+const PROVISIONAL_SCORES_EVERY: Duration = Duration::from_secs(2);
 
 /// Signers of rejected receipts listed per run, at most.
 const MAX_REJECTED_SIGNERS: usize = 256;
@@ -62,6 +67,8 @@ struct RunTrack {
     complete: bool,
     /// Verdicts came in since the score window was last written.
     unscored: bool,
+    /// When the score window was last written.
+    scores_written: Option<Instant>,
 }
 
 /// A receipt out with an auditor; its run and key are the pending
@@ -246,11 +253,16 @@ impl Validator {
         progressed |= self.collect_audits().await?;
         progressed |= self.reaudit_pass().await;
         // Verdicts settled outside a run's own scan (auditors' answers,
-        // replays again after a drop): one window write per run and pass.
+        // replays again after a drop) and live runs: a provisional window at
+        // most every PROVISIONAL_SCORES_EVERY.
         let unscored: Vec<String> = self
             .runs
             .iter()
-            .filter(|(_, t)| t.unscored)
+            .filter(|(_, t)| {
+                t.unscored
+                    && t.scores_written
+                        .is_none_or(|at| at.elapsed() >= PROVISIONAL_SCORES_EVERY)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for run_id in unscored {
@@ -313,6 +325,7 @@ impl Validator {
                 open_from: 0,
                 complete: false,
                 unscored: false,
+                scores_written: None,
             };
             if let Some(window) = self.final_window(&run_id).await? {
                 // Scored to the end before a restart: nothing in it changes
@@ -477,7 +490,8 @@ impl Validator {
             track.open_from = state.completed_steps.saturating_sub(1);
         }
         let now_complete = state.done && all_settled;
-        if progressed || now_complete {
+        // A live run's window waits for the pass's throttled write (`tick`).
+        if now_complete {
             track.complete = now_complete;
             if let Err(e) = self.write_scores(run_id).await {
                 // Not complete until the complete window is in the bucket.
@@ -1054,6 +1068,7 @@ impl Validator {
             return Ok(());
         };
         track.unscored = false;
+        track.scores_written = Some(Instant::now());
         if track.complete {
             info!(run = %run_id, receipts = window.receipts, rejected = track.rejected.len(), "final scores written");
             for s in &window.scores {
