@@ -40,6 +40,7 @@ pub const SECURITY_BLOCK_OFFSET: u64 = 3;
 const HASH_LEN: usize = 32;
 const G2_COMPRESSED_LEN: usize = 96;
 const CIPHER_SUITE: &[u8] = b"AES_GCM_";
+const AES_GCM_NONCE_LEN: usize = 12;
 /// No field of a commit is longer than the chain's own bound on a commit (5000 bytes).
 const MAX_FIELD_LEN: u64 = 8 * 1024;
 
@@ -157,6 +158,7 @@ pub fn decrypt(ciphertext: &[u8], signature: &[u8]) -> Result<Vec<u8>, TimelockE
     let v = hash_field(&mut input, "v")?;
     let w = hash_field(&mut input, "w")?;
     let body = get_bytes(&mut input, "the body")?.to_vec();
+    check_aes_framing(&body)?;
     let cipher_suite = get_bytes(&mut input, "the cipher suite")?.to_vec();
     if cipher_suite != CIPHER_SUITE {
         return Err(TimelockError::Malformed(format!(
@@ -229,6 +231,23 @@ fn get_bytes<'a>(input: &mut &'a [u8], what: &str) -> Result<&'a [u8], TimelockE
     take(input, len as usize, what)
 }
 
+/// The body is an AES-GCM output, `ciphertext` then `nonce`, each length-prefixed.
+/// `timelock` decodes it with ark-serialize, which trusts the prefixes; check them
+/// against the body first so a forged length is an error, not an allocation.
+fn check_aes_framing(body: &[u8]) -> Result<(), TimelockError> {
+    let mut rest = body;
+    get_bytes(&mut rest, "the body's ciphertext")?;
+    let nonce = get_bytes(&mut rest, "the body's nonce")?;
+    if nonce.len() != AES_GCM_NONCE_LEN || !rest.is_empty() {
+        return Err(TimelockError::Malformed(format!(
+            "the body's nonce is {} bytes with {} after it; expected {AES_GCM_NONCE_LEN} and none",
+            nonce.len(),
+            rest.len()
+        )));
+    }
+    Ok(())
+}
+
 fn hash_field(input: &mut &[u8], what: &str) -> Result<[u8; HASH_LEN], TimelockError> {
     let bytes = get_bytes(input, what)?;
     <[u8; HASH_LEN]>::try_from(bytes).map_err(|_| {
@@ -299,6 +318,13 @@ mod tests {
         bloated.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(
             matches!(decrypt(&bloated, &signature()), Err(TimelockError::Malformed(m)) if m.contains("exceeds"))
+        );
+        // So is one inside the body, whose fields timelock would otherwise trust.
+        let body_at = G2_COMPRESSED_LEN + 2 * (8 + HASH_LEN) + 8;
+        let mut inner = sealed.clone();
+        inner[body_at..body_at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(
+            matches!(decrypt(&inner, &signature()), Err(TimelockError::Malformed(m)) if m.contains("exceeds"))
         );
         let mut trailing = sealed.clone();
         trailing.push(0);
