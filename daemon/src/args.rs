@@ -3,6 +3,48 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::limits::{Setting, SettingError, check_worker_ports};
+
+/// Which devices a supervisor forks its workers on: miners and auditors
+/// choose them the same way.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// CPU workers to run when no device list is given and no GPU is found;
+    /// at least 1.
+    #[arg(long, env = "LOCUS_WORKERS", default_value_t = 1, value_parser = crate::limits::workers())]
+    pub workers: u32,
+    /// Devices, one worker each (e.g. `cuda:0,cuda:1` or `cpu,cpu`). Default:
+    /// every visible GPU in a CUDA build, else `--workers` CPU workers.
+    /// `cuda:N` needs a build with `--features cuda`.
+    #[arg(long, env = "LOCUS_DEVICES", value_delimiter = ',')]
+    pub devices: Vec<locus_workloads::Device>,
+}
+
+impl DeviceArgs {
+    /// One device per worker: the `--devices` list, else every visible GPU
+    /// in a CUDA build, else `--workers` CPU workers.
+    pub fn resolve(&self) -> Vec<locus_workloads::Device> {
+        locus_workloads::Device::for_workers(&self.devices, self.workers)
+    }
+
+    /// Start-up check of what parsing cannot see: every listed device is one
+    /// this build and host can use, and the metrics port leaves room for a
+    /// port per worker.
+    pub fn check(&self, metrics_addr: Option<SocketAddr>) -> Result<(), SettingError> {
+        let devices = Setting::new("devices", "LOCUS_DEVICES");
+        for device in &self.devices {
+            device
+                .check_available()
+                .map_err(|why| devices.invalid(device, why))?;
+        }
+        if let Some(addr) = metrics_addr {
+            let setting = Setting::new("metrics-addr", "LOCUS_METRICS_ADDR");
+            check_worker_ports(setting, addr, self.resolve().len())?;
+        }
+        Ok(())
+    }
+}
+
 /// Observability flags: logs, metrics and request statistics.
 #[derive(clap::Args, Debug, Clone)]
 pub struct OpsArgs {

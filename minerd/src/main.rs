@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use locus_daemon::args::DeviceArgs;
 use locus_daemon::limits::{self, Setting, SettingError};
 use locus_daemon::{Shutdown, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey, Keypair};
@@ -22,15 +23,8 @@ use minerd::worker::{Worker, WorkerConfig};
 struct Cli {
     #[command(flatten)]
     common: Common,
-    /// CPU workers to run when no device list is given and no GPU is found;
-    /// at least 1.
-    #[arg(long, env = "LOCUS_WORKERS", default_value_t = 1, value_parser = limits::workers())]
-    workers: u32,
-    /// Devices, one worker each (e.g. `cuda:0,cuda:1` or `cpu,cpu`). Default:
-    /// every visible GPU in a CUDA build, else `--workers` CPU workers.
-    /// `cuda:N` needs a build with `--features cuda`.
-    #[arg(long, env = "LOCUS_DEVICES", value_delimiter = ',')]
-    devices: Vec<Device>,
+    #[command(flatten)]
+    devices: DeviceArgs,
     /// Serve Prometheus `/metrics` and `/healthz` on this address; worker
     /// `i` serves its own `/metrics` and `/healthz` on the port after it plus
     /// `i` (so the port must leave room for every worker). The supervisor's
@@ -186,10 +180,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// One device per worker: the `--devices` list, else every visible GPU in a
-/// CUDA build, else `--workers` CPU workers.
 fn devices(cli: &Cli) -> Vec<Device> {
-    Device::for_workers(&cli.devices, cli.workers)
+    cli.devices.resolve()
 }
 
 /// Start-up checks of what parsing cannot see (each flag's own range is
@@ -204,14 +196,7 @@ fn check(cli: &Cli) -> Result<(), SettingError> {
     if let Some(Command::Worker { device, .. }) = &cli.command {
         return usable(Setting::flag("device"), device);
     }
-    for device in &cli.devices {
-        usable(Setting::new("devices", "LOCUS_DEVICES"), device)?;
-    }
-    if let Some(addr) = cli.metrics_addr {
-        let setting = Setting::new("metrics-addr", "LOCUS_METRICS_ADDR");
-        limits::check_worker_ports(setting, addr, devices(cli).len())?;
-    }
-    Ok(())
+    cli.devices.check(cli.metrics_addr)
 }
 
 async fn run_worker(

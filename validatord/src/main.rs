@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use locus_daemon::args::DeviceArgs;
 use locus_daemon::{Shutdown, limits, logging, stats, telemetry};
 use locus_protocol::{Bucket, Hotkey};
 use locus_workloads::Device;
@@ -146,14 +147,8 @@ struct AuditorArgs {
     /// The validator whose audit jobs to take (SS58).
     #[arg(long, env = "LOCUS_VALIDATOR")]
     validator: Hotkey,
-    /// CPU workers when no device list is given and no GPU is found; at
-    /// least 1.
-    #[arg(long, env = "LOCUS_WORKERS", default_value_t = 1, value_parser = limits::workers())]
-    workers: u32,
-    /// Devices, one worker each (e.g. `cuda:0,cuda:1`). Default: every
-    /// visible GPU in a CUDA build, else `--workers` CPU workers.
-    #[arg(long, env = "LOCUS_DEVICES", value_delimiter = ',')]
-    devices: Vec<Device>,
+    #[command(flatten)]
+    devices: DeviceArgs,
     /// Worker processes of this auditor, which split its jobs (set by the
     /// supervisor for its workers).
     #[arg(long, hide = true, default_value_t = 1)]
@@ -188,10 +183,8 @@ impl AuditorArgs {
         false
     }
 
-    /// One device per worker: the `--devices` list, else every visible GPU
-    /// in a CUDA build, else `--workers` CPU workers.
     fn devices(&self) -> Vec<Device> {
-        Device::for_workers(&self.devices, self.workers)
+        self.devices.resolve()
     }
 }
 
@@ -285,14 +278,7 @@ fn check(args: &Args) -> Result<(), limits::SettingError> {
             if let Some(AuditorWorker::Worker { device, .. }) = &auditor.worker {
                 return usable(limits::Setting::flag("device"), device);
             }
-            for device in &auditor.devices {
-                usable(limits::Setting::new("devices", "LOCUS_DEVICES"), device)?;
-            }
-            if let Some(addr) = args.ops.metrics_addr {
-                let setting = limits::Setting::new("metrics-addr", "LOCUS_METRICS_ADDR");
-                limits::check_worker_ports(setting, addr, auditor.devices().len())?;
-            }
-            Ok(())
+            auditor.devices.check(args.ops.metrics_addr)
         }
     }
 }
