@@ -375,10 +375,8 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     print_table(&window, &miners, bad_miner(&args));
     let losses: Vec<String> = state.eval_loss.iter().map(|l| format!("{l:.5}")).collect();
     println!("eval loss by step: [{}]", losses.join(", "));
-    if let Some(entropy) = args.workload.heldout_unigram_entropy()? {
-        println!(
-            "held-out unigram entropy: {entropy:.4} nats (the loss of a model that knows only token frequencies)"
-        );
+    if let Some(bars) = args.workload.loss_bars()? {
+        println!("{}", bars.report(state.eval_loss.last().copied()));
     }
     println!(
         "final parameters: {}",

@@ -39,10 +39,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.device
     );
     let started = Instant::now();
+    let mut last_eval = None;
     for step in 0..args.steps {
         let t = Instant::now();
         let losses = trainer.step(step)?;
         let secs = t.elapsed().as_secs_f64();
+        last_eval = losses.eval_loss.or(last_eval);
         let show = |l: Option<f32>| l.map_or("-".to_string(), |l| format!("{l:.5}"));
         println!(
             "step {}/{}: train loss {}, eval loss {}, {secs:.2} s ({:.0} examples/s)",
@@ -59,8 +61,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         trainer.jobs,
         per_step as f64 * args.steps as f64 / total
     );
-    if let Some(entropy) = args.workload.heldout_unigram_entropy()? {
-        println!("held-out unigram entropy: {entropy:.4} nats");
+    if let Some(bars) = args.workload.loss_bars()? {
+        println!("{}", bars.report(last_eval));
     }
     let params = trainer.params_after(args.steps - 1);
     println!(

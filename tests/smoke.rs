@@ -44,7 +44,11 @@ fn gpt_pipe_smoke_equals_the_single_process_trainer() {
     let out = smoke(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "gpt_pipe smoke failed:\n{stdout}");
-    assert!(stdout.contains("held-out unigram entropy: "), "{stdout}");
+    assert!(
+        stdout.contains("held-out loss bars: corpus unigram entropy "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("final held-out loss "), "{stdout}");
     let trained = common::locus()
         .arg("train")
         .args(["--steps", "2"])

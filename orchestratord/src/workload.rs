@@ -22,6 +22,42 @@ pub enum WorkloadName {
     GptPipe,
 }
 
+/// gpt_pipe: the losses a held-out loss is measured against (nats per
+/// token).
+#[derive(Clone, Copy, Debug)]
+pub struct LossBars {
+    /// Unigram entropy of the whole token file: the bar a trained model's
+    /// held-out loss must get below.
+    pub corpus_entropy: f64,
+    /// The held-out split's own unigram entropy: what knowing its
+    /// frequencies in hindsight would score.
+    pub heldout_entropy: f64,
+    /// The held-out loss of a model that knows only the training split's
+    /// token frequencies (the untrained model with the owner's output bias).
+    pub frequency_model: f64,
+}
+
+impl LossBars {
+    /// The lines `locus train` and the smoke print after the last step.
+    pub fn report(&self, final_eval_loss: Option<f32>) -> String {
+        let mut out = format!(
+            "held-out loss bars: corpus unigram entropy {:.4} nats; a model that knows only the training split's token frequencies scores {:.4} on the held-out split, whose own unigram entropy is {:.4}",
+            self.corpus_entropy, self.frequency_model, self.heldout_entropy
+        );
+        if let Some(loss) = final_eval_loss {
+            let verdict = if f64::from(loss) < self.corpus_entropy {
+                "below"
+            } else {
+                "NOT below"
+            };
+            out.push_str(&format!(
+                "\nfinal held-out loss {loss:.4}: {verdict} the corpus's unigram entropy"
+            ));
+        }
+        out
+    }
+}
+
 /// What the run trains: shared by `orchestratord` and `locus local-smoke`.
 #[derive(Args, Clone, Debug)]
 pub struct WorkloadArgs {
@@ -72,7 +108,7 @@ pub struct WorkloadArgs {
     #[arg(long, env = "LOCUS_FULL_VOCAB")]
     pub full_vocab: bool,
     /// gpt_pipe: AdamW learning rate.
-    #[arg(long, env = "LOCUS_LR", default_value_t = 1e-2)]
+    #[arg(long, env = "LOCUS_LR", default_value_t = 2.5e-3)]
     pub lr: f32,
 }
 
@@ -111,23 +147,45 @@ impl WorkloadArgs {
         }
     }
 
-    /// gpt_pipe: the unigram entropy of the held-out tokens, the bar a
-    /// trained model's held-out loss should get below.
-    pub fn heldout_unigram_entropy(&self) -> anyhow::Result<Option<f64>> {
+    /// gpt_pipe: the losses a trained model's held-out loss is measured
+    /// against, from the owner's token file.
+    pub fn loss_bars(&self) -> anyhow::Result<Option<LossBars>> {
         if self.workload != WorkloadName::GptPipe {
             return Ok(None);
         }
-        let cfg = gpt::default_config(self.seed);
+        let cfg = locus_protocol::pb::GptConfig {
+            seq_len: self.seq_len,
+            ..gpt::default_config(self.seed)
+        };
         let tokens = self.tokens(cfg.vocab)?;
-        let data = TokenData::new(
-            tokens,
-            &locus_protocol::pb::GptConfig {
-                seq_len: self.seq_len,
-                ..cfg
-            },
-        )?;
-        let ids = &data.tokens.ids()[data.heldout.clone()];
-        Ok(Some(gpt::tokens::unigram_entropy(ids)))
+        let data = TokenData::new(tokens.clone(), &cfg)?;
+        let ids = data.tokens.ids();
+        let (train, heldout) = (&ids[data.train.clone()], &ids[data.heldout.clone()]);
+        // What the owner's output bias predicts before any training: the
+        // training split's smoothed frequencies over the model's vocabulary.
+        let model = gpt::with_compact_vocabulary(cfg.clone(), &tokens);
+        let (train_ids, heldout_ids, vocab) = if self.full_vocab {
+            (train.to_vec(), heldout.to_vec(), cfg.vocab)
+        } else {
+            let renumbered = tokens.renumbered(&model.token_ids)?;
+            let ids = renumbered.ids();
+            (
+                ids[data.train.clone()].to_vec(),
+                ids[data.heldout.clone()].to_vec(),
+                model.vocab,
+            )
+        };
+        let bias = gpt::model::unigram_bias(&train_ids, vocab as usize);
+        let frequency_model = heldout_ids
+            .iter()
+            .map(|&id| -f64::from(bias[id as usize]))
+            .sum::<f64>()
+            / heldout_ids.len().max(1) as f64;
+        Ok(Some(LossBars {
+            corpus_entropy: gpt::tokens::unigram_entropy(ids),
+            heldout_entropy: gpt::tokens::unigram_entropy(heldout),
+            frequency_model,
+        }))
     }
 
     fn tokens(&self, vocab: u32) -> anyhow::Result<Tokens> {

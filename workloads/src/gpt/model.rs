@@ -119,7 +119,8 @@ fn is_tail(cfg: &GptConfig, stage: u32) -> bool {
 /// Head: `tok_emb` [vocab, d], `pos_emb` [seq_len, d]; per block `b` (index
 /// local to the stage): `h{b}.ln1` [d], `h{b}.wq`, `h{b}.wk`, `h{b}.wv`,
 /// `h{b}.wo` [d, d], `h{b}.ln2` [d], `h{b}.w1`, `h{b}.w3` [d, d_ff],
-/// `h{b}.w2` [d_ff, d]; tail: `ln_f` [d], `lm_head` [d, vocab].
+/// `h{b}.w2` [d_ff, d]; tail: `ln_f` [d], `lm_head` [d, vocab], and with
+/// `output_bias` `lm_bias` [vocab].
 pub fn stage_params(cfg: &GptConfig, stage: u32) -> Vec<(String, Vec<usize>)> {
     let d = cfg.d_model as usize;
     let f = cfg.d_ff as usize;
@@ -142,9 +143,15 @@ pub fn stage_params(cfg: &GptConfig, stage: u32) -> Vec<(String, Vec<usize>)> {
     if is_tail(cfg, stage) {
         out.push(("ln_f".to_string(), vec![d]));
         out.push(("lm_head".to_string(), vec![d, cfg.vocab as usize]));
+        if cfg.output_bias {
+            out.push((LM_BIAS.to_string(), vec![cfg.vocab as usize]));
+        }
     }
     out
 }
+
+/// The tail's output bias (with `output_bias`).
+pub const LM_BIAS: &str = "lm_bias";
 
 /// Whether a parameter is an RMSNorm gain (initialised to one, never decayed).
 fn is_norm(name: &str) -> bool {
@@ -153,15 +160,17 @@ fn is_norm(name: &str) -> bool {
 
 /// Whether AdamW applies weight decay to a parameter: the weight matrices
 /// (`wq`, `wk`, `wv`, `wo`, `w1`, `w3`, `w2`, `lm_head`), not the norm gains
-/// and not the embeddings.
+/// and not the embeddings or the output bias.
 pub fn decays(name: &str) -> bool {
-    !is_norm(name) && name != "tok_emb" && name != "pos_emb"
+    !is_norm(name) && !matches!(name, "tok_emb" | "pos_emb" | LM_BIAS)
 }
 
 /// Deterministic initial parameters of stage `stage`, drawn in artifact order
 /// from `SplitMix64::derive(cfg.seed, "gpt-init", &[stage])`: normals with
 /// std [`INIT_STD`], the residual output projections `wo` and `w2` scaled by
-/// `1/sqrt(2 · stages · blocks_per_stage)`, norm gains one.
+/// `1/sqrt(2 · stages · blocks_per_stage)`, norm gains one, the output
+/// bias zero (the owner's initial artifact sets it from the token counts:
+/// [`unigram_bias`]).
 ///
 /// The configuration is assumed valid (see [`validate_config`]).
 pub fn init_stage(cfg: &GptConfig, stage: u32) -> Named {
@@ -174,6 +183,8 @@ pub fn init_stage(cfg: &GptConfig, stage: u32) -> Named {
             let n = shape.iter().product();
             let values = if is_norm(&name) {
                 vec![1.0; n]
+            } else if name == LM_BIAS {
+                vec![0.0; n]
             } else if name.ends_with(".wo") || name.ends_with(".w2") {
                 rng.normals(n, residual_std)
             } else {
@@ -181,6 +192,26 @@ pub fn init_stage(cfg: &GptConfig, stage: u32) -> Named {
             };
             (name, F32Tensor::new(shape, values))
         })
+        .collect()
+}
+
+/// The owner's initial output bias: the log-frequency of each model id in
+/// the training tokens `ids`, add-one smoothed (an id never seen is rare,
+/// not impossible). With it the untrained model already predicts the
+/// unigram distribution, and training spends its first steps on context
+/// rather than on relearning token frequencies through the LM head.
+/// Computed in f64 and rounded once: the same bits wherever it is computed.
+pub fn unigram_bias(ids: &[u32], vocab: usize) -> Vec<f32> {
+    let mut counts = vec![0u64; vocab];
+    for &id in ids {
+        if let Some(c) = counts.get_mut(id as usize) {
+            *c += 1;
+        }
+    }
+    let total = (ids.len() + vocab) as f64;
+    counts
+        .into_iter()
+        .map(|c| ((c + 1) as f64 / total).ln() as f32)
         .collect()
 }
 
@@ -219,6 +250,8 @@ struct Params<B: Backend> {
     tensors: Vec<Tensor<B, 2>>,
     head: bool,
     blocks: usize,
+    /// The tail's last tensor is `lm_bias`.
+    bias: bool,
 }
 
 impl<B: Backend> Params<B> {
@@ -231,9 +264,11 @@ impl<B: Backend> Params<B> {
         (&self.tensors[0], &self.tensors[1])
     }
 
-    fn final_norm(&self) -> (&Tensor<B, 2>, &Tensor<B, 2>) {
-        let n = self.tensors.len();
-        (&self.tensors[n - 2], &self.tensors[n - 1])
+    /// The tail's final norm gain, LM head and output bias.
+    fn output(&self) -> (&Tensor<B, 2>, &Tensor<B, 2>, Option<&Tensor<B, 2>>) {
+        let n = self.tensors.len() - usize::from(self.bias);
+        let bias = self.bias.then(|| &self.tensors[n]);
+        (&self.tensors[n - 2], &self.tensors[n - 1], bias)
     }
 }
 
@@ -292,6 +327,7 @@ fn load_params<B: Backend>(
         tensors,
         head: is_head(stage),
         blocks: cfg.blocks_per_stage as usize,
+        bias: is_tail(cfg, stage) && cfg.output_bias,
     })
 }
 
@@ -457,9 +493,12 @@ fn tail_nll<B: Backend>(
     x: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
 ) -> Tensor<B, 2> {
-    let (ln_f, lm_head) = p.final_norm();
+    let (ln_f, lm_head, bias) = p.output();
     let [b, t, d] = x.dims();
-    let logits = rmsnorm(x, ln_f).reshape([b * t, d]).matmul(lm_head.clone());
+    let mut logits = rmsnorm(x, ln_f).reshape([b * t, d]).matmul(lm_head.clone());
+    if let Some(bias) = bias {
+        logits = logits + bias.clone();
+    }
     log_softmax(logits, 1)
         .gather(1, targets.reshape([b * t, 1]))
         .neg()
@@ -778,6 +817,7 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.1,
             seed: 7,
+            output_bias: true,
             ..Default::default()
         }
     }
@@ -793,6 +833,8 @@ mod tests {
                 for (v, z) in t.values.iter_mut().zip(noise) {
                     if is_norm(&name) {
                         *v += 0.1 * z;
+                    } else if name == LM_BIAS {
+                        *v += z;
                     } else {
                         *v *= 10.0;
                     }
@@ -941,7 +983,9 @@ mod tests {
             |s| -> Vec<String> { stage_params(&cfg, s).into_iter().map(|(n, _)| n).collect() };
         assert_eq!(names(0)[..3], ["tok_emb", "pos_emb", "h0.ln1"]);
         assert_eq!(names(1).len(), 9);
-        assert_eq!(names(2)[9..], ["ln_f", "lm_head"]);
+        assert_eq!(names(2)[9..], ["ln_f", "lm_head", LM_BIAS]);
+        let tail = init_stage(&cfg, 2);
+        assert!(tail[11].1.values.iter().all(|&v| v == 0.0));
         assert_ne!(init_stage(&cfg, 1)[1].1, init_stage(&cfg, 2)[1].1);
         // Residual projections are scaled down by 1/sqrt(2 · 3 blocks).
         let wo = &init_stage(&cfg, 1)[4].1;
@@ -1081,7 +1125,7 @@ mod tests {
         };
         let params = vec![init_stage(&cfg, 0)];
         let names: Vec<String> = stage_params(&cfg, 0).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names.len(), 2 + 18 + 2);
+        assert_eq!(names.len(), 2 + 18 + 3);
         let rows = random_rows(&cfg, 2, "single");
         let bw = pipeline(&cfg, &params, &rows).remove(0);
         assert!(bw.grad_input.is_none());
@@ -1094,6 +1138,50 @@ mod tests {
         // At initialisation the prediction is close to uniform.
         assert!((loss - (97f32).ln()).abs() < 0.1, "{loss}");
         assert!(forward::<Nd>(&cfg, 0, &params[0], StageInput::Tokens(&rows[..8]), &DEV).is_err());
+    }
+
+    #[test]
+    fn unigram_bias_is_the_smoothed_log_frequency() {
+        let bias = unigram_bias(&[2, 2, 2, 0, 7], 4);
+        // Counts 1, 0, 3, 0 (7 is out of range, still counted in the
+        // total), add-one smoothed over 5 + 4.
+        let want = [2.0f64, 1.0, 4.0, 1.0].map(|c| (c / 9.0).ln() as f32);
+        assert_eq!(bias, want);
+    }
+
+    #[test]
+    fn output_bias_makes_the_untrained_model_a_unigram_model() {
+        let cfg = tiny();
+        let rows = random_rows(&cfg, 4, "unigram");
+        // A skewed distribution: token v has weight v + 1.
+        let skewed: Vec<u32> = (0..cfg.vocab)
+            .flat_map(|v| vec![v; v as usize + 1])
+            .collect();
+        let bias = unigram_bias(&skewed, cfg.vocab as usize);
+        let mut params: Vec<Named> = (0..cfg.stages).map(|s| init_stage(&cfg, s)).collect();
+        let tail = params.last_mut().unwrap();
+        let (_, b) = tail.iter_mut().find(|(n, _)| n == LM_BIAS).unwrap();
+        b.values = bias.clone();
+        // The cross-entropy of the targets under softmax(bias).
+        let norm = bias.iter().map(|&b| (b as f64).exp()).sum::<f64>().ln();
+        let (_, targets) = split_rows(&cfg, &rows);
+        let unigram = targets
+            .iter()
+            .map(|&t| norm - bias[t as usize] as f64)
+            .sum::<f64>()
+            / targets.len() as f64;
+        let eval = eval_loss::<Nd>(&cfg, &params, &rows, 4, &DEV).unwrap() as f64;
+        // The initial LM head adds logits of std ~0.08: a small excess only.
+        assert!((eval - unigram).abs() < 0.02, "{eval} vs {unigram}");
+        // Without the bias the same model predicts uniformly.
+        let plain = GptConfig {
+            output_bias: false,
+            ..cfg.clone()
+        };
+        params.last_mut().unwrap().retain(|(n, _)| n != LM_BIAS);
+        let uniform = eval_loss::<Nd>(&plain, &params, &rows, 4, &DEV).unwrap();
+        assert!((uniform - (97f32).ln()).abs() < 0.05, "{uniform}");
+        assert!(!decays(LM_BIAS));
     }
 
     #[test]
