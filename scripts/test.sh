@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # test-only misbehaviour, which default builds leave out. The same feature
 # set for the build and the tests, so `cargo test` (and the tests' own
 # `cargo build`, tests/common/mod.rs) rebuild nothing: `locus/fault-injection`
-# switches it on in every daemon and in the protocol crate.
-features=(--features locus/fault-injection,locus-workloads/tokenizer)
+# switches it on in every daemon and in the protocol crate; `flex` adds the
+# second CPU backend the cross-backend replay tests compare ndarray with.
+features=(--features locus/fault-injection,locus-workloads/tokenizer,locus-workloads/flex)
 cargo build --workspace --bins "${features[@]}"
 # GPU miners and validators (burn-cuda) must keep compiling; checking them
 # needs no CUDA toolkit, running them a GPU (docs/operators/miner.md).

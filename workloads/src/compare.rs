@@ -42,11 +42,20 @@ pub fn compare_outputs(
                 expected.name, have.shape, want.shape
             ));
         }
+        // Across backends an element is measured against its own size or
+        // the replayed tensor's RMS, whichever is larger: rounding in a sum
+        // is relative to the terms summed, so an element that cancels to
+        // near zero (a small gradient) carries an error the size of the
+        // tensor's values, not of itself. The RMS is the replayer's own.
+        let scale = match agreement {
+            Agreement::Bitwise => 0.0,
+            Agreement::Relative(_) => rms(&want.values),
+        };
         for (i, (w, h)) in want.values.iter().zip(&have.values).enumerate() {
             let agree = match agreement {
                 Agreement::Bitwise => w.to_bits() == h.to_bits(),
                 Agreement::Relative(tol) => {
-                    (w - h).abs() <= tol * w.abs().max(h.abs()).max(1e-6)
+                    (w - h).abs() <= tol * w.abs().max(h.abs()).max(scale).max(f32::MIN_POSITIVE)
                         && h.is_finite() == w.is_finite()
                 }
             };
@@ -59,6 +68,21 @@ pub fn compare_outputs(
         }
     }
     Ok(())
+}
+
+/// Root mean square of the finite values, in f64.
+fn rms(values: &[f32]) -> f32 {
+    let (sum, n) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((0.0f64, 0usize), |(s, n), &v| {
+            (s + f64::from(v) * f64::from(v), n + 1)
+        });
+    if n == 0 {
+        0.0
+    } else {
+        (sum / n as f64).sqrt() as f32
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +104,23 @@ mod tests {
         assert!(compare_outputs(one(&a), one(&b), Agreement::Relative(1e-4)).is_ok());
         let c = t(vec![2.0, 2.0]);
         assert!(compare_outputs(&[a], &[c], Agreement::Relative(1e-4)).is_err());
+    }
+
+    #[test]
+    fn small_elements_are_measured_against_the_tensor_s_scale() {
+        let one = std::slice::from_ref;
+        // RMS ~0.707: a difference of 5e-7 in a 5e-6 element is rounding.
+        let replayed = t(vec![1.0, 5e-6]);
+        let honest = t(vec![1.0, 5.0005e-6]);
+        assert!(compare_outputs(one(&replayed), one(&honest), Agreement::Relative(1e-4)).is_ok());
+        assert!(compare_outputs(one(&replayed), one(&honest), Agreement::Bitwise).is_err());
+        // Beyond tolerance × RMS it is a wrong value, however small.
+        let wrong = t(vec![1.0, 5e-4]);
+        let err =
+            compare_outputs(one(&replayed), one(&wrong), Agreement::Relative(1e-4)).unwrap_err();
+        assert!(err.contains("element 1"), "{err}");
+        // A non-finite claim never passes.
+        let nan = t(vec![1.0, f32::NAN]);
+        assert!(compare_outputs(one(&replayed), one(&nan), Agreement::Relative(1e-4)).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! Where a job runs: `cpu` (Burn ndarray) or `cuda:N` (Burn CUDA, behind the
-//! `cuda` feature).
+//! Where a job runs: `cpu` (Burn ndarray), `cuda:N` (Burn CUDA, behind the
+//! `cuda` feature) or `flex-cpu` (Burn flex, behind `flex`: a second
+//! CPU backend whose rounding differs from ndarray's).
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +21,7 @@ pub trait OnBackend {
 pub enum Device {
     Cpu,
     Cuda(usize),
+    FlexCpu,
 }
 
 impl Device {
@@ -29,6 +31,7 @@ impl Device {
         match self {
             Device::Cpu => "burn-ndarray-f32",
             Device::Cuda(_) => "burn-cuda-f32",
+            Device::FlexCpu => "burn-flex-f32",
         }
     }
 
@@ -49,6 +52,16 @@ impl Device {
             Device::Cuda(_) => Err(WorkloadError::Device(
                 self.to_string(),
                 "built without the `cuda` feature".into(),
+            )),
+            #[cfg(feature = "flex")]
+            Device::FlexCpu => {
+                let device = burn_flex::FlexDevice;
+                job.run::<Autodiff<burn_flex::Flex<f32, i32>>>(&device)
+            }
+            #[cfg(not(feature = "flex"))]
+            Device::FlexCpu => Err(WorkloadError::Device(
+                self.to_string(),
+                "built without the `flex` feature".into(),
             )),
         }
     }
@@ -98,6 +111,12 @@ impl Device {
     fn check_available_with(&self, cuda_build: bool, gpus: usize) -> Result<(), String> {
         match self {
             Device::Cpu => Ok(()),
+            Device::FlexCpu if !cfg!(feature = "flex") => Err(format!(
+                "this binary was built without the `flex` feature: rebuild it with \
+                 `--features flex` (`cargo build --release -p {} --features flex`), or use `cpu`",
+                package_name()
+            )),
+            Device::FlexCpu => Ok(()),
             Device::Cuda(_) if !cuda_build => Err(format!(
                 "this binary was built without the `cuda` feature: rebuild it with `--features \
                  cuda` (`cargo build --release -p {} --features cuda`, which needs the CUDA \
@@ -131,6 +150,7 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => f.write_str("cpu"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::FlexCpu => f.write_str("flex-cpu"),
         }
     }
 }
@@ -138,13 +158,15 @@ impl fmt::Display for Device {
 impl FromStr for Device {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "cpu" {
-            return Ok(Device::Cpu);
+        match s {
+            "cpu" => return Ok(Device::Cpu),
+            "flex-cpu" => return Ok(Device::FlexCpu),
+            _ => {}
         }
         s.strip_prefix("cuda:")
             .and_then(|i| i.parse().ok())
             .map(Device::Cuda)
-            .ok_or_else(|| format!("device {s:?} must be `cpu` or `cuda:N`"))
+            .ok_or_else(|| format!("device {s:?} must be `cpu`, `cuda:N` or `flex-cpu`"))
     }
 }
 

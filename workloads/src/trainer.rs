@@ -74,6 +74,18 @@ impl<'a> Trainer<'a> {
 
     /// Executes one job whose inputs are all present.
     pub fn execute(&mut self, spec: &JobSpec) -> Result<Vec<pb::Tensor>, WorkloadError> {
+        let device = self.device.clone();
+        self.execute_on(spec, &device)
+    }
+
+    /// Executes one job whose inputs are all present on `device`, which may
+    /// differ from the trainer's: the same job from the same inputs on two
+    /// backends.
+    pub fn execute_on(
+        &mut self,
+        spec: &JobSpec,
+        device: &Device,
+    ) -> Result<Vec<pb::Tensor>, WorkloadError> {
         let mut inputs = Vec::with_capacity(spec.inputs.len());
         for source in &spec.inputs {
             let artifact = match source {
@@ -97,7 +109,7 @@ impl<'a> Trainer<'a> {
         }
         let job = crate::job_manifest(self.workload, spec);
         self.jobs += 1;
-        self.workload.execute(&job, &inputs, &self.device)
+        self.workload.execute(&job, &inputs, device)
     }
 
     /// The output of job `id`, if it ran.
