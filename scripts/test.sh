@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # `cargo build`, tests/common/mod.rs) rebuild nothing: `locus/fault-injection`
 # switches it on in every daemon and in the protocol crate; `flex` adds the
 # second CPU backend the cross-backend replay tests compare ndarray with.
-features=(--features locus/fault-injection,locus-workloads/tokenizer,locus-workloads/flex)
+features=(--features locus/fault-injection,locus/flex,locus-workloads/tokenizer)
 cargo build --workspace --bins "${features[@]}"
 # GPU miners and validators (burn-cuda) must keep compiling; checking them
 # needs no CUDA toolkit, running them a GPU (docs/operators/miner.md).

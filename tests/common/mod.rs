@@ -27,8 +27,13 @@ pub fn bin_dir() -> &'static Path {
         // the features this test was built with, or the daemons would be
         // rebuilt without their fault modes (or with them).
         build.args(["build", "--workspace", "--bins"]);
-        if cfg!(feature = "fault-injection") {
-            build.args(["--features", "locus/fault-injection"]);
+        for (on, feature) in [
+            (cfg!(feature = "fault-injection"), "locus/fault-injection"),
+            (cfg!(feature = "flex"), "locus/flex"),
+        ] {
+            if on {
+                build.args(["--features", feature]);
+            }
         }
         if dir.ends_with("release") {
             build.arg("--release");
