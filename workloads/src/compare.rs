@@ -55,7 +55,7 @@ pub fn compare_outputs(
             let agree = match agreement {
                 Agreement::Bitwise => w.to_bits() == h.to_bits(),
                 Agreement::Relative(tol) => {
-                    (w - h).abs() <= tol * w.abs().max(h.abs()).max(scale).max(f32::MIN_POSITIVE)
+                    (w - h).abs() <= tol * w.abs().max(h.abs()).max(scale).max(1e-6)
                         && h.is_finite() == w.is_finite()
                 }
             };
