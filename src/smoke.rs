@@ -422,6 +422,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         let read = stat(&stats.join(format!("{daemon}.json")), "bytes_read").unwrap_or(0);
         println!("bytes read by {daemon}: {read}");
     }
+    println!("peak memory (RSS): {}", peak_memory(&stats)?);
     #[cfg(feature = "fault-injection")]
     let paid_attacker = attack::attacker_is_paid(&args, storage.url.starts_with("s3://"));
     #[cfg(not(feature = "fault-injection"))]
@@ -811,6 +812,37 @@ fn request_totals(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// Each daemon's peak resident memory from its stats file; for miner and
+/// auditor workers, the largest of them.
+fn peak_memory(dir: &Path) -> anyhow::Result<String> {
+    let mut peaks = std::collections::BTreeMap::<String, u64>::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // `orchestratord.json`, `miner3.json.w0`: the role without its number.
+        let role = name
+            .split('.')
+            .next()
+            .unwrap_or(name)
+            .trim_end_matches(|c: char| c.is_ascii_digit());
+        let role = match role {
+            "miner" => "largest miner worker",
+            "auditor" => "largest auditor worker",
+            other => other,
+        };
+        let kb = stat(&path, "peak_rss_kb").unwrap_or(0);
+        let peak = peaks.entry(role.to_string()).or_default();
+        *peak = (*peak).max(kb);
+    }
+    Ok(peaks
+        .iter()
+        .map(|(role, kb)| format!("{role} {:.1} MB", *kb as f64 / 1024.0))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 /// The bucket a smoke runs on, and the credentials each role gets.
 struct Storage {
     url: String,
@@ -861,7 +893,14 @@ impl Storage {
     async fn loopback_s3(dir: &Path, bins: &Path, logs: &Path) -> anyhow::Result<Storage> {
         use tokio::io::AsyncBufReadExt as _;
         let log = std::fs::File::create(logs.join("s3-server.log"))?;
-        let mut server = Command::new(bins.join("locus-s3-server"))
+        let exe = bins.join("locus-s3-server");
+        if !exe.exists() {
+            bail!(
+                "--bucket s3-local needs the loopback S3 server, and {} does not exist; build it: cargo build --release -p locus-s3-server",
+                exe.display()
+            );
+        }
+        let mut server = Command::new(exe)
             .args(["--root", &dir.display().to_string(), "--bucket", "locus"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,23 +5,21 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 const MINERS_ON_FLEX: (&str, &str) = ("LOCUS_DEVICES", "flex-cpu");
 
 fn flex_smoke(extra: &[&str]) -> (Output, String) {
-    let out = common::locus()
-        .env(MINERS_ON_FLEX.0, MINERS_ON_FLEX.1)
-        .arg("local-smoke")
-        .args(["--steps", "2", "--miners", "3"])
-        .args(common::TINY_GPT)
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running locus local-smoke");
+    let mut locus = common::locus();
+    locus.env(MINERS_ON_FLEX.0, MINERS_ON_FLEX.1);
+    let args = [
+        &["--steps", "2", "--miners", "3"],
+        &common::TINY_GPT[..],
+        extra,
+    ]
+    .concat();
+    let out = common::smoke_with(locus, &args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     (out, stdout)
 }
 

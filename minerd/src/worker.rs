@@ -109,7 +109,7 @@ impl<A: Adversary> Worker<A> {
             cfg,
             status: Arc::default(),
             cpu_features: cpu_features(),
-            http: reqwest::Client::new(),
+            http: locus_protocol::tls::http_client(),
             executed: Default::default(),
             refused: Default::default(),
             adversary,

@@ -51,7 +51,10 @@ async fn granted_creates_are_padded_create_only_and_bounded() {
         ..Default::default()
     };
     let access = Access::Granted(grant);
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = locus_protocol::tls::http_client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
 
     let receipt = pb::Receipt {
         run_id: "r".into(),

@@ -677,6 +677,7 @@ fn presigner(name: &str, s3: &S3Options) -> Result<Presigner, String> {
 }
 
 fn open_s3(name: &str, s3: &S3Options) -> Result<AmazonS3, String> {
+    crate::tls::install_crypto_provider();
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(name)
         .with_region(region(s3))

@@ -6,7 +6,7 @@
 //! type and a bucket key ([`envelope`]), where every object lives
 //! ([`paths`]), the tensor artifact format ([`tensor`]), the storage
 //! handle ([`bucket`]), the grant URLs it presigns ([`grant`],
-//! [`presign`]) and the rule that attributes a receipt to a hotkey
+//! [`presign`]), the TLS its HTTPS clients use ([`tls`]) and the rule that attributes a receipt to a hotkey
 //! ([`attribution`]).
 
 pub mod attribution;
@@ -23,6 +23,7 @@ pub mod record;
 pub mod runs;
 pub mod tensor;
 pub mod time;
+pub mod tls;
 pub mod wallet;
 
 /// Generated protobuf types of package `locus.v1` (see `proto/locus/v1/locus.proto`).

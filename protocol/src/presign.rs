@@ -430,6 +430,7 @@ mod tests {
             (None, false, Some("token/with+odd=chars")),
             (None, true, None),
         ];
+        crate::tls::install_crypto_provider();
         for (endpoint, path_style, token) in cases {
             let mut builder = AmazonS3Builder::new()
                 .with_bucket_name("locus-test")
@@ -480,6 +481,7 @@ mod tests {
     /// create-only condition without a size gives its signature too.
     #[tokio::test]
     async fn if_none_match_equals_object_stores() {
+        crate::tls::install_crypto_provider();
         let store = AmazonS3Builder::new()
             .with_bucket_name("locus-test")
             .with_region("eu-central-1")

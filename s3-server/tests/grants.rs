@@ -36,7 +36,7 @@ async fn start() -> (tempfile::TempDir, S3Server, Bucket) {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    locus_protocol::tls::http_client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

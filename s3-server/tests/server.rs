@@ -18,6 +18,7 @@ fn client(server: &S3Server, creds: &Credentials) -> AmazonS3 {
 }
 
 fn client_for(endpoint: &str, bucket: &str, creds: &Credentials) -> AmazonS3 {
+    locus_protocol::tls::install_crypto_provider();
     AmazonS3Builder::new()
         .with_endpoint(endpoint)
         .with_allow_http(true)
@@ -31,7 +32,7 @@ fn client_for(endpoint: &str, bucket: &str, creds: &Credentials) -> AmazonS3 {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    locus_protocol::tls::http_client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()

@@ -17,7 +17,7 @@ pub fn bin_dir() -> &'static Path {
         let dir = locus.parent().expect("bin dir").to_path_buf();
         // scripts/test.sh builds them before the tests and says so: a cargo
         // run from inside a test sees the test's environment, which makes
-        // cargo rebuild build-script crates (ring, aws-lc) for minutes.
+        // cargo rebuild build-script crates (ring, prost) for minutes.
         if std::env::var_os("LOCUS_TEST_BINS_BUILT").is_some() {
             return dir;
         }
@@ -86,7 +86,13 @@ pub fn stdout_of(mut command: Command, what: &str) -> String {
 
 /// Runs `locus local-smoke` with `args`; returns its output.
 pub fn smoke(args: &[&str]) -> Output {
-    let out = locus()
+    smoke_with(locus(), args)
+}
+
+/// [`smoke`] with a `locus` command prepared by the caller (e.g. with an
+/// environment variable set).
+pub fn smoke_with(mut locus: Command, args: &[&str]) -> Output {
+    let out = locus
         .arg("local-smoke")
         .args(args)
         .stdin(Stdio::null())

@@ -65,7 +65,7 @@ impl Auditor {
             key: Arc::new(key),
             runs: locus_protocol::runs::RunManifests::new(cfg.owner),
             cfg,
-            http: reqwest::Client::new(),
+            http: locus_protocol::tls::http_client(),
             inputs: InputCache::new(INPUT_CACHE_BYTES),
             cursor: None,
             audits_done: 0,
