@@ -85,6 +85,7 @@ async fn bench(name: &str, width: u32, batch_size: u32) {
             device: &Device::Cpu,
             on_probation: &never,
             inputs: &cache,
+            clock: &locus_protocol::time::Clock::system(),
         };
         let started = Instant::now();
         for (key, written_ms, _, _) in &jobs {

@@ -83,6 +83,7 @@ async fn honest_auditors_take_replays_and_change_no_verdict() {
         device: &Device::Cpu,
         on_probation: &|_| false,
         inputs: &cache,
+        clock: &locus_protocol::time::Clock::system(),
     };
     for (auditor, verdict) in &audited {
         assert_eq!(

@@ -175,6 +175,7 @@ impl Auditor {
             device: &self.cfg.device,
             on_probation: &|_| true,
             inputs: &self.inputs,
+            clock: &self.cfg.clock,
         };
         let replayed = match self.receipt_unchanged(&job).await? {
             Some(changed) => Replayed {

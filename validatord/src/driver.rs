@@ -982,6 +982,7 @@ impl Validator {
             device: &self.settings.device,
             on_probation,
             inputs: &self.inputs,
+            clock: &self.settings.clock,
         }
     }
 

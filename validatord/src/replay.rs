@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use locus_protocol::attribution::{self, Attributed};
 use locus_protocol::pb::{self, VerdictOutcome};
-use locus_protocol::time::unix_ms;
+use locus_protocol::time::Clock;
 use locus_protocol::{
     Bucket, BucketError, Digest, Expect, Hotkey, Keypair, RejectReason, Rejection, Verified,
 };
@@ -40,6 +40,8 @@ pub struct Judge<'a> {
     pub on_probation: &'a (dyn Fn(&Hotkey) -> bool + Sync),
     /// Inputs already verified for an earlier replay.
     pub inputs: &'a InputCache,
+    /// The time verdicts are dated by.
+    pub clock: &'a Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,13 +90,15 @@ struct Draft {
     forced: Option<&'static str>,
     /// The attempt of the same job already credited, if any.
     credited: Option<u32>,
+    /// Dates the verdict when it is concluded.
+    clock: Clock,
 }
 
 impl Draft {
     /// The verdict once `checked` is known.
     fn conclude(self, checked: Checked) -> pb::Verdict {
         let mut verdict = self.verdict;
-        verdict.unix_ms = unix_ms();
+        verdict.unix_ms = self.clock.now_ms();
         match checked {
             Checked::Passed => {
                 verdict.outcome = if self.sampled {
@@ -269,7 +273,7 @@ impl Judge<'_> {
             Ok(manifest) => manifest,
             Err(reason) => {
                 verdict.reason = reason;
-                verdict.unix_ms = unix_ms();
+                verdict.unix_ms = self.clock.now_ms();
                 return Ok(Judgement::Done(Box::new(verdict)));
             }
         };
@@ -293,7 +297,7 @@ impl Judge<'_> {
                 "written {} ms after the lease expired",
                 written_ms - assignment.deadline_unix_ms
             );
-            verdict.unix_ms = unix_ms();
+            verdict.unix_ms = self.clock.now_ms();
             return Ok(Judgement::Done(Box::new(verdict)));
         }
         let draft = Draft {
@@ -301,6 +305,7 @@ impl Judge<'_> {
             sampled,
             forced,
             credited,
+            clock: self.clock.clone(),
         };
         let started = Instant::now();
         let checked = self

@@ -2,6 +2,7 @@
 //! processes: attribution, commitments, replays and cost claims.
 
 use locus_protocol::pb::{self, VerdictOutcome};
+use locus_protocol::time::Clock;
 use locus_protocol::{Bucket, Keypair, envelope};
 use locus_workloads::Device;
 use locus_workloads::mlp;
@@ -75,6 +76,7 @@ impl Fixture {
             device: &Device::Cpu,
             on_probation: &|_| false,
             inputs: &InputCache::new(1 << 20),
+            clock: &Clock::system(),
         };
         judge.judge_here(&self.receipt_key, 0, credited).await
     }
@@ -297,6 +299,7 @@ async fn equivocation_needs_the_writer_s_own_signature() {
         device: &Device::Cpu,
         on_probation: &|_| false,
         inputs: &InputCache::new(1 << 20),
+        clock: &Clock::system(),
     };
     let miner = f.miner.hotkey();
     assert_eq!(
@@ -337,6 +340,7 @@ async fn a_second_replay_takes_its_verified_inputs_from_the_cache() {
         device: &Device::Cpu,
         on_probation: &|_| false,
         inputs: &cache,
+        clock: &Clock::system(),
     };
     let gets = || {
         f.bucket
