@@ -74,7 +74,11 @@ struct DiscoveryUiArgs {
     open_browser: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    locus_daemon::exit::report(run())
+}
+
+fn run() -> anyhow::Result<()> {
     let cli: Cli = locus_daemon::config::parse_checked(|cli: &Cli| match &cli.command {
         Command::LocalSmoke(args) => smoke::check(args),
         _ => Ok(()),

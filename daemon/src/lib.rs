@@ -5,6 +5,7 @@ pub mod access;
 pub mod args;
 pub mod backoff;
 pub mod config;
+pub mod exit;
 pub mod limits;
 pub mod logging;
 pub mod shutdown;

@@ -138,7 +138,11 @@ impl Common {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    locus_daemon::exit::report(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut cli: Cli = locus_daemon::config::parse_checked(check);
     logging::init(cli.common.json_logs);
     let common = &mut cli.common;

@@ -115,7 +115,11 @@ struct Args {
 const TTL_WHY: &str = "heartbeats are re-read every 2 s, so with less every worker looks dead";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    locus_daemon::exit::report(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let args: Args = locus_daemon::config::parse();
     logging::init(args.ops.json_logs);
     validate_id("run id", &args.run_id).map_err(anyhow::Error::msg)?;

@@ -189,7 +189,11 @@ impl AuditorArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    locus_daemon::exit::report(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     let args: Args = locus_daemon::config::parse_checked(check);
     logging::init(args.ops.json_logs);
     let key = args.wallet.load(args.key.as_deref(), "--key")?;
