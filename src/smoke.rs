@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use locus::system::{KeyFile, LocalSystem, NETUID};
 use locus_daemon::limits::{self, SettingError};
 use locus_protocol::bucket::S3Options;
-use locus_protocol::{Bucket, Expect, Hotkey, Keypair, pb};
+use locus_protocol::{Bucket, Expect, Hotkey, pb};
 use tokio::process::{Child, Command};
 
 #[cfg(feature = "fault-injection")]
@@ -40,7 +41,6 @@ const SMOKE_ONLY_VARS: &[&str] = &[
     "LOCUS_AUDITORS",
     "LOCUS_AUDITOR_FAULT_MODE",
 ];
-const NETUID: u16 = 3;
 
 #[derive(Args, Debug, Clone)]
 pub struct SmokeArgs {
@@ -119,15 +119,14 @@ type Env = Vec<(String, String)>;
 
 impl Daemon {
     fn spawn(
+        system: &LocalSystem,
         bin_dir: &Path,
         bin: &str,
         name: &str,
         args: &[String],
         env: &Env,
-        logs: &Path,
     ) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-        let mut command = Command::new(bin_dir.join(bin));
+        let mut command = Command::from(system.command(bin_dir, bin, name, args)?);
         // The smoke's own settings are not its daemons': a miner must not
         // read the smoke's LOCUS_FAULT_MODE as its own, nor the orchestrator
         // its LOCUS_STEPS. What a daemon needs, the smoke passes as a flag.
@@ -135,11 +134,7 @@ impl Daemon {
             command.env_remove(var);
         }
         let child = command
-            .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {bin} from {}", bin_dir.display()))?;
@@ -189,111 +184,72 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
             temp.path().to_path_buf()
         }
     };
-    let (bucket_dir, keys, logs, stats) = (
-        work.join("bucket"),
-        work.join("keys"),
-        work.join("logs"),
-        work.join("stats"),
-    );
-    for dir in [&bucket_dir, &keys, &logs, &stats] {
-        std::fs::create_dir_all(dir)?;
-    }
-    let new_key = |name: &str| -> anyhow::Result<(PathBuf, Hotkey)> {
-        let path = keys.join(format!("{name}.json"));
-        let key = Keypair::generate();
-        key.write_key_file(&path)?;
-        Ok((path, key.hotkey()))
+    let system = LocalSystem::create(&work, args.miners, args.auditors)?;
+    let (logs, stats) = (system.logs(), system.stats());
+    let (owner, validator) = (system.owner.hotkey(), system.validator.hotkey());
+    let hotkeys = |keys: &[KeyFile]| -> Vec<(PathBuf, Hotkey)> {
+        keys.iter().map(|k| (k.path.clone(), k.hotkey())).collect()
     };
-    let (owner_file, owner) = new_key("owner")?;
-    let (validator_file, validator) = new_key("validator")?;
-    let miners: Vec<(PathBuf, Hotkey)> = (0..args.miners)
-        .map(|i| new_key(&format!("miner{i}")))
-        .collect::<anyhow::Result<_>>()?;
-    let auditors: Vec<(PathBuf, Hotkey)> = (0..args.auditors)
-        .map(|i| new_key(&format!("auditor{i}")))
-        .collect::<anyhow::Result<_>>()?;
-    let storage = Storage::prepare(&args.bucket, &bucket_dir, &bins, &logs).await?;
-    let bucket_arg = storage.url.clone();
+    let (miners, auditors) = (hotkeys(&system.miners), hotkeys(&system.auditors));
+    let storage = Storage::prepare(&args.bucket, &system.bucket_dir(), &bins, &logs).await?;
+    let system = system.with_bucket(storage.url.clone());
     println!(
         "local smoke: {} steps, {} miners x {} workers, sample rate {}, bucket {}",
-        args.steps, args.miners, args.workers_per_miner, args.sample_rate, bucket_arg
+        args.steps, args.miners, args.workers_per_miner, args.sample_rate, system.bucket
     );
     #[cfg(feature = "fault-injection")]
     attack::announce(&args, &miners);
-    let common = |extra: &[String]| -> Vec<String> {
-        let mut v = vec![
-            format!("--bucket={bucket_arg}"),
-            format!("--netuid={NETUID}"),
-        ];
-        v.extend_from_slice(extra);
-        v
-    };
     let mut daemons = Vec::new();
     let mut validator_flags = vec![
-        format!("--key={}", validator_file.display()),
-        format!("--owner={owner}"),
         format!("--sample-rate={}", args.sample_rate),
         format!("--probation-replays={}", args.probation_replays),
-        format!("--exit-after-run={RUN_ID}"),
-        format!("--stats-file={}", stats.join("validatord.json").display()),
+        system.stats_flag("validatord"),
     ];
     if !auditors.is_empty() {
         let list: Vec<String> = auditors.iter().map(|(_, h)| h.ss58()).collect();
         validator_flags.push(format!("--auditors={}", list.join(",")));
     }
     let validator_daemon = Daemon::spawn(
+        &system,
         &bins,
         "validatord",
         "validatord",
-        &common(&validator_flags),
+        &system.validator_args(RUN_ID, &validator_flags),
         &storage.owner_env,
-        &logs,
     )?;
-    for (i, (file, _)) in auditors.iter().enumerate() {
+    for i in 0..auditors.len() {
         #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
-        let mut extra = vec![
-            format!("--key={}", file.display()),
-            format!("--owner={owner}"),
-            format!(
-                "--stats-file={}",
-                stats.join(format!("auditor{i}.json")).display()
-            ),
-            "auditor".to_string(),
-            format!("--validator={validator}"),
-        ];
+        let mut answers = Vec::new();
         #[cfg(feature = "fault-injection")]
         if i == 0 && args.attack.auditor_fault_mode.is_some() {
-            extra.push("--lie".into());
+            answers.push("--lie".to_string());
         }
+        let name = format!("auditor{i}");
         daemons.push(Daemon::spawn(
+            &system,
             &bins,
             "validatord",
-            &format!("auditor{i}"),
-            &common(&extra),
+            &name,
+            &system.auditor_args(i, &[system.stats_flag(&name)], &answers),
             // Read-only, as a miner's: an auditor writes through grants.
             &storage.miner_env,
-            &logs,
         )?);
     }
-    for (i, (file, _)) in miners.iter().enumerate() {
+    for i in 0..miners.len() {
+        let name = format!("miner{i}");
         let mut extra = vec![
-            format!("--hotkey-file={}", file.display()),
-            format!("--owner={owner}"),
             format!("--workers={}", args.workers_per_miner),
             "--heartbeat-secs=2".to_string(),
-            format!(
-                "--stats-file={}",
-                stats.join(format!("miner{i}.json")).display()
-            ),
+            system.stats_flag(&name),
         ];
         extra.extend(attack_flag(&args, i));
         daemons.push(Daemon::spawn(
+            &system,
             &bins,
             "minerd",
-            &format!("miner{i}"),
-            &common(&extra),
+            &name,
+            &system.miner_args(i, &extra),
             &storage.miner_env,
-            &logs,
         )?);
     }
     let bucket = storage.open_as_owner()?;
@@ -306,27 +262,21 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         .collect::<Vec<_>>()
         .join(",");
     let mut orchestrator_flags = vec![
-        format!("--owner-key={}", owner_file.display()),
-        format!("--run-id={RUN_ID}"),
         format!("--steps={}", args.steps),
-        format!("--validator={validator}"),
         format!("--lease-secs={}", args.lease_secs),
         format!("--min-workers={expected}"),
         format!("--miner={miner_list}"),
-        format!(
-            "--stats-file={}",
-            stats.join("orchestratord.json").display()
-        ),
+        system.stats_flag("orchestratord"),
     ];
     orchestrator_flags.extend(args.workload.to_flags());
     let run_started = Instant::now();
     let mut orchestrator = Daemon::spawn(
+        &system,
         &bins,
         "orchestratord",
         "orchestratord",
-        &common(&orchestrator_flags),
+        &system.orchestrator_args(RUN_ID, &orchestrator_flags),
         &storage.owner_env,
-        &logs,
     )?;
     let mut validator_daemon = validator_daemon;
     let deadline = started + Duration::from_secs(args.timeout_secs);

@@ -3,108 +3,36 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::Proc;
-use locus_protocol::{Bucket, Expect, Hotkey, Keypair, envelope, pb};
+use common::System;
+use locus_protocol::{Expect, Hotkey, Keypair, envelope, pb};
 use object_store::PutMode;
 use prost::Message as _;
 
 const RUN: &str = "badinput";
 
-fn key_file(dir: &std::path::Path, name: &str) -> (String, Keypair) {
-    let path = dir.join(format!("{name}.json"));
-    let key = Keypair::generate();
-    key.write_key_file(&path).expect("key file");
-    (
-        path.display().to_string(),
-        Keypair::load(&path).expect("reload"),
-    )
-}
-
-fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn planted_bad_objects_are_rejected_and_earn_nothing() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let (bucket_dir, logs) = (work.path().join("bucket"), work.path().join("logs"));
-    std::fs::create_dir_all(&logs).expect("logs dir");
-    let (owner_file, owner) = key_file(work.path(), "owner");
-    let (validator_file, validator) = key_file(work.path(), "validator");
-    let (miner_a_file, miner_a) = key_file(work.path(), "miner-a");
-    let (miner_b_file, miner_b) = key_file(work.path(), "miner-b");
+    let sys = System::new(2);
+    let (owner, validator) = (&sys.owner.key, &sys.validator.key);
+    let (miner_a, miner_b) = (&sys.miners[0].key, &sys.miners[1].key);
     let attacker = Keypair::generate();
-    let bucket_arg = bucket_dir.display().to_string();
-    let base = |extra: &[String]| -> Vec<String> {
-        let mut args = vec![format!("--bucket={bucket_arg}"), "--netuid=3".to_string()];
-        args.extend_from_slice(extra);
-        args
-    };
-    let owner_ss58 = owner.hotkey().ss58();
-    let mut validatord = Proc::start(
-        "validatord",
-        "validatord",
-        &base(&[
-            format!("--key={validator_file}"),
-            format!("--owner={owner_ss58}"),
-            "--sample-rate=1.0".into(),
-            format!("--exit-after-run={RUN}"),
-        ]),
-        &logs,
-    );
-    let miner = |file: &str, name: &str| {
-        Proc::start(
-            "minerd",
-            name,
-            &base(&[
-                format!("--hotkey-file={file}"),
-                format!("--owner={owner_ss58}"),
-                "--heartbeat-secs=1".into(),
-            ]),
-            &logs,
-        )
-    };
-    let mut miner_procs = [
-        miner(&miner_a_file, "miner-a"),
-        miner(&miner_b_file, "miner-b"),
-    ];
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let bucket = Bucket::open(&bucket_arg, 3).expect("bucket");
+    let mut validatord = sys.start_validator("validatord", RUN, &["--sample-rate=1.0"]);
+    let mut miner_procs = [sys.start_miner(0, &[]), sys.start_miner(1, &[])];
+    let (rt, bucket) = (&sys.rt, &sys.bucket);
     let layout = bucket.layout().clone();
-    wait_until("heartbeats", 60, || {
-        rt.block_on(bucket.list(&layout.heartbeats(), None))
-            .map(|k| k.len())
-            .unwrap_or(0)
-            >= 2
-    });
+    sys.wait_heartbeats(2);
     // 6. A heartbeat for the attacker signed by someone else, there before
     //    the owner first looks (a run can end before its next look).
     let fake_heartbeat = layout.heartbeat(&attacker.hotkey(), 0);
     rt.block_on(bucket.put_bytes(
         &fake_heartbeat,
-        envelope::seal(&pb::WorkerHeartbeat::default(), &fake_heartbeat, &miner_b).bytes,
+        envelope::seal(&pb::WorkerHeartbeat::default(), &fake_heartbeat, miner_b).bytes,
         PutMode::Overwrite,
     ))
     .expect("plant");
-    let mut orchestratord = Proc::start(
-        "orchestratord",
-        "orchestratord",
-        &base(&[
-            format!("--owner-key={owner_file}"),
-            format!("--run-id={RUN}"),
-            "--steps=3".into(),
-            format!("--validator={}", validator.hotkey()),
-        ]),
-        &logs,
-    );
+    let mut orchestratord = sys.start_orchestrator("orchestratord", RUN, &["--steps=3"]);
     let owner_key = owner.hotkey();
-    wait_until("step 0 to complete", 120, || {
+    sys.wait_until("step 0 to complete", 120, || {
         rt.block_on(
             bucket.get_opt::<pb::RunState>(&layout.run_state(RUN), Expect::Signer(&owner_key)),
         )
@@ -164,10 +92,7 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
     let mut stolen = real.clone().into_inner();
     stolen.attempt = 53;
     stolen.hotkey = miner_b.hotkey().to_bytes().to_vec();
-    put(
-        &by_other,
-        envelope::seal(&stolen, &by_other, &miner_b).bytes,
-    );
+    put(&by_other, envelope::seal(&stolen, &by_other, miner_b).bytes);
     // 5. A manifest and assignment not signed by the owner, in miner A's prefix.
     let forged_job = "s00000-forged";
     let manifest_key = layout.job_manifest(RUN, forged_job);
@@ -232,7 +157,7 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
         .find(|l| l.contains(&forged_assignment_key))
         .unwrap_or_else(|| panic!("miner A never named the forged assignment:\n{miner_a_log}"));
     assert!(
-        line.contains("not executed") && line.contains(&owner_ss58),
+        line.contains("not executed") && line.contains(&sys.owner_ss58()),
         "{line}"
     );
     assert!(

@@ -339,7 +339,7 @@ impl<'a> Storm<'a> {
     /// The pid of miner `i`'s worker 0 from its heartbeat, if that process is
     /// a live child of the miner's current supervisor.
     fn worker_pid(&mut self, i: usize) -> Option<u32> {
-        let hotkey = self.sys.miners[i].1.hotkey();
+        let hotkey = self.sys.miners[i].hotkey();
         let heartbeat = self
             .sys
             .rt
@@ -547,7 +547,7 @@ struct Outcome {
 /// Checks the run's bookkeeping and reads its results.
 fn audit(sys: &System, case: &Case, run: &str, steps: u32) -> Outcome {
     let layout = sys.bucket.layout().clone();
-    let owner = sys.owner.1.hotkey();
+    let owner = sys.owner.hotkey();
     let rt = &sys.rt;
 
     // Every job credited to exactly one miner: never twice, never lost.
@@ -561,7 +561,7 @@ fn audit(sys: &System, case: &Case, run: &str, steps: u32) -> Outcome {
         credited.values().all(|who| who.len() == 1),
         "no job credited twice: {credited:?}"
     );
-    let me = sys.validator.1.hotkey();
+    let me = sys.validator.hotkey();
     for key in rt
         .block_on(sys.bucket.list(&layout.verdicts(run), None))
         .expect("verdicts")

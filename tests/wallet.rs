@@ -151,13 +151,13 @@ print(Keypair.create_from_mnemonic(m, crypto_type=0).ss58_address)
 #[test]
 fn minerd_finds_its_hotkey_by_btcli_wallet_flags() {
     let system = common::System::new(0);
-    let wallets = system.work.path().join("wallets");
+    let wallets = system.work.join("wallets");
     let key = Keypair::generate();
     key.write_key_file(&wallets.join("miner").join("hotkeys").join("locus"))
         .expect("hotkey file");
     let args = |hotkey: &str| {
         vec![
-            format!("--bucket={}", system.work.path().join("bucket").display()),
+            format!("--bucket={}", system.bucket_dir().display()),
             format!("--owner={}", system.owner_ss58()),
             format!("--wallet.path={}", wallets.display()),
             "--wallet.name=miner".to_string(),
@@ -175,7 +175,7 @@ fn minerd_finds_its_hotkey_by_btcli_wallet_flags() {
         stderr.contains(r#"wallet "miner", hotkey "absent""#) && stderr.contains("--hotkey-file"),
         "{stderr}"
     );
-    let mut miner = common::Proc::start("minerd", "miner", &args("locus"), &system.logs);
+    let mut miner = common::Proc::start(&system, "minerd", "miner", &args("locus"));
     let heartbeats = system.bucket.layout().heartbeats();
     let address = key.hotkey().ss58();
     system.wait_until("a heartbeat under the wallet's hotkey", 60, || {

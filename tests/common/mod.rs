@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use locus::system::LocalSystem;
+
 /// Directory holding `locus`, `orchestratord`, `minerd` and `validatord`,
 /// building the daemons (same profile and `fault-injection` feature as the
 /// tests) on first use.
@@ -261,20 +263,16 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn start(bin: &str, name: &str, args: &[String], logs: &Path) -> Proc {
-        let log = logs.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin_dir().join(bin))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+    /// Starts `bin` of `system` as `name` (its log: `logs/NAME.log`).
+    pub fn start(system: &LocalSystem, bin: &str, name: &str, args: &[String]) -> Proc {
+        let child = system
+            .command(bin_dir(), bin, name, args)
+            .and_then(|mut command| Ok(command.spawn()?))
+            .unwrap_or_else(|e| panic!("starting {bin}: {e:#}"));
         Proc {
             name: name.to_string(),
             child,
-            log,
+            log: system.logs().join(format!("{name}.log")),
         }
     }
 
@@ -322,90 +320,64 @@ impl Drop for Proc {
     }
 }
 
-/// A whole local system for one test: a bucket directory, keys, and the
-/// daemons started as separate processes against it.
+/// A whole local system for one test: the [`LocalSystem`] `locus
+/// local-smoke` starts (directory, keys, command lines) on a bucket
+/// directory, with a runtime and the bucket open for the test's own reads.
 pub struct System {
-    pub work: tempfile::TempDir,
+    system: LocalSystem,
     pub bucket: locus_protocol::Bucket,
     pub rt: tokio::runtime::Runtime,
-    pub owner: (String, locus_protocol::Keypair),
-    pub validator: (String, locus_protocol::Keypair),
-    pub miners: Vec<(String, locus_protocol::Keypair)>,
     pub logs: PathBuf,
-    bucket_arg: String,
+    _work: tempfile::TempDir,
+}
+
+impl std::ops::Deref for System {
+    type Target = LocalSystem;
+
+    fn deref(&self) -> &LocalSystem {
+        &self.system
+    }
 }
 
 impl System {
     pub fn new(miners: usize) -> System {
         let work = tempfile::tempdir().expect("tempdir");
-        let logs = work.path().join("logs");
-        std::fs::create_dir_all(&logs).expect("logs dir");
-        let bucket_arg = work.path().join("bucket").display().to_string();
-        let key = |name: &str| {
-            let path = work.path().join(format!("{name}.json"));
-            let k = locus_protocol::Keypair::generate();
-            k.write_key_file(&path).expect("key file");
-            (path.display().to_string(), k)
-        };
-        let owner = key("owner");
-        let validator = key("validator");
-        let miners = (0..miners).map(|i| key(&format!("miner{i}"))).collect();
+        let system = LocalSystem::create(work.path(), miners, 0).expect("local system");
         System {
-            bucket: locus_protocol::Bucket::open(&bucket_arg, 3).expect("bucket"),
+            bucket: locus_protocol::Bucket::open(&system.bucket, locus::system::NETUID)
+                .expect("bucket"),
             rt: tokio::runtime::Runtime::new().expect("runtime"),
-            work,
-            owner,
-            validator,
-            miners,
-            logs,
-            bucket_arg,
+            logs: system.logs(),
+            system,
+            _work: work,
         }
     }
 
-    fn args(&self, extra: &[String]) -> Vec<String> {
-        let mut args = vec![format!("--bucket={}", self.bucket_arg), "--netuid=3".into()];
-        args.extend_from_slice(extra);
-        args
-    }
-
     pub fn owner_ss58(&self) -> String {
-        self.owner.1.hotkey().ss58()
+        self.owner.hotkey().ss58()
     }
 
     /// `validatord` judging every receipt and exiting once `run` is scored.
     pub fn start_validator(&self, name: &str, run: &str, extra: &[&str]) -> Proc {
-        let mut args = vec![
-            format!("--key={}", self.validator.0),
-            format!("--owner={}", self.owner_ss58()),
-            format!("--exit-after-run={run}"),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::start("validatord", name, &self.args(&args), &self.logs)
+        let args = self.validator_args(run, &owned(extra));
+        Proc::start(self, "validatord", name, &args)
     }
 
     pub fn start_miner(&self, index: usize, extra: &[&str]) -> Proc {
-        let mut args = vec![
-            format!("--hotkey-file={}", self.miners[index].0),
-            format!("--owner={}", self.owner_ss58()),
-            "--heartbeat-secs=1".to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::start(
-            "minerd",
-            &format!("miner{index}"),
-            &self.args(&args),
-            &self.logs,
-        )
+        self.start_miner_named(index, &format!("miner{index}"), extra)
+    }
+
+    /// `minerd` for miner `index` with its own log name, e.g. for a
+    /// supervisor started again after a crash.
+    pub fn start_miner_named(&self, index: usize, name: &str, extra: &[&str]) -> Proc {
+        let mut own = vec!["--heartbeat-secs=1".to_string()];
+        own.extend(owned(extra));
+        Proc::start(self, "minerd", name, &self.miner_args(index, &own))
     }
 
     pub fn start_orchestrator(&self, name: &str, run: &str, extra: &[&str]) -> Proc {
-        let mut args = vec![
-            format!("--owner-key={}", self.owner.0),
-            format!("--run-id={run}"),
-            format!("--validator={}", self.validator.1.hotkey()),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::start("orchestratord", name, &self.args(&args), &self.logs)
+        let args = self.orchestrator_args(run, &owned(extra));
+        Proc::start(self, "orchestratord", name, &args)
     }
 
     /// Waits until `n` worker heartbeats are in the bucket.
@@ -433,7 +405,7 @@ impl System {
 
     /// The run's state as the owner last wrote it.
     pub fn run_state(&self, run: &str) -> Option<locus_protocol::pb::RunState> {
-        let owner = self.owner.1.hotkey();
+        let owner = self.owner.hotkey();
         self.rt
             .block_on(self.bucket.get_opt::<locus_protocol::pb::RunState>(
                 &self.bucket.layout().run_state(run),
@@ -448,7 +420,7 @@ impl System {
     /// compute units; a redo of a credited job passes with none).
     pub fn credited(&self, run: &str) -> std::collections::HashMap<String, Vec<Vec<u8>>> {
         use locus_protocol::pb::{Verdict, VerdictOutcome};
-        let me = self.validator.1.hotkey();
+        let me = self.validator.hotkey();
         let mut credited: std::collections::HashMap<String, Vec<Vec<u8>>> = Default::default();
         let keys = self
             .rt
@@ -478,16 +450,6 @@ impl System {
     }
 }
 
-impl System {
-    /// `minerd` for miner `index` with its own log name, e.g. for a
-    /// supervisor started again after a crash.
-    pub fn start_miner_named(&self, index: usize, name: &str, extra: &[&str]) -> Proc {
-        let mut args = vec![
-            format!("--hotkey-file={}", self.miners[index].0),
-            format!("--owner={}", self.owner_ss58()),
-            "--heartbeat-secs=1".to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::start("minerd", name, &self.args(&args), &self.logs)
-    }
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
 }
