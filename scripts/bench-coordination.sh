@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
-cargo build --release -q
+# --workspace: the loopback S3 server is not a default member.
+cargo build --release -q --workspace
 bin=target/release/locus
 
 # median of the numbers on stdin
