@@ -136,11 +136,9 @@ async fn a_restart_reads_the_steps_in_flight_not_the_whole_run() {
     .await;
     let jobs = system.jobs_per_step() as u64;
     system.wait_for_steps(1).await;
-    let early = system.restart_orchestrator().await;
-    let early_start = early.counts().gets.load(Relaxed);
+    let (_, early_start) = system.restart_orchestrator().await;
     system.wait_for_steps(5).await;
-    let late = system.restart_orchestrator().await;
-    let late_start = late.counts().gets.load(Relaxed);
+    let (late, late_start) = system.restart_orchestrator().await;
     let finished = system.finish(Duration::from_secs(120)).await;
     finished.assert_complete_and_fair(6);
     let late_total = late.counts().gets.load(Relaxed);

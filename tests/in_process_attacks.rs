@@ -249,7 +249,7 @@ async fn a_cheater_caught_after_a_restart_is_undone_from_before_it() {
     let honest = run(taint(None)).await;
     let mut system = kit::System::start(taint(Some(FaultMode::Taint))).await;
     system.wait_for_steps(1).await;
-    let resumed = system.restart_orchestrator().await;
+    let (resumed, _) = system.restart_orchestrator().await;
     let at_restart: locus_protocol::Verified<locus_protocol::pb::RunState> = resumed
         .get(
             &resumed.layout().run_state(kit::RUN),

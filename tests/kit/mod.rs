@@ -267,15 +267,26 @@ impl System {
     /// two awaits, as a crash would leave it) and starts a fresh one on the
     /// same bucket, which resumes the run from what it finds there.
     /// Returns the new orchestrator's bucket handle, whose request counts
-    /// are its alone (its start-up included).
-    pub async fn restart_orchestrator(&mut self) -> Bucket {
+    /// are its alone, and the objects its start-up read: counted before its
+    /// loop runs, so the figure is the same however busy the machine is.
+    pub async fn restart_orchestrator(&mut self) -> (Bucket, u64) {
         self.orchestrator.abort();
         let _ = (&mut self.orchestrator).await;
         let bucket = Bucket::from_store(self.store.clone(), "memory://", NETUID);
-        self.orchestrator =
-            spawn_orchestrator(&bucket, &self.owner, &self.settings, &self.shutdown).await;
+        let started = orchestratord::driver::Orchestrator::start(
+            bucket.clone(),
+            copy(&self.owner),
+            self.settings.clone(),
+        )
+        .await
+        .expect("orchestrator starts again");
+        let start_gets = bucket
+            .counts()
+            .gets
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.orchestrator = run_orchestrator(started, &self.shutdown);
         self.owner_buckets.push(bucket.clone());
-        bucket
+        (bucket, start_gets)
     }
 
     /// How many jobs one step of the run has.
@@ -427,10 +438,18 @@ async fn spawn_orchestrator(
     settings: &orchestratord::driver::Settings,
     shutdown: &Shutdown,
 ) -> Task {
-    let mut orchestrator =
+    let orchestrator =
         orchestratord::driver::Orchestrator::start(bucket.clone(), copy(owner), settings.clone())
             .await
             .expect("orchestrator starts");
+    run_orchestrator(orchestrator, shutdown)
+}
+
+/// The loop of a started orchestrator, on its own task.
+fn run_orchestrator(
+    mut orchestrator: orchestratord::driver::Orchestrator,
+    shutdown: &Shutdown,
+) -> Task {
     let stop = shutdown.clone();
     tokio::spawn(async move { orchestrator.run(&stop).await })
 }
