@@ -187,9 +187,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     let system = LocalSystem::create(&work, args.miners, args.auditors)?;
     let (logs, stats) = (system.logs(), system.stats());
     let (owner, validator) = (system.owner.hotkey(), system.validator.hotkey());
-    let hotkeys = |keys: &[KeyFile]| -> Vec<(PathBuf, Hotkey)> {
-        keys.iter().map(|k| (k.path.clone(), k.hotkey())).collect()
-    };
+    let hotkeys = |keys: &[KeyFile]| -> Vec<Hotkey> { keys.iter().map(KeyFile::hotkey).collect() };
     let (miners, auditors) = (hotkeys(&system.miners), hotkeys(&system.auditors));
     let storage = Storage::prepare(&args.bucket, &system.bucket_dir(), &bins, &logs).await?;
     let system = system.with_bucket(storage.url.clone());
@@ -206,7 +204,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         system.stats_flag("validatord"),
     ];
     if !auditors.is_empty() {
-        let list: Vec<String> = auditors.iter().map(|(_, h)| h.ss58()).collect();
+        let list: Vec<String> = auditors.iter().map(Hotkey::ss58).collect();
         validator_flags.push(format!("--auditors={}", list.join(",")));
     }
     let validator_daemon = Daemon::spawn(
@@ -258,7 +256,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     let expected = args.miners * args.workers_per_miner as usize;
     let miner_list = miners
         .iter()
-        .map(|(_, h)| h.ss58())
+        .map(Hotkey::ss58)
         .collect::<Vec<_>>()
         .join(",");
     let mut orchestrator_flags = vec![
@@ -383,7 +381,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         .and_then(|()| check_auditors(&args, &audits));
     let idle = miners
         .iter()
-        .filter(|(_, h)| !window.scores.iter().any(|s| s.ss58 == h.ss58()))
+        .filter(|h| !window.scores.iter().any(|s| s.ss58 == h.ss58()))
         .count();
     if idle > 0 {
         println!(
@@ -555,13 +553,13 @@ async fn wait_for_run(
     }
 }
 
-fn print_table(window: &pb::ScoreWindow, miners: &[(PathBuf, Hotkey)], bad: Option<usize>) {
+fn print_table(window: &pb::ScoreWindow, miners: &[Hotkey], bad: Option<usize>) {
     println!();
     println!(
         "{:<6} {:<50} {:>5} {:>8} {:>6} {:>9} {:>10} {:>10} {:>8}",
         "miner", "hotkey", "jobs", "verified", "failed", "unsampled", "CU", "score", "weight"
     );
-    for (i, (_, hotkey)) in miners.iter().enumerate() {
+    for (i, hotkey) in miners.iter().enumerate() {
         let s = window
             .scores
             .iter()
@@ -599,7 +597,7 @@ fn print_table(window: &pb::ScoreWindow, miners: &[(PathBuf, Hotkey)], bad: Opti
 
 fn check_outcome(
     window: &pb::ScoreWindow,
-    miners: &[(PathBuf, Hotkey)],
+    miners: &[Hotkey],
     bad: Option<usize>,
     paid_attacker: bool,
 ) -> Result<(), String> {
@@ -620,7 +618,7 @@ fn check_outcome(
     if (total - 1.0).abs() > 1e-9 {
         return Err(format!("weights sum to {total}, not 1"));
     }
-    for (i, (_, hotkey)) in miners.iter().enumerate() {
+    for (i, hotkey) in miners.iter().enumerate() {
         let w = weight(hotkey).unwrap_or(0.0);
         if bad == Some(i) && !paid_attacker {
             if w != 0.0 {
@@ -652,7 +650,7 @@ struct AuditorReport {
 async fn audit_report(
     bucket: &Bucket,
     validator: &Hotkey,
-    auditors: &[(PathBuf, Hotkey)],
+    auditors: &[Hotkey],
     stats: &Path,
     run_secs: f64,
 ) -> anyhow::Result<Vec<AuditorReport>> {
@@ -692,7 +690,7 @@ async fn audit_report(
         return Ok(Vec::new());
     }
     let mut reports = Vec::new();
-    for (_, hotkey) in auditors {
+    for hotkey in auditors {
         let dropped = bucket
             .get_opt::<pb::AuditorDropped>(
                 &layout.auditor_dropped(hotkey),

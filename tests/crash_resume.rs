@@ -851,7 +851,7 @@ fn keep_logs(sys: &System, scenario: &str) {
         .collect();
     let to = PathBuf::from(dir).join(name);
     std::fs::create_dir_all(&to).expect("LOCUS_KEEP_LOGS directory");
-    for entry in std::fs::read_dir(&sys.logs).expect("logs").flatten() {
+    for entry in std::fs::read_dir(sys.logs()).expect("logs").flatten() {
         let _ = std::fs::copy(entry.path(), to.join(entry.file_name()));
     }
     println!("logs kept in {}", to.display());
@@ -859,7 +859,7 @@ fn keep_logs(sys: &System, scenario: &str) {
 
 /// The last lines of every daemon log of a scenario, for a failure report.
 fn dump_logs(sys: &System) {
-    let Ok(dir) = std::fs::read_dir(&sys.logs) else {
+    let Ok(dir) = std::fs::read_dir(sys.logs()) else {
         return;
     };
     let mut paths: Vec<PathBuf> = dir.filter_map(|e| Some(e.ok()?.path())).collect();

@@ -3,8 +3,6 @@
 //! `minerd` has the attack modes. Which flags make sense together, what the
 //! attacker is told, and what outcome its mode deserves.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use locus_daemon::limits::{Setting, SettingError};
 use locus_protocol::Hotkey;
@@ -124,9 +122,9 @@ pub fn check(args: &SmokeArgs) -> Result<(), SettingError> {
 }
 
 /// Says who misbehaves, and whether it may escape.
-pub fn announce(args: &SmokeArgs, miners: &[(PathBuf, Hotkey)]) {
+pub fn announce(args: &SmokeArgs, miners: &[Hotkey]) {
     if let (Some(bad), Some(mode)) = (args.attack.bad_miner_index, args.attack.fault_mode) {
-        println!("miner {bad} ({}) misbehaves: {mode}", miners[bad].1);
+        println!("miner {bad} ({}) misbehaves: {mode}", miners[bad]);
     }
     if let Some(note) = escape_note(args) {
         println!("note: {note}");

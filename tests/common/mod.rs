@@ -327,7 +327,6 @@ pub struct System {
     system: LocalSystem,
     pub bucket: locus_protocol::Bucket,
     pub rt: tokio::runtime::Runtime,
-    pub logs: PathBuf,
     _work: tempfile::TempDir,
 }
 
@@ -347,7 +346,6 @@ impl System {
             bucket: locus_protocol::Bucket::open(&system.bucket, locus::system::NETUID)
                 .expect("bucket"),
             rt: tokio::runtime::Runtime::new().expect("runtime"),
-            logs: system.logs(),
             system,
             _work: work,
         }
