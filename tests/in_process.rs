@@ -157,6 +157,65 @@ async fn a_restart_reads_the_steps_in_flight_not_the_whole_run() {
     );
 }
 
+/// A validator restarted late in a live run takes up its checkpoint (the
+/// closed steps' verdicts, counted) and reads only the open steps'
+/// verdicts. With the checkpoint lost, the same restart reads the run's
+/// history. Either way the final scores are those of every verdict in the
+/// bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_validator_reads_its_checkpoint_not_the_runs_verdicts() {
+    async fn restart_after_six_of_eight_steps(lose_checkpoint: bool) -> (u64, u64) {
+        let mut system = System::start(Setup {
+            steps: 8,
+            ..Setup::default()
+        })
+        .await;
+        let jobs = system.jobs_per_step() as u64;
+        system.wait_for_steps(6).await;
+        let checkpoint = system.bucket.layout().validator_checkpoint(RUN);
+        let lost = if lose_checkpoint {
+            vec![checkpoint]
+        } else {
+            Vec::new()
+        };
+        let (_, take_up) = system.restart_validator(&lost).await;
+        let finished = system.finish(Duration::from_secs(120)).await;
+        finished.assert_complete_and_fair(8);
+        let all: Vec<validatord::scoring::Judged> = finished
+            .verdicts
+            .iter()
+            .map(|v| validatord::scoring::Judged {
+                hotkey: locus_protocol::Hotkey::from_bytes(&v.hotkey).expect("hotkey"),
+                step: v.step,
+                outcome: pb::VerdictOutcome::try_from(v.outcome).expect("outcome"),
+                compute_units: v.compute_units,
+                reason: v.reason.clone(),
+            })
+            .collect();
+        let mut expected = validatord::scoring::score(&all);
+        let mut scored = finished.window.scores.clone();
+        for s in expected.iter_mut().chain(scored.iter_mut()) {
+            s.reason.clear();
+        }
+        assert_eq!(
+            scored, expected,
+            "the scores after a restart (checkpoint lost: {lose_checkpoint}) are not those of the verdicts"
+        );
+        (take_up, jobs)
+    }
+    let (with_checkpoint, jobs_per_step) = restart_after_six_of_eight_steps(false).await;
+    let (without, _) = restart_after_six_of_eight_steps(true).await;
+    // The verdicts of the open steps (two or three) and a few records.
+    assert!(
+        with_checkpoint <= 4 * jobs_per_step,
+        "a restart after 6 of 8 steps read {with_checkpoint} objects to take up the run ({jobs_per_step} jobs a step)"
+    );
+    assert!(
+        without >= 6 * jobs_per_step && without > with_checkpoint,
+        "without its checkpoint the restart should read the history: {without} objects, with it {with_checkpoint}"
+    );
+}
+
 /// A validator started again after it scored a run to the end reads that
 /// run's score window, not its verdicts and receipts, and leaves the window
 /// as it was: a restart costs a few requests per run, not the run's history.
@@ -180,6 +239,7 @@ async fn a_restarted_validator_does_not_judge_a_finished_run_again() {
             chain: None,
             audit: Default::default(),
             clock: locus_protocol::time::Clock::system(),
+            checkpoint_every: validatord::driver::CHECKPOINT_EVERY,
         },
     );
     let stop = locus_daemon::Shutdown::default();

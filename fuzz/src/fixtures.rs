@@ -484,3 +484,37 @@ impl Fixture for pb::AuditorDropped {
         check_hotkey(&self.auditor);
     }
 }
+
+impl Fixture for pb::ValidatorCheckpoint {
+    const ROLE: Role = Role::Validator;
+    fn sample() -> Self {
+        pb::ValidatorCheckpoint {
+            run_id: RUN.into(),
+            floor: 3,
+            tallies: vec![pb::HotkeyTally {
+                hotkey: miner(),
+                receipts: 9,
+                verified: 3,
+                verified_cu: 3_000,
+                unsampled: 5,
+                unsampled_cu: 5_000,
+                late: 1,
+                late_reason: "job already credited".into(),
+                ..Default::default()
+            }],
+            on_word: vec![pb::Verdict {
+                auditor: miner(),
+                ..pb::Verdict::sample()
+            }],
+            unix_ms: T0 + 6_000,
+        }
+    }
+    fn inspect(&self) {
+        for tally in &self.tallies {
+            check_hotkey(&tally.hotkey);
+        }
+        for verdict in &self.on_word {
+            verdict.inspect();
+        }
+    }
+}

@@ -125,6 +125,7 @@ record_table!(
     AuditJob,
     AuditResult,
     AuditorDropped,
+    ValidatorCheckpoint,
 );
 
 /// Seals raw payload bytes with the protocol's own signing, so targets can

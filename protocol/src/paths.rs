@@ -8,6 +8,7 @@
 //! v1/netuid={n}/runs/{run}/artifacts/{job}/a{attempt}.pb         TensorArtifact  assigned hotkey (owner for `init`)
 //! v1/netuid={n}/runs/{run}/receipts/s{step}/{job}/a{attempt}.pb  Receipt         assigned hotkey
 //! v1/netuid={n}/runs/{run}/verdicts/s{step}/{job}/a{attempt}.pb  Verdict         validator
+//! v1/netuid={n}/runs/{run}/validator-checkpoint.pb               ValidatorCheckpoint validator
 //! v1/netuid={n}/assignments/{ss58}/w{worker}/{seq}.pb            Assignment      owner
 //! v1/netuid={n}/heartbeats/{ss58}/w{worker}.pb                   WorkerHeartbeat hotkey
 //! v1/netuid={n}/grants/{ss58}/heartbeat.pb                       HeartbeatGrant  owner
@@ -85,6 +86,11 @@ impl Layout {
 
     pub fn run_state(&self, run: &str) -> String {
         format!("{}/runs/{run}/state.pb", self.root)
+    }
+
+    /// The run's validator checkpoint: its verdicts of closed steps, folded.
+    pub fn validator_checkpoint(&self, run: &str) -> String {
+        format!("{}/runs/{run}/validator-checkpoint.pb", self.root)
     }
 
     /// Every job manifest of a run (all revisions) is under this prefix.

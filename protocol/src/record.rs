@@ -49,4 +49,5 @@ records!(
     AuditJob => 64 * KIB,
     AuditResult => 64 * KIB,
     AuditorDropped => 64 * KIB,
+    ValidatorCheckpoint => 64 * MIB,
 );

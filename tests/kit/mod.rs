@@ -62,6 +62,9 @@ pub struct Setup {
     pub lying_auditor: bool,
     /// Fraction of auditors' passing results the validator replays again.
     pub audit_recheck_rate: f64,
+    /// How often the validator rewrites its checkpoint (none by default:
+    /// every closed step).
+    pub checkpoint_every: Duration,
 }
 
 impl Default for Setup {
@@ -85,6 +88,7 @@ impl Default for Setup {
             audit_timeout: Duration::from_secs(20),
             lying_auditor: false,
             audit_recheck_rate: 0.1,
+            checkpoint_every: Duration::ZERO,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct System {
     pub clock: Clock,
     shutdown: Shutdown,
     settings: orchestratord::driver::Settings,
+    /// The validator's settings, made again for a restart.
+    judge_settings: Arc<dyn Fn() -> validatord::driver::Settings + Send + Sync>,
     /// The handles the orchestrator and the validator read through (their
     /// request counts are theirs alone).
     owner_buckets: Vec<Bucket>,
@@ -165,29 +171,38 @@ impl System {
         let absent: Vec<Hotkey> = (0..setup.absent_auditors)
             .map(|_| Keypair::generate().hotkey())
             .collect();
-        let mut judge = validatord::driver::Validator::new(
-            judge_bucket.clone(),
-            owner.hotkey(),
-            copy(&validator),
-            validatord::driver::Settings {
-                sample_rate: setup.sample_rate,
-                probation_replays: setup.probation_replays,
+        let judge_settings: Arc<dyn Fn() -> validatord::driver::Settings + Send + Sync> = {
+            let auditors: Vec<Hotkey> = auditor_keys
+                .iter()
+                .map(Keypair::hotkey)
+                .chain(absent.iter().copied())
+                .collect();
+            let clock = clock.clone();
+            let (sample_rate, probation_replays) = (setup.sample_rate, setup.probation_replays);
+            let (recheck_rate, audit_timeout) = (setup.audit_recheck_rate, setup.audit_timeout);
+            let checkpoint_every = setup.checkpoint_every;
+            Arc::new(move || validatord::driver::Settings {
+                sample_rate,
+                probation_replays,
                 poll_min: poll,
                 poll_max: poll * 4,
                 device: Device::Cpu,
                 exit_after_run: Some(RUN.into()),
                 chain: None,
                 audit: validatord::audit::AuditSettings {
-                    auditors: auditor_keys
-                        .iter()
-                        .map(Keypair::hotkey)
-                        .chain(absent.iter().copied())
-                        .collect(),
-                    recheck_rate: setup.audit_recheck_rate,
-                    timeout: setup.audit_timeout,
+                    auditors: auditors.clone(),
+                    recheck_rate,
+                    timeout: audit_timeout,
                 },
                 clock: clock.clone(),
-            },
+                checkpoint_every,
+            })
+        };
+        let mut judge = validatord::driver::Validator::new(
+            judge_bucket.clone(),
+            owner.hotkey(),
+            copy(&validator),
+            judge_settings(),
         );
         let stop = shutdown.clone();
         let judge = tokio::spawn(async move { judge.run(&stop).await });
@@ -256,6 +271,7 @@ impl System {
             clock,
             shutdown,
             settings,
+            judge_settings,
             owner_buckets: vec![owner_bucket, judge_bucket],
             orchestrator,
             judge,
@@ -287,6 +303,40 @@ impl System {
         self.orchestrator = run_orchestrator(started, &self.shutdown);
         self.owner_buckets.push(bucket.clone());
         (bucket, start_gets)
+    }
+
+    /// Kills the validator where it stands, deletes the objects at `lost`
+    /// while it is down, and starts a fresh one on the same bucket. Returns
+    /// the new validator's bucket handle and the objects it read to take up
+    /// the run, counted before it judges anything.
+    pub async fn restart_validator(&mut self, lost: &[String]) -> (Bucket, u64) {
+        self.judge.abort();
+        let _ = (&mut self.judge).await;
+        for key in lost {
+            self.bucket
+                .delete(key)
+                .await
+                .expect("deleting a lost object");
+        }
+        let bucket = Bucket::from_store(self.store.clone(), "memory://", NETUID);
+        let mut judge = validatord::driver::Validator::new(
+            bucket.clone(),
+            self.owner.hotkey(),
+            copy(&self.validator),
+            (self.judge_settings)(),
+        );
+        judge
+            .discover_runs()
+            .await
+            .expect("the validator takes up the run");
+        let take_up_gets = bucket
+            .counts()
+            .gets
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let stop = self.shutdown.clone();
+        self.judge = tokio::spawn(async move { judge.run(&stop).await });
+        self.owner_buckets.push(bucket.clone());
+        (bucket, take_up_gets)
     }
 
     /// How many jobs one step of the run has.

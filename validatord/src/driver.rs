@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::audit::{self, AuditSettings, Pool};
 use crate::input_cache::InputCache;
 use crate::replay::{Judge, JudgeError, Judgement, PendingReplay, Replayed};
-use crate::scoring::{self, Judged};
+use crate::scoring::{Judged, Tally};
 use crate::weights::{ChainTarget, WeightPusher};
 
 /// How often the bucket is listed for new runs: one LIST, and the owner
@@ -26,6 +26,10 @@ const RUN_DISCOVERY_EVERY: Duration = Duration::from_secs(1);
 /// after every verdict cost a PUT per receipt. The final window is written
 /// as soon as the run is complete.
 const PROVISIONAL_SCORES_EVERY: Duration = Duration::from_secs(2);
+
+/// How often a live run's checkpoint is rewritten by default: one PUT per
+/// this long, and a restart re-reads at most this long of verdicts.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
 /// Signers of rejected receipts listed per run, at most.
 const MAX_REJECTED_SIGNERS: usize = 256;
@@ -46,6 +50,10 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// The time audit deadlines, grants and records are dated by.
     pub clock: Clock,
+    /// How often a live run's checkpoint is rewritten once steps closed
+    /// since the last one: a restart re-reads the verdicts of at most this
+    /// long (plus the open steps), whatever the run's length.
+    pub checkpoint_every: Duration,
 }
 
 /// What the validator knows about one run.
@@ -64,6 +72,16 @@ struct RunTrack {
     auditing: HashSet<String>,
     /// Steps below this are closed: no new receipts are expected there.
     open_from: u32,
+    /// Steps below this are folded into `folded`: their receipts are not
+    /// listed again and their keys are not kept (`floor <= open_from`; a
+    /// rewind below it unfolds the steps it reaches).
+    floor: u32,
+    /// The verdicts of the steps below `floor`, counted.
+    folded: Tally,
+    /// The floor of the checkpoint last written (or read at start).
+    checkpointed: u32,
+    /// When the checkpoint was last written.
+    checkpoint_written: Option<Instant>,
     complete: bool,
     /// Verdicts came in since the score window was last written.
     unscored: bool,
@@ -78,6 +96,29 @@ struct Outstanding {
     job_key: String,
     job_digest: locus_protocol::Digest,
     deadline_ms: u64,
+}
+
+impl RunTrack {
+    /// Takes up a checkpoint read at start: its steps stay folded.
+    fn restore(&mut self, checkpoint: &pb::ValidatorCheckpoint) {
+        self.folded = Tally::from_pb(&checkpoint.tallies);
+        for (hotkey, passed) in self.folded.replays_passed() {
+            self.replays_passed
+                .insert(hotkey, u32::try_from(passed).unwrap_or(u32::MAX));
+        }
+        self.floor = checkpoint.floor;
+        self.open_from = checkpoint.floor;
+        self.checkpointed = checkpoint.floor;
+    }
+
+    /// The tally of every verdict of the run: folded and open.
+    fn tally(&self) -> Tally {
+        let mut tally = self.folded.clone();
+        for judged in &self.verdicts {
+            tally.add(judged);
+        }
+        tally
+    }
 }
 
 impl Outstanding {
@@ -271,7 +312,10 @@ impl Validator {
         Ok(progressed)
     }
 
-    async fn discover_runs(&mut self) -> anyhow::Result<()> {
+    /// Finds the runs not tracked yet and takes each up: from its final
+    /// score window if it was scored to the end, else from its checkpoint
+    /// and the verdicts of its steps from the checkpoint's floor on.
+    pub async fn discover_runs(&mut self) -> anyhow::Result<()> {
         // While no run is live there is nothing else to do: look every
         // pass (the back-off bounds the rate), so a new run is judged at once.
         let judging = self.runs.values().any(|t| !t.complete);
@@ -323,6 +367,10 @@ impl Validator {
                 rejected_signers: HashSet::new(),
                 auditing: HashSet::new(),
                 open_from: 0,
+                floor: 0,
+                folded: Tally::default(),
+                checkpointed: 0,
+                checkpoint_written: None,
                 complete: false,
                 unscored: false,
                 scores_written: None,
@@ -337,10 +385,15 @@ impl Validator {
                 self.runs.insert(run_id, track);
                 continue;
             }
+            if let Some(checkpoint) = self.checkpoint(&run_id).await? {
+                track.restore(&checkpoint);
+                self.on_word.extend(checkpoint.on_word);
+            }
             self.recover_verdicts(&run_id, &mut track).await?;
-            info!(run = %run_id, verdicts = track.verdicts.len(), "tracking run");
+            info!(run = %run_id, folded_steps = track.floor, folded_verdicts = track.folded.verdicts(), verdicts = track.verdicts.len(), "tracking run");
             self.runs.insert(run_id, track);
         }
+        self.reaudit_dropped_on_word();
         // The chain gets the newest of the windows finished before a
         // restart again, as it had it; not every old one in turn.
         if let Some(newest) = scored.into_iter().max_by_key(|w| w.unix_ms) {
@@ -394,15 +447,50 @@ impl Validator {
         }
     }
 
-    /// Verdicts this validator already wrote (before a restart) count again.
+    /// This validator's checkpoint of `run_id`, if it wrote one.
+    async fn checkpoint(&self, run_id: &str) -> anyhow::Result<Option<pb::ValidatorCheckpoint>> {
+        let key = self.bucket.layout().validator_checkpoint(run_id);
+        let me = self.key.hotkey();
+        match self
+            .bucket
+            .get_opt::<pb::ValidatorCheckpoint>(&key, Expect::Signer(&me))
+            .await
+        {
+            Ok(Some(checkpoint)) if checkpoint.run_id == run_id => {
+                Ok(Some(checkpoint.into_inner()))
+            }
+            Ok(Some(_)) => {
+                warn!(run = %run_id, key = %key, "the checkpoint names another run; reading the run's verdicts from the start");
+                Ok(None)
+            }
+            Ok(None) => Ok(None),
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(e) => {
+                warn!(run = %run_id, key = %key, error = %e, "ignoring a checkpoint this validator did not write; reading the run's verdicts from the start");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Verdicts this validator already wrote (before a restart) count
+    /// again: those of the steps from the run's floor on (the checkpoint
+    /// holds the rest).
     async fn recover_verdicts(&mut self, run_id: &str, track: &mut RunTrack) -> anyhow::Result<()> {
         let me = self.key.hotkey();
         let mut on_word = Vec::new();
+        let layout = self.bucket.layout();
+        let from = layout.verdicts_of_step(run_id, track.floor);
         for key in self
             .bucket
-            .list(&self.bucket.layout().verdicts(run_id), None)
+            .list(&layout.verdicts(run_id), Some(&from))
             .await?
         {
+            if layout
+                .parse_verdict(run_id, &key)
+                .is_none_or(|(step, _, _)| step < track.floor)
+            {
+                continue;
+            }
             match self
                 .bucket
                 .get::<pb::Verdict>(&key, Expect::Signer(&me))
@@ -462,8 +550,20 @@ impl Validator {
         let mut progressed = false;
         let mut all_settled = true;
         // Steps well behind the run are normally skipped; once the run is
-        // done, one last pass covers every step so nothing is left unjudged.
-        let open_from = if state.done { 0 } else { track.open_from };
+        // done, one last pass covers every step not folded, so nothing is
+        // left unjudged (a folded step had every receipt judged when it was
+        // folded, and its jobs credited: a receipt written there later
+        // would earn nothing).
+        let open_from = if state.done {
+            track.floor
+        } else {
+            track.open_from
+        };
+        if open_from < track.floor {
+            // A rewind reached back into folded steps: their receipts are
+            // judged again, knowing what was credited there.
+            self.unfold(run_id, open_from).await?;
+        }
         for step in open_from..=last_step {
             let listed = self
                 .bucket
@@ -490,9 +590,15 @@ impl Validator {
             track.open_from = state.completed_steps.saturating_sub(1);
         }
         let now_complete = state.done && all_settled;
+        if !state.done {
+            self.fold(run_id);
+            self.write_checkpoint_when_due(run_id).await;
+        }
         // A live run's window waits for the pass's throttled write (`tick`).
         if now_complete {
-            track.complete = now_complete;
+            if let Some(track) = self.runs.get_mut(run_id) {
+                track.complete = true;
+            }
             if let Err(e) = self.write_scores(run_id).await {
                 // Not complete until the complete window is in the bucket.
                 if let Some(track) = self.runs.get_mut(run_id) {
@@ -507,6 +613,151 @@ impl Validator {
             }
         }
         Ok(progressed)
+    }
+
+    /// Folds the steps of `run_id` that no receipt will be judged in any
+    /// more (below the open steps and below every receipt out with an
+    /// auditor) into the run's tally, forgetting their keys: the validator's
+    /// memory and its restart stay the size of the open steps.
+    fn fold(&mut self, run_id: &str) {
+        let layout = self.bucket.layout().clone();
+        let Some(track) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let auditing = track
+            .auditing
+            .iter()
+            .filter_map(|key| layout.parse_receipt(run_id, key))
+            .map(|(step, _, _)| step)
+            .min();
+        let floor = auditing
+            .map_or(track.open_from, |s| s.min(track.open_from))
+            .max(track.floor);
+        // Verdicts below the floor arrive after it moved too: a revision of
+        // a passing verdict (to failed) keeps its receipt's step.
+        let (closed, open): (Vec<Judged>, Vec<Judged>) = std::mem::take(&mut track.verdicts)
+            .into_iter()
+            .partition(|j| j.step < floor);
+        for judged in &closed {
+            track.folded.add(judged);
+        }
+        track.verdicts = open;
+        if floor == track.floor {
+            return;
+        }
+        let still_open = |key: &String| {
+            layout
+                .parse_receipt(run_id, key)
+                .is_some_and(|(step, _, _)| step >= floor)
+        };
+        track.judged.retain(still_open);
+        track.rejected.retain(still_open);
+        track.credited.retain(|_, v| v.step >= floor);
+        track.floor = floor;
+    }
+
+    /// Writes the run's checkpoint when steps were folded since the last
+    /// one and `checkpoint_every` has passed. A failed write is retried on
+    /// a later pass; until then a restart reads a few more verdicts.
+    async fn write_checkpoint_when_due(&mut self, run_id: &str) {
+        let every = self.settings.checkpoint_every;
+        let Some(track) = self.runs.get(run_id) else {
+            return;
+        };
+        if track.floor <= track.checkpointed
+            || track
+                .checkpoint_written
+                .is_some_and(|at| at.elapsed() < every)
+        {
+            return;
+        }
+        let checkpoint = pb::ValidatorCheckpoint {
+            run_id: run_id.to_string(),
+            floor: track.floor,
+            tallies: track.folded.to_pb(),
+            on_word: self
+                .on_word
+                .iter()
+                .filter(|v| v.run_id == run_id && v.step < track.floor)
+                .cloned()
+                .collect(),
+            unix_ms: self.settings.clock.now_ms(),
+        };
+        let key = self.bucket.layout().validator_checkpoint(run_id);
+        if let Err(e) = self.bucket.put(&key, &checkpoint, &self.key).await {
+            warn!(run = %run_id, error = %e, "cannot write the checkpoint; will retry");
+            return;
+        }
+        info!(run = %run_id, floor = checkpoint.floor, "checkpoint written");
+        if let Some(track) = self.runs.get_mut(run_id) {
+            track.checkpointed = checkpoint.floor;
+            track.checkpoint_written = Some(Instant::now());
+        }
+    }
+
+    /// A rewind reached back to `from`, below the folded steps: reads what
+    /// this validator judged and credited there (not counted again: the
+    /// tally has it), so the redone jobs are judged knowing it. The
+    /// checkpoint is removed until the next fold: the redo's verdicts sit
+    /// below its floor, where a restart would not look for them.
+    async fn unfold(&mut self, run_id: &str, from: u32) -> anyhow::Result<()> {
+        let Some(floor) = self.runs.get(run_id).map(|t| t.floor) else {
+            return Ok(());
+        };
+        warn!(run = %run_id, from, floor, "the run went back into folded steps; reading their verdicts again");
+        let layout = self.bucket.layout().clone();
+        self.bucket
+            .delete(&layout.validator_checkpoint(run_id))
+            .await?;
+        let me = self.key.hotkey();
+        let mut judged = Vec::new();
+        let mut credited = Vec::new();
+        for step in from..floor {
+            for key in self
+                .bucket
+                .list(&layout.verdicts_of_step(run_id, step), None)
+                .await?
+            {
+                match self
+                    .bucket
+                    .get::<pb::Verdict>(&key, Expect::Signer(&me))
+                    .await
+                {
+                    Ok(v) => {
+                        judged.push(v.receipt_key.clone());
+                        if credits(&v) {
+                            credited.push(v.into_inner());
+                        }
+                    }
+                    Err(e) if e.is_transient() => return Err(e.into()),
+                    Err(e) => warn!(error = %e, "ignoring unreadable verdict"),
+                }
+            }
+        }
+        let Some(track) = self.runs.get_mut(run_id) else {
+            return Ok(());
+        };
+        track.judged.extend(judged);
+        for v in credited {
+            track.credited.insert(v.job_id.clone(), v);
+        }
+        track.floor = from;
+        track.checkpointed = from;
+        Ok(())
+    }
+
+    /// Verdicts on the word of an auditor this validator dropped (before a
+    /// restart, its replays again unfinished) are replayed again here.
+    fn reaudit_dropped_on_word(&mut self) {
+        let dropped = self.auditors.dropped();
+        let (theirs, others): (Vec<pb::Verdict>, Vec<pb::Verdict>) =
+            std::mem::take(&mut self.on_word)
+                .into_iter()
+                .partition(|v| {
+                    Hotkey::from_bytes(&v.auditor).is_ok_and(|a| dropped.contains_key(&a))
+                });
+        self.on_word = others;
+        self.reaudit.extend(theirs);
     }
 
     /// Judges one receipt and writes its verdict. Returns whether the
@@ -558,8 +809,14 @@ impl Validator {
                     let room = track.rejected_signers.len() < MAX_REJECTED_SIGNERS;
                     if room || track.rejected_signers.contains(&signer) {
                         track.rejected_signers.insert(signer);
+                        let step = self
+                            .bucket
+                            .layout()
+                            .parse_receipt(run_id, key)
+                            .map_or(track.open_from, |(step, _, _)| step);
                         track.verdicts.push(Judged {
                             hotkey: signer,
+                            step,
                             outcome: VerdictOutcome::Unspecified,
                             compute_units: 0,
                             reason: rejection.to_string(),
@@ -1043,6 +1300,12 @@ impl Validator {
             }
             track.verdicts.push(judged_from(&revised, hotkey));
             track.unscored = true;
+            if revised.step < track.checkpointed {
+                // The checkpoint holds the passing verdict: one written
+                // after this revision must hold it too (folded at once).
+                track.checkpointed = revised.step;
+                track.checkpoint_written = None;
+            }
         }
         Ok(())
     }
@@ -1055,13 +1318,9 @@ impl Validator {
             window_id: run_id.to_string(),
             run_ids: vec![run_id.to_string()],
             unix_ms: self.settings.clock.now_ms(),
-            scores: scoring::score(&track.verdicts),
+            scores: track.tally().scores(),
             complete: track.complete,
-            receipts: track
-                .verdicts
-                .iter()
-                .filter(|v| v.outcome != VerdictOutcome::Unspecified)
-                .count() as u64,
+            receipts: track.tally().verdicts(),
         };
         let key = self.bucket.layout().score_window(run_id);
         self.bucket.put(&key, &window, &self.key).await?;
@@ -1112,6 +1371,7 @@ fn credits(v: &pb::Verdict) -> bool {
 fn judged_from(v: &pb::Verdict, hotkey: Hotkey) -> Judged {
     Judged {
         hotkey,
+        step: v.step,
         outcome: VerdictOutcome::try_from(v.outcome).unwrap_or_default(),
         compute_units: v.compute_units,
         reason: v.reason.clone(),

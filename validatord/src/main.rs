@@ -248,6 +248,7 @@ async fn run() -> anyhow::Result<()> {
             timeout: Duration::from_secs(args.audit_timeout_secs),
         },
         clock: locus_protocol::time::Clock::system(),
+        checkpoint_every: validatord::driver::CHECKPOINT_EVERY,
     };
     if !settings.audit.auditors.is_empty() {
         tracing::info!(

@@ -153,6 +153,7 @@ impl World {
             exit_after_run,
             audit: Default::default(),
             clock: locus_protocol::time::Clock::system(),
+            checkpoint_every: validatord::driver::CHECKPOINT_EVERY,
             chain: Some(ChainTarget {
                 endpoint: node.endpoint.clone(),
                 netuid: 3,
