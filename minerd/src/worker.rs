@@ -20,6 +20,10 @@ use crate::adversary::{Adversary, Honest, Job, Published, Tools};
 /// a restarted worker (see [`Worker::resume_cursor`]).
 pub const RESUME_MARGIN: Duration = Duration::from_secs(600);
 
+/// The job manifest an assignment carries, vouched for by its signature
+/// (none: an assignment written before it carried one).
+type Carried = Option<Verified<pb::JobManifest>>;
+
 #[derive(Clone)]
 pub struct WorkerConfig {
     pub index: u32,
@@ -250,7 +254,7 @@ impl<A: Adversary> Worker<A> {
     /// [`fetch`](Self::fetch), [`compute`](Self::compute),
     /// [`publish`](Self::publish). Returns the job id.
     async fn handle(&mut self, key: &str, check_done: bool) -> Result<String, Skip> {
-        let assignment = self.verify(key, check_done).await?;
+        let (assignment, carried) = self.verify(key, check_done).await?;
         let (adversary, tools) = self.adversary();
         adversary.after_verify(&tools, &assignment).await?;
         let started = self.cfg.clock.now_ms();
@@ -259,7 +263,7 @@ impl<A: Adversary> Worker<A> {
             run,
             access,
             inputs,
-        } = self.fetch(key, &assignment).await?;
+        } = self.fetch(key, &assignment, carried).await?;
         let receipt_key = self.bucket.layout().receipt(
             &assignment.run_id,
             assignment.step,
@@ -292,8 +296,9 @@ impl<A: Adversary> Worker<A> {
 
     /// Checks the assignment at `key`: signed by the owner, for this worker,
     /// well-formed ids, not done yet (on the first pass after a restart) and
-    /// its lease still running.
-    async fn verify(&self, key: &str, check_done: bool) -> Result<pb::Assignment, Skip> {
+    /// its lease still running. Returns it with the job manifest it
+    /// carries, if it carries one.
+    async fn verify(&self, key: &str, check_done: bool) -> Result<(pb::Assignment, Carried), Skip> {
         let hotkey = self.key.hotkey();
         let assignment: Verified<pb::Assignment> = self
             .bucket
@@ -323,14 +328,22 @@ impl<A: Adversary> Worker<A> {
         if assignment.deadline_unix_ms <= self.cfg.clock.now_ms() {
             return Err(Skip::Expired);
         }
-        Ok(assignment.into_inner())
+        let carried = locus_protocol::attribution::embedded_manifest(&assignment)
+            .transpose()
+            .map_err(|e| Skip::Invalid(format!("assignment {key}: {e}")))?;
+        Ok((assignment.into_inner(), carried))
     }
 
     /// Reads what the job needs, each checked before use: the owner-signed
-    /// manifest the assignment names (and its digest), the run manifest,
+    /// manifest the assignment carries or names (and its digest), the run manifest,
     /// the grant sealed to this hotkey, and every input against the digest
     /// in the manifest.
-    async fn fetch(&mut self, key: &str, assignment: &pb::Assignment) -> Result<Fetched, Skip> {
+    async fn fetch(
+        &mut self,
+        key: &str,
+        assignment: &pb::Assignment,
+        carried: Carried,
+    ) -> Result<Fetched, Skip> {
         let owner = self.cfg.owner;
         let (run_id, job_id) = (&assignment.run_id, &assignment.job_id);
         if self
@@ -344,10 +357,14 @@ impl<A: Adversary> Worker<A> {
                 assignment.manifest_key
             )));
         }
-        let manifest: Verified<pb::JobManifest> = self
-            .bucket
-            .get(&assignment.manifest_key, Expect::Signer(&owner))
-            .await?;
+        let manifest: Verified<pb::JobManifest> = match carried {
+            Some(manifest) => manifest,
+            None => {
+                self.bucket
+                    .get(&assignment.manifest_key, Expect::Signer(&owner))
+                    .await?
+            }
+        };
         if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice()
             || manifest.job_id != *job_id
             || manifest.run_id != *run_id

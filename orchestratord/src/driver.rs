@@ -120,6 +120,9 @@ struct Published {
     key: String,
     digest: Digest,
     inputs: Vec<pb::InputRef>,
+    /// Carried by every assignment of the job, so that neither its miner
+    /// nor the validator reads it from `key`.
+    manifest: pb::JobManifest,
 }
 
 /// What the orchestrator reports on `/metrics`.
@@ -1288,6 +1291,7 @@ impl Orchestrator {
                 deadline_unix_ms: deadline,
                 step: spec.step,
                 sealed_grant: Vec::new(),
+                manifest: Some(manifest.manifest),
             };
             let manifest_inputs: Vec<String> = self.input_keys(&spec)?;
             assignment.sealed_grant = self
@@ -1537,6 +1541,7 @@ impl Orchestrator {
                 key,
                 digest,
                 inputs,
+                manifest,
             };
             self.published
                 .insert(spec.job_id.clone(), published.clone());

@@ -159,6 +159,39 @@ pub fn attribute(
     })
 }
 
+/// Why the manifest an assignment carries cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmbeddedManifest {
+    #[error("the manifest it carries is not the one it commits to (digest)")]
+    Digest,
+    #[error("the manifest it carries is for run {run:?} step {step} job {job:?}")]
+    AnotherJob { run: String, step: u32, job: String },
+}
+
+/// The job manifest `assignment` carries (field 12), vouched for by the
+/// assignment's signature as if read from its `manifest_key`. `None`: it
+/// carries none (written before field 12); the reader fetches the key.
+pub fn embedded_manifest(
+    assignment: &Verified<pb::Assignment>,
+) -> Option<Result<Verified<pb::JobManifest>, EmbeddedManifest>> {
+    let manifest = assignment.manifest.clone()?;
+    if manifest.run_id != assignment.run_id
+        || manifest.job_id != assignment.job_id
+        || manifest.step != assignment.step
+    {
+        return Some(Err(EmbeddedManifest::AnotherJob {
+            run: manifest.run_id,
+            step: manifest.step,
+            job: manifest.job_id,
+        }));
+    }
+    let manifest = assignment.vouch_for(assignment.manifest_key.clone(), manifest);
+    if manifest.digest().as_bytes().as_slice() != assignment.manifest_digest.as_slice() {
+        return Some(Err(EmbeddedManifest::Digest));
+    }
+    Some(Ok(manifest))
+}
+
 /// A receipt's own commitment that disagrees with its assignment: the
 /// assigned hotkey signed something other than what it was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -344,6 +377,71 @@ mod tests {
         assert!(matches!(
             check_commitments(&c.layout, &c.receipt, &c.assignment),
             Err(BrokenCommitment::OutputKey { .. })
+        ));
+    }
+
+    /// What an assignment carries is what a GET of its manifest key would
+    /// have given: the same record, digest and signer; a carried manifest
+    /// that is not the committed one, or is another job's, is refused.
+    #[test]
+    fn an_assignment_vouches_for_the_manifest_it_carries() {
+        let c = case();
+        let owner = Keypair::generate();
+        let manifest = pb::JobManifest {
+            run_id: RUN.into(),
+            job_id: "s0-fwd-1".into(),
+            step: 0,
+            cost: Some(pb::StaticCost {
+                flops: 1_000,
+                bytes_moved: 64,
+            }),
+            ..Default::default()
+        };
+        let manifest_key = c.assignment.manifest_key.clone();
+        let stored = open::<pb::JobManifest>(
+            &seal(&manifest, &manifest_key, &owner).bytes,
+            &manifest_key,
+            Expect::Signer(&owner.hotkey()),
+        )
+        .expect("the stored manifest opens");
+        let carrying = |manifest: Option<pb::JobManifest>| {
+            let assignment = pb::Assignment {
+                manifest_digest: stored.digest().to_vec(),
+                manifest,
+                ..c.assignment.clone()
+            };
+            let key = c.layout.assignment(&c.miner.hotkey(), 1, 5);
+            open::<pb::Assignment>(
+                &seal(&assignment, &key, &owner).bytes,
+                &key,
+                Expect::Signer(&owner.hotkey()),
+            )
+            .expect("the assignment opens")
+        };
+        let carried = embedded_manifest(&carrying(Some(manifest.clone())))
+            .expect("carried")
+            .expect("the committed manifest");
+        assert_eq!(*carried, *stored);
+        assert_eq!(carried.digest(), stored.digest());
+        assert_eq!(carried.key(), stored.key());
+        assert_eq!(carried.signer(), stored.signer());
+        assert_eq!(carried.size(), stored.size());
+        assert!(embedded_manifest(&carrying(None)).is_none());
+        let other_cost = pb::JobManifest {
+            cost: None,
+            ..manifest.clone()
+        };
+        assert_eq!(
+            embedded_manifest(&carrying(Some(other_cost))).map(|r| r.err()),
+            Some(Some(EmbeddedManifest::Digest))
+        );
+        let other_job = pb::JobManifest {
+            job_id: "s0-fwd-2".into(),
+            ..manifest
+        };
+        assert!(matches!(
+            embedded_manifest(&carrying(Some(other_job))),
+            Some(Err(EmbeddedManifest::AnotherJob { .. }))
         ));
     }
 }

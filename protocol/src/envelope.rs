@@ -104,6 +104,19 @@ impl<T> Verified<T> {
         &self.key
     }
 
+    /// A record carried inside this one, vouched for by this record's
+    /// signature, as if read from `key` (where its own copy is stored).
+    pub(crate) fn vouch_for<U: Record>(&self, key: String, record: U) -> Verified<U> {
+        let payload = record.encode_to_vec();
+        Verified {
+            key,
+            signer: self.signer,
+            digest: Digest::of(&payload),
+            size: sealed_len::<U>(payload.len()),
+            record,
+        }
+    }
+
     pub fn signer(&self) -> &Hotkey {
         &self.signer
     }

@@ -384,12 +384,13 @@ impl Judge<'_> {
         }
     }
 
-    /// The owner's manifest that `assignment` commits to. `Ok(Err(reason))`:
-    /// it is gone or not the owner's (planted over), which proves nothing
-    /// about the miner: no credit, no penalty, the job is redone.
+    /// The owner's manifest that `assignment` commits to: the one it
+    /// carries, else the one at the key it names. `Ok(Err(reason))`: it is
+    /// gone or not the owner's (planted over), which proves nothing about
+    /// the miner: no credit, no penalty, the job is redone.
     async fn manifest(
         &self,
-        assignment: &pb::Assignment,
+        assignment: &Verified<pb::Assignment>,
         job: &str,
     ) -> Result<Result<Verified<pb::JobManifest>, String>, JudgeError> {
         let layout = self.bucket.layout();
@@ -401,6 +402,9 @@ impl Judge<'_> {
             return Ok(Err(format!(
                 "assignment names {key}, not a manifest of {job}"
             )));
+        }
+        if let Some(carried) = attribution::embedded_manifest(assignment) {
+            return Ok(carried.map_err(|e| format!("assignment unusable, the job is redone: {e}")));
         }
         match self.bucket.get(key, Expect::Signer(self.owner)).await {
             Ok(manifest) => Ok(Ok(manifest)),
