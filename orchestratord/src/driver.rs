@@ -973,81 +973,85 @@ impl Orchestrator {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
         let mut progressed = false;
-        for step in self.schedule.steps_in_flight() {
-            let prefix = layout.receipts_of_step(&run_id, step);
-            let keys = self.bucket.list(&prefix, None).await?;
-            for key in keys {
-                if !self.seen_receipts.insert(key.clone()) {
-                    continue;
+        let listed = self
+            .bucket
+            .list_steps(
+                &layout.receipts(&run_id),
+                |step| layout.receipts_of_step(&run_id, step),
+                &self.schedule.steps_in_flight(),
+            )
+            .await?;
+        for key in listed.into_iter().map(|o| o.key) {
+            if !self.seen_receipts.insert(key.clone()) {
+                continue;
+            }
+            let Some((_, job, attempt)) = layout.parse_receipt(&run_id, &key) else {
+                warn!(key = %key, "ignoring object with a malformed receipt key");
+                continue;
+            };
+            let Some(JobState::Assigned {
+                attempt: current,
+                to,
+                ..
+            }) = self.schedule.state(&job).cloned()
+            else {
+                continue;
+            };
+            if attempt != current {
+                info!(run = %run_id, job = %job, attempt, current, "ignoring receipt of a superseded attempt");
+                continue;
+            }
+            match self.accept(&job, attempt, to, &key).await {
+                Ok((output, receipt_digest)) if self.judged_before_use() => {
+                    if self.schedule.hold(&job, output) {
+                        self.judging.insert(
+                            job.clone(),
+                            Held {
+                                receipt_key: key.clone(),
+                                receipt_digest,
+                                checked_ms: self.settings.clock.now_ms(),
+                            },
+                        );
+                        progressed = true;
+                    }
                 }
-                let Some((_, job, attempt)) = layout.parse_receipt(&run_id, &key) else {
-                    warn!(key = %key, "ignoring object with a malformed receipt key");
-                    continue;
-                };
-                let Some(JobState::Assigned {
-                    attempt: current,
-                    to,
-                    ..
-                }) = self.schedule.state(&job).cloned()
-                else {
-                    continue;
-                };
-                if attempt != current {
-                    info!(run = %run_id, job = %job, attempt, current, "ignoring receipt of a superseded attempt");
-                    continue;
+                Ok((output, _)) => {
+                    if self.schedule.complete(&job, output) {
+                        self.jobs_accepted += 1;
+                        self.counters.accepted.inc();
+                        progressed = true;
+                    }
                 }
-                match self.accept(&job, attempt, to, &key).await {
-                    Ok((output, receipt_digest)) if self.judged_before_use() => {
-                        if self.schedule.hold(&job, output) {
-                            self.judging.insert(
-                                job.clone(),
-                                Held {
-                                    receipt_key: key.clone(),
-                                    receipt_digest,
-                                    checked_ms: self.settings.clock.now_ms(),
-                                },
-                            );
-                            progressed = true;
-                        }
+                Err(Refusal::Retry(e)) => {
+                    // Storage trouble, not the miner's fault: read it again next pass.
+                    warn!(run = %run_id, job = %job, attempt, error = %e, "cannot read result yet");
+                    self.seen_receipts.remove(&key);
+                }
+                Err(Refusal::Refused(reason)) => {
+                    warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
+                    self.schedule.expire_now(&job);
+                    self.counters.refused.inc();
+                    progressed = true;
+                }
+                Err(Refusal::Lost(reason)) => {
+                    warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "result unusable through no proven fault of its miner; redoing the job");
+                    // No blame, but like any unusable result it costs
+                    // the worker priority: a miner cannot void its own
+                    // results over and over to stall the run.
+                    self.schedule.expire_now(&job);
+                    self.counters.refused.inc();
+                    progressed = true;
+                }
+                Err(Refusal::Equivocated(reason)) => {
+                    warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "the miner's own signed objects disagree; banning the hotkey from the run and reassigning");
+                    self.schedule.expire_now(&job);
+                    self.counters.refused.inc();
+                    let reason = format!("{job} attempt {attempt}: {reason}");
+                    if self.convict(to.hotkey, reason).await? {
+                        // The listing being walked may name dropped jobs.
+                        return Ok(true);
                     }
-                    Ok((output, _)) => {
-                        if self.schedule.complete(&job, output) {
-                            self.jobs_accepted += 1;
-                            self.counters.accepted.inc();
-                            progressed = true;
-                        }
-                    }
-                    Err(Refusal::Retry(e)) => {
-                        // Storage trouble, not the miner's fault: read it again next pass.
-                        warn!(run = %run_id, job = %job, attempt, error = %e, "cannot read result yet");
-                        self.seen_receipts.remove(&key);
-                    }
-                    Err(Refusal::Refused(reason)) => {
-                        warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
-                        self.schedule.expire_now(&job);
-                        self.counters.refused.inc();
-                        progressed = true;
-                    }
-                    Err(Refusal::Lost(reason)) => {
-                        warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "result unusable through no proven fault of its miner; redoing the job");
-                        // No blame, but like any unusable result it costs
-                        // the worker priority: a miner cannot void its own
-                        // results over and over to stall the run.
-                        self.schedule.expire_now(&job);
-                        self.counters.refused.inc();
-                        progressed = true;
-                    }
-                    Err(Refusal::Equivocated(reason)) => {
-                        warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "the miner's own signed objects disagree; banning the hotkey from the run and reassigning");
-                        self.schedule.expire_now(&job);
-                        self.counters.refused.inc();
-                        let reason = format!("{job} attempt {attempt}: {reason}");
-                        if self.convict(to.hotkey, reason).await? {
-                            // The listing being walked may name dropped jobs.
-                            return Ok(true);
-                        }
-                        progressed = true;
-                    }
+                    progressed = true;
                 }
             }
         }
@@ -1068,81 +1072,85 @@ impl Orchestrator {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
         let mut progressed = false;
-        for step in self.schedule.steps_judging() {
-            let prefix = layout.verdicts_of_step(&run_id, step);
-            for key in self.bucket.list(&prefix, None).await? {
-                if self.seen_verdicts.contains(&key) {
+        let listed = self
+            .bucket
+            .list_steps(
+                &layout.verdicts(&run_id),
+                |step| layout.verdicts_of_step(&run_id, step),
+                &self.schedule.steps_judging(),
+            )
+            .await?;
+        for key in listed.into_iter().map(|o| o.key) {
+            if self.seen_verdicts.contains(&key) {
+                continue;
+            }
+            let Some((step, job, attempt)) = layout.parse_verdict(&run_id, &key) else {
+                self.seen_verdicts.insert(key);
+                continue;
+            };
+            let Some(held) = self.schedule.judging(&job).cloned() else {
+                continue;
+            };
+            if held.attempt != attempt {
+                continue;
+            }
+            let verdict = match self
+                .bucket
+                .get::<pb::Verdict>(&key, Expect::OneOf(&self.settings.validators))
+                .await
+            {
+                Ok(v) => v,
+                Err(e) if e.is_transient() => {
+                    warn!(run = %run_id, verdict = %key, error = %e, "cannot read verdict yet");
                     continue;
                 }
-                let Some((_, job, attempt)) = layout.parse_verdict(&run_id, &key) else {
+                Err(e) => {
+                    // Not a verdict of the run's validators: whoever put
+                    // it there took the key this attempt's verdict needs,
+                    // so the attempt can never be judged. Redo the job.
+                    warn!(run = %run_id, job = %job, attempt, verdict = %key, error = %e, "a foreign object sits at the verdict key of a held result; redoing the job");
                     self.seen_verdicts.insert(key);
-                    continue;
-                };
-                let Some(held) = self.schedule.judging(&job).cloned() else {
-                    continue;
-                };
-                if held.attempt != attempt {
+                    self.judging.remove(&job);
+                    self.schedule.discard(&job, attempt);
+                    progressed = true;
                     continue;
                 }
-                let verdict = match self
-                    .bucket
-                    .get::<pb::Verdict>(&key, Expect::OneOf(&self.settings.validators))
-                    .await
-                {
-                    Ok(v) => v,
-                    Err(e) if e.is_transient() => {
-                        warn!(run = %run_id, verdict = %key, error = %e, "cannot read verdict yet");
-                        continue;
+            };
+            self.seen_verdicts.insert(key.clone());
+            let receipt_key = self
+                .judging
+                .get(&job)
+                .map(|h| h.receipt_key.as_str())
+                .unwrap_or_default();
+            if verdict.receipt_key != receipt_key || verdict.hotkey != held.by.hotkey.to_bytes() {
+                warn!(run = %run_id, verdict = %key, "verdict names another receipt; ignoring");
+                continue;
+            }
+            progressed = true;
+            self.judging.remove(&job);
+            let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
+            let audited = !verdict.auditor.is_empty();
+            match self.gate.on_verdict(outcome, held.by.hotkey, step, audited) {
+                Decision::Use { .. } => {
+                    if self.schedule.confirm(&job, attempt) {
+                        self.jobs_accepted += 1;
+                        self.counters.accepted.inc();
                     }
-                    Err(e) => {
-                        // Not a verdict of the run's validators: whoever put
-                        // it there took the key this attempt's verdict needs,
-                        // so the attempt can never be judged. Redo the job.
-                        warn!(run = %run_id, job = %job, attempt, verdict = %key, error = %e, "a foreign object sits at the verdict key of a held result; redoing the job");
-                        self.seen_verdicts.insert(key);
-                        self.judging.remove(&job);
-                        self.schedule.discard(&job, attempt);
-                        progressed = true;
-                        continue;
-                    }
-                };
-                self.seen_verdicts.insert(key.clone());
-                let receipt_key = self
-                    .judging
-                    .get(&job)
-                    .map(|h| h.receipt_key.as_str())
-                    .unwrap_or_default();
-                if verdict.receipt_key != receipt_key || verdict.hotkey != held.by.hotkey.to_bytes()
-                {
-                    warn!(run = %run_id, verdict = %key, "verdict names another receipt; ignoring");
-                    continue;
                 }
-                progressed = true;
-                self.judging.remove(&job);
-                let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
-                let audited = !verdict.auditor.is_empty();
-                match self.gate.on_verdict(outcome, held.by.hotkey, step, audited) {
-                    Decision::Use { .. } => {
-                        if self.schedule.confirm(&job, attempt) {
-                            self.jobs_accepted += 1;
-                            self.counters.accepted.inc();
-                        }
+                Decision::Convict => {
+                    warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
+                    self.schedule.discard(&job, attempt);
+                    self.counters.refused.inc();
+                    let reason = format!("{job} attempt {attempt} failed: {}", verdict.reason);
+                    if self.convict(held.by.hotkey, reason).await? {
+                        // The listing being walked may name dropped jobs.
+                        return Ok(true);
                     }
-                    Decision::Convict => {
-                        warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
-                        self.schedule.discard(&job, attempt);
-                        self.counters.refused.inc();
-                        let reason = format!("{job} attempt {attempt} failed: {}", verdict.reason);
-                        if self.convict(held.by.hotkey, reason).await? {
-                            // The listing being walked may name dropped jobs.
-                            return Ok(true);
-                        }
-                    }
-                    Decision::Redo => {
-                        warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, outcome = ?outcome, reason = %verdict.reason, "the result gets no credit (late, or unverified from a banned hotkey); reassigning");
-                        self.schedule.discard(&job, attempt);
-                        self.counters.refused.inc();
-                    }
+                }
+                Decision::Redo => {
+                    warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, outcome = ?outcome, reason = %verdict.reason, "the result gets no credit (late, or unverified from a banned hotkey); reassigning");
+                    self.schedule.discard(&job, attempt);
+                    self.counters.refused.inc();
                 }
             }
         }

@@ -592,6 +592,36 @@ impl Bucket {
     }
 }
 
+impl Bucket {
+    /// The objects of a run's step-keyed family (receipts or verdicts:
+    /// `all` is the family's prefix, `of_step` a step's prefix in it) in
+    /// `steps` (sorted). One request for any number of steps: keys sort by
+    /// step, so the listing starts after the first step's prefix and stops
+    /// at the step after the last. (Steps of seven digits and more sort out
+    /// of order; each is then listed on its own.)
+    pub async fn list_steps(
+        &self,
+        all: &str,
+        of_step: impl Fn(u32) -> String,
+        steps: &[u32],
+    ) -> Result<Vec<Listed>, BucketError> {
+        let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
+            return Ok(Vec::new());
+        };
+        if first == last || last >= crate::paths::SORTED_STEPS {
+            let mut listed = Vec::new();
+            for &step in steps {
+                listed.extend(self.list_meta(&of_step(step), None).await?);
+            }
+            return Ok(listed);
+        }
+        let prefixes: Vec<String> = steps.iter().map(|&s| of_step(s)).collect();
+        let mut listed = self.list_meta(all, Some(&of_step(first))).await?;
+        listed.retain(|o| prefixes.iter().any(|p| o.key.starts_with(p.as_str())));
+        Ok(listed)
+    }
+}
+
 /// One object of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
@@ -721,7 +751,60 @@ fn open_s3(name: &str, s3: &S3Options) -> Result<AmazonS3, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::SORTED_STEPS;
     use crate::pb;
+
+    /// The steps asked for, in one request, on a directory and in memory;
+    /// nothing of the steps between or after them.
+    #[tokio::test]
+    async fn list_steps_lists_the_steps_asked_for_in_one_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
+        let in_memory = Bucket::from_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            "memory://",
+            3,
+        );
+        for bucket in [on_disk, in_memory] {
+            let layout = bucket.layout().clone();
+            for step in [1, 2, 3, 5, 6, SORTED_STEPS, SORTED_STEPS + 1] {
+                for job in ["a", "b"] {
+                    let key = layout.receipt("r", step, job, 1);
+                    bucket
+                        .put_bytes(&key, b"x".to_vec(), PutMode::Overwrite)
+                        .await
+                        .unwrap();
+                }
+            }
+            let of_step = |s| layout.receipts_of_step("r", s);
+            let steps_of = |listed: Vec<Listed>| -> Vec<u32> {
+                listed
+                    .iter()
+                    .map(|o| layout.parse_receipt("r", &o.key).unwrap().0)
+                    .collect()
+            };
+            let lists = || bucket.counts().lists.load(Ordering::Relaxed);
+            let before = lists();
+            let listed = bucket
+                .list_steps(&layout.receipts("r"), of_step, &[2, 3, 5])
+                .await
+                .unwrap();
+            assert_eq!(steps_of(listed), [2, 2, 3, 3, 5, 5]);
+            assert_eq!(lists() - before, 1, "one request");
+            let listed = bucket
+                .list_steps(&layout.receipts("r"), of_step, &[6, SORTED_STEPS + 1])
+                .await
+                .unwrap();
+            assert_eq!(steps_of(listed), [6, 6, SORTED_STEPS + 1, SORTED_STEPS + 1]);
+            assert!(
+                bucket
+                    .list_steps(&layout.receipts("r"), of_step, &[])
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+    }
 
     #[tokio::test]
     async fn create_is_create_only_and_list_resumes() {

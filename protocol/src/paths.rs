@@ -25,6 +25,10 @@
 
 use crate::keys::Hotkey;
 
+/// Steps below this have six digits in keys (`s{step:06}`), so a run's
+/// receipt and verdict keys sort by step up to it.
+pub const SORTED_STEPS: u32 = 1_000_000;
+
 /// Identifiers that become path segments must be short and path-safe.
 pub fn validate_id(kind: &str, id: &str) -> Result<(), String> {
     let ok = !id.is_empty()

@@ -564,25 +564,28 @@ impl Validator {
             // judged again, knowing what was credited there.
             self.unfold(run_id, open_from).await?;
         }
-        for step in open_from..=last_step {
-            let listed = self
-                .bucket
-                .list_meta(&layout.receipts_of_step(run_id, step), None)
-                .await?;
-            for object in listed {
-                let key = object.key;
-                let track = self.runs.get(run_id).expect("run tracked");
-                if track.judged.contains(&key) || track.rejected.contains(&key) {
-                    continue;
-                }
-                if track.auditing.contains(&key) {
-                    all_settled = false;
-                    continue;
-                }
-                let settled = self.judge_one(run_id, &key, object.modified_unix_ms).await;
-                progressed |= settled;
-                all_settled &= settled;
+        let steps: Vec<u32> = (open_from..=last_step).collect();
+        let listed = self
+            .bucket
+            .list_steps(
+                &layout.receipts(run_id),
+                |step| layout.receipts_of_step(run_id, step),
+                &steps,
+            )
+            .await?;
+        for object in listed {
+            let key = object.key;
+            let track = self.runs.get(run_id).expect("run tracked");
+            if track.judged.contains(&key) || track.rejected.contains(&key) {
+                continue;
             }
+            if track.auditing.contains(&key) {
+                all_settled = false;
+                continue;
+            }
+            let settled = self.judge_one(run_id, &key, object.modified_unix_ms).await;
+            progressed |= settled;
+            all_settled &= settled;
         }
         let track = self.runs.get_mut(run_id).expect("run tracked");
         if state_read {
