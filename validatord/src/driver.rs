@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::time::Clock;
-use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair};
+use locus_protocol::{Bucket, BucketError, Expect, Hotkey, Keypair, Verified};
 use locus_workloads::Device;
 use tracing::{info, warn};
 
@@ -427,46 +427,41 @@ impl Validator {
     /// This validator's complete score window of `run_id`, if it wrote one.
     async fn final_window(&self, run_id: &str) -> anyhow::Result<Option<pb::ScoreWindow>> {
         let key = self.bucket.layout().score_window(run_id);
-        let me = self.key.hotkey();
-        match self
-            .bucket
-            .get_opt::<pb::ScoreWindow>(&key, Expect::Signer(&me))
-            .await
-        {
-            Ok(Some(window)) if window.complete && window.window_id == run_id => {
-                Ok(Some(window.into_inner()))
-            }
-            Ok(_) => Ok(None),
-            Err(e) if e.is_transient() => Err(e.into()),
-            // Not this validator's: the run is judged again and its window
-            // written over.
-            Err(e) => {
-                warn!(run = %run_id, key = %key, error = %e, "ignoring a score window this validator did not write");
-                Ok(None)
-            }
-        }
+        let window: Option<pb::ScoreWindow> = self.own_record(run_id, &key, "score window").await?;
+        // Not complete: the run is judged on and its window written over.
+        Ok(window.filter(|w| w.complete && w.window_id == run_id))
     }
 
-    /// This validator's checkpoint of `run_id`, if it wrote one.
+    /// This validator's checkpoint of `run_id`, if it wrote one; without
+    /// it the run's verdicts are read from the start.
     async fn checkpoint(&self, run_id: &str) -> anyhow::Result<Option<pb::ValidatorCheckpoint>> {
         let key = self.bucket.layout().validator_checkpoint(run_id);
+        let checkpoint: Option<pb::ValidatorCheckpoint> =
+            self.own_record(run_id, &key, "checkpoint").await?;
+        Ok(checkpoint.filter(|c| {
+            let ours = c.run_id == run_id;
+            if !ours {
+                warn!(run = %run_id, key = %key, "the checkpoint names another run; ignoring it");
+            }
+            ours
+        }))
+    }
+
+    /// The record at `key` if this validator signed it. One it did not
+    /// sign is logged (as a `what` of `run_id`) and ignored: the run is then
+    /// taken up without it.
+    async fn own_record<T: locus_protocol::Record>(
+        &self,
+        run_id: &str,
+        key: &str,
+        what: &str,
+    ) -> anyhow::Result<Option<T>> {
         let me = self.key.hotkey();
-        match self
-            .bucket
-            .get_opt::<pb::ValidatorCheckpoint>(&key, Expect::Signer(&me))
-            .await
-        {
-            Ok(Some(checkpoint)) if checkpoint.run_id == run_id => {
-                Ok(Some(checkpoint.into_inner()))
-            }
-            Ok(Some(_)) => {
-                warn!(run = %run_id, key = %key, "the checkpoint names another run; reading the run's verdicts from the start");
-                Ok(None)
-            }
-            Ok(None) => Ok(None),
+        match self.bucket.get_opt::<T>(key, Expect::Signer(&me)).await {
+            Ok(record) => Ok(record.map(Verified::into_inner)),
             Err(e) if e.is_transient() => Err(e.into()),
             Err(e) => {
-                warn!(run = %run_id, key = %key, error = %e, "ignoring a checkpoint this validator did not write; reading the run's verdicts from the start");
+                warn!(run = %run_id, key = %key, error = %e, "ignoring a {what} this validator did not write");
                 Ok(None)
             }
         }
