@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,12 @@ use tracing::warn;
 /// quiet spell still wakes at once.
 pub const MIN_WAKE_GAP: Duration = Duration::from_millis(20);
 
+/// How often a loop looks anyway while every prefix it waits on is watched
+/// ([`Wake::is_watching`]): the events bring it back at once, so it need not
+/// ramp its polls up from the minimum after each change. A change whose
+/// event was lost waits at most this long.
+pub const WATCHED_POLL: Duration = Duration::from_secs(5);
+
 /// Fires when an object appears, is replaced or removed under the watched
 /// key prefixes of a local bucket; never fires on other stores.
 pub struct Wake {
@@ -38,6 +45,8 @@ struct Watch {
     last: Mutex<Option<Instant>>,
     watcher: Mutex<RecommendedWatcher>,
     prefixes: Mutex<HashSet<String>>,
+    /// A prefix could not be watched: changes there come by polling only.
+    unwatched: AtomicBool,
 }
 
 impl Wake {
@@ -59,7 +68,9 @@ impl Wake {
         let changed = Arc::new(Notify::new());
         let signal = changed.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| is_visible_change(&e)) {
+            // An error or a rescan request (the kernel's queue overflowed)
+            // may stand for changes that were dropped: look.
+            if event.is_err() || event.is_ok_and(|e| e.need_rescan() || is_visible_change(&e)) {
                 signal.notify_one();
             }
         });
@@ -77,6 +88,7 @@ impl Wake {
                 last: Mutex::default(),
                 watcher: Mutex::new(watcher),
                 prefixes: Mutex::default(),
+                unwatched: AtomicBool::new(false),
             }),
         };
         for prefix in prefixes {
@@ -116,6 +128,7 @@ impl Wake {
                 Err(_) => Err("watcher lock poisoned".to_string()),
             });
         if let Err(error) = added {
+            watch.unwatched.store(true, Ordering::Relaxed);
             warn!(dir = %dir.display(), %error, "cannot watch for changes; polling there");
         }
     }
@@ -123,6 +136,14 @@ impl Wake {
     /// Whether any prefix is watched.
     pub fn is_active(&self) -> bool {
         self.watch.is_some()
+    }
+
+    /// Whether every prefix added so far is watched: a loop waiting on
+    /// these alone may poll at [`WATCHED_POLL`] when idle.
+    pub fn is_watching(&self) -> bool {
+        self.watch
+            .as_ref()
+            .is_some_and(|w| !w.unwatched.load(Ordering::Relaxed))
     }
 
     /// Resolves at the next change, or at once if one came since the last
@@ -187,6 +208,7 @@ mod tests {
         let watched = bucket.layout().receipts("r1");
         let wake = Wake::on(&bucket, std::slice::from_ref(&watched));
         assert!(wake.is_active());
+        assert!(wake.is_watching());
         // Elsewhere in the bucket: no wake.
         let elsewhere = format!("{}x.pb", bucket.layout().verdicts("r1"));
         put(&bucket, &elsewhere).await;
@@ -208,12 +230,29 @@ mod tests {
         assert!(soon(&wake).await, "no wake under a prefix added later");
     }
 
+    /// A prefix that cannot be watched (a file sits where its directory
+    /// would be) leaves the wake active for the others, but not watching
+    /// everything: the loop must keep polling at its normal rate.
+    #[tokio::test]
+    async fn an_unwatchable_prefix_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
+        let blocked = format!("{}blocked", bucket.layout().runs());
+        put(&bucket, &blocked).await;
+        let wake = Wake::on(&bucket, &[bucket.layout().receipts("r")]);
+        assert!(wake.is_watching());
+        wake.add(&format!("{blocked}/"));
+        assert!(wake.is_active());
+        assert!(!wake.is_watching());
+    }
+
     #[tokio::test]
     async fn other_stores_never_wake() {
         let store = Arc::new(object_store::memory::InMemory::new());
         let bucket = Bucket::from_store(store, "memory://", 3);
         let wake = Wake::on(&bucket, &[bucket.layout().receipts("r")]);
         assert!(!wake.is_active());
+        assert!(!wake.is_watching());
         assert!(
             tokio::time::timeout(Duration::from_millis(50), wake.changed())
                 .await

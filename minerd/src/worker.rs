@@ -150,8 +150,17 @@ impl<A: Adversary> Worker<A> {
         let mut cursor = self.resume_cursor(&prefix).await;
         let mut first_pass = true;
         let mut refused = std::collections::HashSet::new();
-        let mut backoff = Backoff::new(self.cfg.poll_min, self.cfg.poll_max);
         let wake = Wake::on(&self.bucket, std::slice::from_ref(&prefix));
+        // Nothing but a new assignment gives this loop work: where the
+        // prefix is watched, the event wakes it, and an idle worker need
+        // not poll its way back up from the minimum after every job (on a
+        // local bucket that was most of a miner's requests).
+        let mut backoff = if wake.is_watching() {
+            let idle = locus_daemon::wake::WATCHED_POLL.max(self.cfg.poll_max);
+            Backoff::new(idle, idle)
+        } else {
+            Backoff::new(self.cfg.poll_min, self.cfg.poll_max)
+        };
         info!(hotkey = %hotkey, worker = self.cfg.index, device = %self.cfg.device, "worker ready");
         while !shutdown.requested() {
             let keys = match self.bucket.list(&prefix, cursor.as_deref()).await {
