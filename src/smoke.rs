@@ -657,10 +657,12 @@ async fn audit_report(
     let layout = bucket.layout();
     let mut on_word = std::collections::HashMap::<Vec<u8>, usize>::new();
     let mut verified = 0u64;
-    for key in bucket.list(&layout.verdicts(RUN_ID), None).await? {
-        if let Ok(v) = bucket
-            .get::<pb::Verdict>(&key, Expect::Signer(validator))
-            .await
+    let prefix = layout.verdicts(RUN_ID);
+    // Retried: under injected storage faults (`LOCUS_FAULT_RATE`) the
+    // report must count what the run left, not what one request saw.
+    for key in crate::audit::retry(|| bucket.list(&prefix, None)).await? {
+        if let Ok(v) =
+            crate::audit::retry(|| bucket.get::<pb::Verdict>(&key, Expect::Signer(validator))).await
             && v.outcome == pb::VerdictOutcome::Verified as i32
         {
             verified += 1;
