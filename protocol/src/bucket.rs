@@ -593,12 +593,14 @@ impl Bucket {
 }
 
 impl Bucket {
-    /// The objects of a run's step-keyed family (receipts or verdicts:
-    /// `all` is the family's prefix, `of_step` a step's prefix in it) in
-    /// `steps` (sorted). One request for any number of steps: keys sort by
-    /// step, so the listing starts after the first step's prefix and stops
-    /// at the step after the last. (Steps of seven digits and more sort out
-    /// of order; each is then listed on its own.)
+    /// The objects of a run's step-keyed family (receipts or verdicts) in
+    /// `steps` (sorted), in one request for any number of steps. `all` is
+    /// the family's prefix and `of_step` a step's prefix in it: `all`
+    /// followed by one path segment. Keys sort by step below
+    /// [`SORTED_STEPS`](crate::paths::SORTED_STEPS), so the listing starts
+    /// after the first step's prefix; with a step of seven digits or more
+    /// it lists the whole family. Either way it keeps only what is under
+    /// the steps asked for.
     pub async fn list_steps(
         &self,
         all: &str,
@@ -608,16 +610,16 @@ impl Bucket {
         let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
             return Ok(Vec::new());
         };
-        if first == last || last >= crate::paths::SORTED_STEPS {
-            let mut listed = Vec::new();
-            for &step in steps {
-                listed.extend(self.list_meta(&of_step(step), None).await?);
-            }
-            return Ok(listed);
+        if first == last {
+            return self.list_meta(&of_step(first), None).await;
         }
-        let prefixes: Vec<String> = steps.iter().map(|&s| of_step(s)).collect();
-        let mut listed = self.list_meta(all, Some(&of_step(first))).await?;
-        listed.retain(|o| prefixes.iter().any(|p| o.key.starts_with(p.as_str())));
+        let after = (last < crate::paths::SORTED_STEPS).then(|| of_step(first));
+        let mut listed = self.list_meta(all, after.as_deref()).await?;
+        let wanted: std::collections::HashSet<String> = steps.iter().map(|&s| of_step(s)).collect();
+        listed.retain(|o| {
+            let segment = o.key.get(all.len()..).and_then(|rest| rest.find('/'));
+            segment.is_some_and(|end| wanted.contains(&o.key[..all.len() + end + 1]))
+        });
         Ok(listed)
     }
 }
@@ -796,6 +798,7 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(steps_of(listed), [6, 6, SORTED_STEPS + 1, SORTED_STEPS + 1]);
+            assert_eq!(lists() - before, 2, "one request for unsorted steps too");
             assert!(
                 bucket
                     .list_steps(&layout.receipts("r"), of_step, &[])

@@ -471,49 +471,60 @@ impl Validator {
     /// again: those of the steps from the run's floor on (the checkpoint
     /// holds the rest).
     async fn recover_verdicts(&mut self, run_id: &str, track: &mut RunTrack) -> anyhow::Result<()> {
-        let me = self.key.hotkey();
-        let mut on_word = Vec::new();
-        let layout = self.bucket.layout();
-        let from = layout.verdicts_of_step(run_id, track.floor);
-        for key in self
-            .bucket
-            .list(&layout.verdicts(run_id), Some(&from))
-            .await?
-        {
-            if layout
-                .parse_verdict(run_id, &key)
-                .is_none_or(|(step, _, _)| step < track.floor)
-            {
+        let steps: Vec<u32> = (track.floor..track.manifest.steps).collect();
+        for v in self.own_verdicts(run_id, &steps).await? {
+            let Ok(hotkey) = Hotkey::from_bytes(&v.hotkey) else {
                 continue;
+            };
+            track.judged.insert(v.receipt_key.clone());
+            if credits(&v) {
+                track
+                    .credited
+                    .insert(v.job_id.clone(), v.clone().into_inner());
             }
-            match self
-                .bucket
-                .get::<pb::Verdict>(&key, Expect::Signer(&me))
-                .await
-            {
-                Ok(v) => {
-                    if let Ok(hotkey) = Hotkey::from_bytes(&v.hotkey) {
-                        track.judged.insert(v.receipt_key.clone());
-                        let outcome = VerdictOutcome::try_from(v.outcome).unwrap_or_default();
-                        if credits(&v) {
-                            track
-                                .credited
-                                .insert(v.job_id.clone(), v.clone().into_inner());
-                        }
-                        if outcome == VerdictOutcome::Verified {
-                            *track.replays_passed.entry(hotkey).or_default() += 1;
-                        }
-                        track.verdicts.push(judged_from(&v, hotkey));
-                        if !v.auditor.is_empty() {
-                            on_word.push(v.into_inner());
-                        }
-                    }
-                }
-                Err(e) => warn!(error = %e, "ignoring unreadable verdict"),
+            if VerdictOutcome::try_from(v.outcome) == Ok(VerdictOutcome::Verified) {
+                *track.replays_passed.entry(hotkey).or_default() += 1;
+            }
+            track.verdicts.push(judged_from(&v, hotkey));
+            if !v.auditor.is_empty() {
+                self.on_word.push(v.into_inner());
             }
         }
-        self.on_word.extend(on_word);
         Ok(())
+    }
+
+    /// This validator's verdicts of `run_id` at `steps` (sorted), in one
+    /// listing. An object it did not sign is logged and skipped; a storage
+    /// error fails the whole read, to be made again on a later pass (a
+    /// verdict skipped for it would be missing from the scores).
+    async fn own_verdicts(
+        &self,
+        run_id: &str,
+        steps: &[u32],
+    ) -> anyhow::Result<Vec<Verified<pb::Verdict>>> {
+        let layout = self.bucket.layout();
+        let me = self.key.hotkey();
+        let listed = self
+            .bucket
+            .list_steps(
+                &layout.verdicts(run_id),
+                |step| layout.verdicts_of_step(run_id, step),
+                steps,
+            )
+            .await?;
+        let mut verdicts = Vec::with_capacity(listed.len());
+        for object in listed {
+            match self
+                .bucket
+                .get::<pb::Verdict>(&object.key, Expect::Signer(&me))
+                .await
+            {
+                Ok(v) => verdicts.push(v),
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(e) => warn!(run = %run_id, error = %e, "ignoring unreadable verdict"),
+            }
+        }
+        Ok(verdicts)
     }
 
     async fn scan_run(&mut self, run_id: &str) -> anyhow::Result<bool> {
@@ -703,41 +714,20 @@ impl Validator {
             return Ok(());
         };
         warn!(run = %run_id, from, floor, "the run went back into folded steps; reading their verdicts again");
-        let layout = self.bucket.layout().clone();
+        let layout = self.bucket.layout();
         self.bucket
             .delete(&layout.validator_checkpoint(run_id))
             .await?;
-        let me = self.key.hotkey();
-        let mut judged = Vec::new();
-        let mut credited = Vec::new();
-        for step in from..floor {
-            for key in self
-                .bucket
-                .list(&layout.verdicts_of_step(run_id, step), None)
-                .await?
-            {
-                match self
-                    .bucket
-                    .get::<pb::Verdict>(&key, Expect::Signer(&me))
-                    .await
-                {
-                    Ok(v) => {
-                        judged.push(v.receipt_key.clone());
-                        if credits(&v) {
-                            credited.push(v.into_inner());
-                        }
-                    }
-                    Err(e) if e.is_transient() => return Err(e.into()),
-                    Err(e) => warn!(error = %e, "ignoring unreadable verdict"),
-                }
-            }
-        }
+        let steps: Vec<u32> = (from..floor).collect();
+        let verdicts = self.own_verdicts(run_id, &steps).await?;
         let Some(track) = self.runs.get_mut(run_id) else {
             return Ok(());
         };
-        track.judged.extend(judged);
-        for v in credited {
-            track.credited.insert(v.job_id.clone(), v);
+        for v in verdicts {
+            track.judged.insert(v.receipt_key.clone());
+            if credits(&v) {
+                track.credited.insert(v.job_id.clone(), v.into_inner());
+            }
         }
         track.floor = from;
         track.checkpointed = from;
@@ -761,11 +751,9 @@ impl Validator {
     /// Judges one receipt and writes its verdict. Returns whether the
     /// receipt was settled (verdict written or rejected for good).
     async fn judge_one(&mut self, run_id: &str, key: &str, written_ms: u64) -> bool {
-        let job = self
-            .bucket
-            .layout()
-            .parse_receipt(run_id, key)
-            .map(|(_, job, attempt)| (job, attempt));
+        let parsed = self.bucket.layout().parse_receipt(run_id, key);
+        let step = parsed.as_ref().map(|(step, _, _)| *step);
+        let job = parsed.map(|(_, job, attempt)| (job, attempt));
         if let Some((job, attempt)) = &job
             && let Err(e) = self.recheck_credit(run_id, job, *attempt).await
         {
@@ -807,14 +795,9 @@ impl Validator {
                     let room = track.rejected_signers.len() < MAX_REJECTED_SIGNERS;
                     if room || track.rejected_signers.contains(&signer) {
                         track.rejected_signers.insert(signer);
-                        let step = self
-                            .bucket
-                            .layout()
-                            .parse_receipt(run_id, key)
-                            .map_or(track.open_from, |(step, _, _)| step);
                         track.verdicts.push(Judged {
                             hotkey: signer,
-                            step,
+                            step: step.unwrap_or(track.open_from),
                             outcome: VerdictOutcome::Unspecified,
                             compute_units: 0,
                             reason: rejection.to_string(),
@@ -1312,13 +1295,14 @@ impl Validator {
         let Some(track) = self.runs.get(run_id) else {
             return Ok(());
         };
+        let tally = track.tally();
         let window = pb::ScoreWindow {
             window_id: run_id.to_string(),
             run_ids: vec![run_id.to_string()],
             unix_ms: self.settings.clock.now_ms(),
-            scores: track.tally().scores(),
+            scores: tally.scores(),
             complete: track.complete,
-            receipts: track.tally().verdicts(),
+            receipts: tally.verdicts(),
         };
         let key = self.bucket.layout().score_window(run_id);
         self.bucket.put(&key, &window, &self.key).await?;
