@@ -157,14 +157,24 @@ async fn a_restart_reads_the_steps_in_flight_not_the_whole_run() {
     );
 }
 
+/// What happens to the validator's checkpoint while it is down.
+#[derive(Clone, Copy, Debug)]
+enum WhileDown {
+    Nothing,
+    /// Deleted.
+    Lost,
+    /// Replaced by a stranger's, whose tallies pay miner 0 a fortune.
+    Forged,
+}
+
 /// A validator restarted late in a live run takes up its checkpoint (the
 /// closed steps' verdicts, counted) and reads only the open steps'
-/// verdicts. With the checkpoint lost, the same restart reads the run's
-/// history. Either way the final scores are those of every verdict in the
-/// bucket.
+/// verdicts. With the checkpoint lost or forged by a stranger, the same
+/// restart reads the run's history. Every time the final scores are those
+/// of every verdict in the bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_validator_reads_its_checkpoint_not_the_runs_verdicts() {
-    async fn restart_after_six_of_eight_steps(lose_checkpoint: bool) -> (u64, u64) {
+    async fn restart_after_six_of_eight_steps(while_down: WhileDown) -> (u64, u64) {
         let mut system = System::start(Setup {
             steps: 8,
             ..Setup::default()
@@ -172,13 +182,32 @@ async fn a_restarted_validator_reads_its_checkpoint_not_the_runs_verdicts() {
         .await;
         let jobs = system.jobs_per_step() as u64;
         system.wait_for_steps(6).await;
-        let checkpoint = system.bucket.layout().validator_checkpoint(RUN);
-        let lost = if lose_checkpoint {
-            vec![checkpoint]
-        } else {
-            Vec::new()
-        };
-        let (_, take_up) = system.restart_validator(&lost).await;
+        let key = system.bucket.layout().validator_checkpoint(RUN);
+        let miner = system.miners[0];
+        let (_, take_up) = system
+            .restart_validator(async |bucket: &locus_protocol::Bucket| match while_down {
+                WhileDown::Nothing => {}
+                WhileDown::Lost => bucket.delete(&key).await.expect("deleting the checkpoint"),
+                WhileDown::Forged => {
+                    let forged = pb::ValidatorCheckpoint {
+                        run_id: RUN.into(),
+                        floor: 7,
+                        tallies: vec![pb::HotkeyTally {
+                            hotkey: miner.to_bytes().to_vec(),
+                            receipts: 1,
+                            verified: 1,
+                            verified_cu: 1_000_000_000,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    };
+                    bucket
+                        .put(&key, &forged, &Keypair::generate())
+                        .await
+                        .expect("planting a checkpoint");
+                }
+            })
+            .await;
         let finished = system.finish(Duration::from_secs(120)).await;
         finished.assert_complete_and_fair(8);
         let all: Vec<validatord::scoring::Judged> = finished
@@ -199,21 +228,25 @@ async fn a_restarted_validator_reads_its_checkpoint_not_the_runs_verdicts() {
         }
         assert_eq!(
             scored, expected,
-            "the scores after a restart (checkpoint lost: {lose_checkpoint}) are not those of the verdicts"
+            "the scores after a restart (checkpoint {while_down:?}) are not those of the verdicts"
         );
         (take_up, jobs)
     }
-    let (with_checkpoint, jobs_per_step) = restart_after_six_of_eight_steps(false).await;
-    let (without, _) = restart_after_six_of_eight_steps(true).await;
+    let (with_checkpoint, jobs_per_step) =
+        restart_after_six_of_eight_steps(WhileDown::Nothing).await;
+    let (without, _) = restart_after_six_of_eight_steps(WhileDown::Lost).await;
+    let (forged, _) = restart_after_six_of_eight_steps(WhileDown::Forged).await;
     // The verdicts of the open steps (two or three) and a few records.
     assert!(
         with_checkpoint <= 4 * jobs_per_step,
         "a restart after 6 of 8 steps read {with_checkpoint} objects to take up the run ({jobs_per_step} jobs a step)"
     );
-    assert!(
-        without >= 6 * jobs_per_step && without > with_checkpoint,
-        "without its checkpoint the restart should read the history: {without} objects, with it {with_checkpoint}"
-    );
+    for (what, read) in [("lost", without), ("forged", forged)] {
+        assert!(
+            read >= 6 * jobs_per_step && read > with_checkpoint,
+            "with its checkpoint {what} the restart should read the history: {read} objects, with it {with_checkpoint}"
+        );
+    }
 }
 
 /// A validator started again after it scored a run to the end reads that

@@ -305,19 +305,18 @@ impl System {
         (bucket, start_gets)
     }
 
-    /// Kills the validator where it stands, deletes the objects at `lost`
-    /// while it is down, and starts a fresh one on the same bucket. Returns
-    /// the new validator's bucket handle and the objects it read to take up
-    /// the run, counted before it judges anything.
-    pub async fn restart_validator(&mut self, lost: &[String]) -> (Bucket, u64) {
+    /// Kills the validator where it stands, runs `while_down` on the
+    /// bucket (to lose or tamper with what it left), and starts a fresh one
+    /// on the same bucket. Returns the new validator's bucket handle and the
+    /// objects it read to take up the run, counted before it judges
+    /// anything.
+    pub async fn restart_validator(
+        &mut self,
+        while_down: impl AsyncFnOnce(&Bucket),
+    ) -> (Bucket, u64) {
         self.judge.abort();
         let _ = (&mut self.judge).await;
-        for key in lost {
-            self.bucket
-                .delete(key)
-                .await
-                .expect("deleting a lost object");
-        }
+        while_down(&self.bucket).await;
         let bucket = Bucket::from_store(self.store.clone(), "memory://", NETUID);
         let mut judge = validatord::driver::Validator::new(
             bucket.clone(),
