@@ -3,7 +3,9 @@
 //! A run is trained in process (`tests/kit`) over an in-memory bucket; then
 //! every receipt is judged with the sample rate at 1, so each judgement
 //! goes the whole replay path (read and verify the receipt, its assignment,
-//! manifest and inputs, execute, compare outputs), and the same jobs are
+//! manifest and inputs, execute, compare outputs) as the validator goes it
+//! (a replay runs on a task of its own while the next receipt is read and
+//! checked, one replay at a time), and the same jobs are
 //! executed again with their inputs already decoded in memory: plain Burn.
 //! The ratio is what the replay path leaves of plain Burn's throughput. Each
 //! pass judges with a fresh `InputCache` of the validator's size (32 MiB),
@@ -22,7 +24,7 @@ use locus_protocol::pb::{self, VerdictOutcome};
 use locus_protocol::{Bucket, Expect, Hotkey, Keypair};
 use locus_workloads::{Device, Workload, mlp};
 use validatord::input_cache::InputCache;
-use validatord::replay::Judge;
+use validatord::replay::{Judge, Judgement, ReplayTask};
 
 /// Passes over every receipt (the first one warms caches and allocators).
 const ROUNDS: u32 = 3;
@@ -88,23 +90,30 @@ async fn bench(name: &str, width: u32, batch_size: u32) {
             clock: &locus_protocol::time::Clock::system(),
         };
         let started = Instant::now();
+        // As the validator judges: a sampled receipt replays on a task of
+        // its own while the next one is read and checked.
+        let replayer = judge.replayer();
+        let mut replaying = None;
         for (key, written_ms, _, _) in &jobs {
-            let verdict = judge
-                .judge_here(key, *written_ms, None)
-                .await
-                .expect("judged");
-            assert_eq!(
-                verdict.outcome,
-                VerdictOutcome::Verified as i32,
-                "{key}: {}",
-                verdict.reason
-            );
+            match judge.judge(key, *written_ms, None).await.expect("judged") {
+                Judgement::Done(verdict) => panic!("{key}: not replayed: {}", verdict.reason),
+                Judgement::Replay(pending) => {
+                    if let Some(task) = replaying.take() {
+                        land(task).await;
+                    }
+                    replaying = Some(replayer.start(pending));
+                }
+            }
+        }
+        if let Some(task) = replaying {
+            land(task).await;
         }
         let replayed = started.elapsed();
         let started = Instant::now();
         for (key, _, manifest, inputs) in &jobs {
+            let inputs: Vec<&pb::TensorArtifact> = inputs.iter().collect();
             workload
-                .execute(manifest, inputs, &Device::Cpu)
+                .execute(manifest, &inputs, &Device::Cpu)
                 .unwrap_or_else(|e| panic!("{key}: {e}"));
         }
         let executed = started.elapsed();
@@ -121,6 +130,19 @@ async fn bench(name: &str, width: u32, batch_size: u32) {
         replay_each.as_secs_f64() * 1e3,
         plain_each.as_secs_f64() * 1e3,
         100.0 * plain.as_secs_f64() / replay.as_secs_f64().max(f64::MIN_POSITIVE)
+    );
+}
+
+/// Waits for a replay and checks that it verified the receipt.
+async fn land(task: ReplayTask) {
+    let (pending, replayed) = task.finish().await.expect("replayed");
+    let verdict = pending.conclude(&replayed, None);
+    assert_eq!(
+        verdict.outcome,
+        VerdictOutcome::Verified as i32,
+        "{}: {}",
+        verdict.receipt_key,
+        verdict.reason
     );
 }
 

@@ -431,6 +431,7 @@ impl<A: Adversary> Worker<A> {
                 let run = job.run.clone();
                 let device = self.cfg.device.clone();
                 tokio::task::spawn_blocking(move || {
+                    let inputs: Vec<&pb::TensorArtifact> = inputs.iter().collect();
                     locus_workloads::execute(&run, &manifest, &inputs, &device)
                 })
                 .await

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::audit::{self, AuditSettings, Pool};
 use crate::input_cache::InputCache;
-use crate::replay::{Judge, JudgeError, Judgement, PendingReplay, Replayed};
+use crate::replay::{Judge, JudgeError, Judgement, PendingReplay, ReplayTask, Replayed};
 use crate::scoring::{Judged, Tally};
 use crate::weights::{ChainTarget, WeightPusher};
 
@@ -87,6 +87,14 @@ struct RunTrack {
     unscored: bool,
     /// When the score window was last written.
     scores_written: Option<Instant>,
+}
+
+/// What judging one receipt came to in a pass.
+enum Judging {
+    /// Whether the receipt was settled (verdict written or rejected).
+    Settled(bool),
+    /// Sampled: its replay runs here, on a task of its own.
+    Replaying(ReplayTask),
 }
 
 /// A receipt out with an auditor; its run and key are the pending
@@ -579,6 +587,10 @@ impl Validator {
                 &steps,
             )
             .await?;
+        // One replay runs on a task of its own while the next receipts are
+        // read and checked; it lands before the next one starts, and before
+        // anything of its own job is judged (its credit decides theirs).
+        let mut replaying: Option<(String, ReplayTask)> = None;
         for object in listed {
             let key = object.key;
             let track = self.runs.get(run_id).expect("run tracked");
@@ -589,7 +601,31 @@ impl Validator {
                 all_settled = false;
                 continue;
             }
-            let settled = self.judge_one(run_id, &key, object.modified_unix_ms).await;
+            let job = layout.parse_receipt(run_id, &key).map(|(_, job, _)| job);
+            if let Some((_, task)) = &replaying
+                && job.as_deref() == Some(task.job_id())
+                && let Some((landing, task)) = replaying.take()
+            {
+                let settled = self.land(run_id, &landing, task).await;
+                progressed |= settled;
+                all_settled &= settled;
+            }
+            let settled = match self.judge_one(run_id, &key, object.modified_unix_ms).await {
+                Judging::Settled(settled) => settled,
+                Judging::Replaying(task) => {
+                    let landed = match replaying.take() {
+                        Some((landing, earlier)) => self.land(run_id, &landing, earlier).await,
+                        None => true,
+                    };
+                    replaying = Some((key, task));
+                    landed
+                }
+            };
+            progressed |= settled;
+            all_settled &= settled;
+        }
+        if let Some((landing, task)) = replaying {
+            let settled = self.land(run_id, &landing, task).await;
             progressed |= settled;
             all_settled &= settled;
         }
@@ -748,9 +784,9 @@ impl Validator {
         self.reaudit.extend(theirs);
     }
 
-    /// Judges one receipt and writes its verdict. Returns whether the
-    /// receipt was settled (verdict written or rejected for good).
-    async fn judge_one(&mut self, run_id: &str, key: &str, written_ms: u64) -> bool {
+    /// Judges one receipt and writes its verdict, or starts its replay
+    /// here (the verdict is written when the replay lands, [`Self::land`]).
+    async fn judge_one(&mut self, run_id: &str, key: &str, written_ms: u64) -> Judging {
         let parsed = self.bucket.layout().parse_receipt(run_id, key);
         let step = parsed.as_ref().map(|(step, _, _)| *step);
         let job = parsed.map(|(_, job, attempt)| (job, attempt));
@@ -758,7 +794,7 @@ impl Validator {
             && let Err(e) = self.recheck_credit(run_id, job, *attempt).await
         {
             warn!(run = %run_id, job = %job, error = %e, "cannot recheck the credited result yet; will retry");
-            return false;
+            return Judging::Settled(false);
         }
         let track = self.runs.get(run_id).expect("run tracked");
         let credited = job
@@ -773,14 +809,45 @@ impl Validator {
         let result = match judged {
             Ok(Judgement::Done(verdict)) => Ok(*verdict),
             Ok(Judgement::Replay(pending)) => match self.auditor_for(&pending) {
-                Some(auditor) => return self.send_audit(run_id, key, pending, auditor).await,
-                None => self
-                    .replay_here(run_id, &pending)
-                    .await
-                    .map(|replayed| pending.conclude(&replayed, None)),
+                Some(auditor) => {
+                    return Judging::Settled(self.send_audit(run_id, key, pending, auditor).await);
+                }
+                None => {
+                    let track = self.runs.get(run_id).expect("run tracked");
+                    let replayer = self.judge(track, &|_| false).replayer();
+                    return Judging::Replaying(replayer.start(pending));
+                }
             },
             Err(e) => Err(e),
         };
+        Judging::Settled(self.settle(run_id, key, step, result).await)
+    }
+
+    /// Waits for a replay started by [`Self::judge_one`] and writes its
+    /// verdict. Returns whether the receipt at `key` was settled.
+    async fn land(&mut self, run_id: &str, key: &str, task: ReplayTask) -> bool {
+        let result = task
+            .finish()
+            .await
+            .map(|(pending, replayed)| pending.conclude(&replayed, None));
+        let step = self
+            .bucket
+            .layout()
+            .parse_receipt(run_id, key)
+            .map(|(step, _, _)| step);
+        self.settle(run_id, key, step, result).await
+    }
+
+    /// Writes the verdict judging the receipt at `key` came to, or keeps its
+    /// rejection. Returns whether the receipt was settled (verdict written
+    /// or rejected for good).
+    async fn settle(
+        &mut self,
+        run_id: &str,
+        key: &str,
+        step: Option<u32>,
+        result: Result<pb::Verdict, JudgeError>,
+    ) -> bool {
         match result {
             Ok(verdict) => self.record(run_id, key, verdict).await,
             Err(JudgeError::Rejected(rejection)) => {

@@ -15,10 +15,13 @@ use locus_protocol::pb;
 /// What an input is known by: key, writer's public key, payload digest.
 type InputId = (String, Vec<u8>, Vec<u8>);
 
-/// A bounded store of verified input artifacts, oldest out first.
+/// A bounded store of verified input artifacts, oldest out first. Clones
+/// share one store, so a replay running on a task of its own
+/// ([`crate::replay::Replayer`]) keeps what it read for the next one.
+#[derive(Clone)]
 pub struct InputCache {
     budget: usize,
-    inner: Mutex<Entries>,
+    inner: Arc<Mutex<Entries>>,
 }
 
 #[derive(Default)]
@@ -33,7 +36,7 @@ impl InputCache {
     pub fn new(budget: usize) -> Self {
         InputCache {
             budget,
-            inner: Mutex::default(),
+            inner: Arc::default(),
         }
     }
 

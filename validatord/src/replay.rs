@@ -11,6 +11,7 @@
 //! depends on is gone or was replaced by someone else, which proves nothing
 //! against the hotkey.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use locus_protocol::attribution::{self, Attributed};
@@ -515,12 +516,78 @@ impl Judge<'_> {
     /// Reads the job's inputs (verified against the owner's manifest),
     /// runs the job on this device and compares with the claimed output.
     async fn replay_target(&self, target: &ReplayTarget) -> Result<Replayed, JudgeError> {
+        self.replayer().replay(target).await
+    }
+
+    /// What replays this judge's jobs on a task of its own.
+    pub fn replayer(&self) -> Replayer {
+        Replayer {
+            bucket: self.bucket.clone(),
+            run: Arc::new(self.run.clone()),
+            device: self.device.clone(),
+            inputs: self.inputs.clone(),
+        }
+    }
+}
+
+/// Replays jobs without borrowing the [`Judge`]: it owns what a replay
+/// needs, so a sampled receipt replays on a task of its own while the
+/// validator reads and checks the next one. Reading, verifying and decoding
+/// then overlap the computing, the one part a replay cannot avoid.
+#[derive(Clone)]
+pub struct Replayer {
+    bucket: Bucket,
+    run: Arc<pb::RunManifest>,
+    device: Device,
+    inputs: InputCache,
+}
+
+/// A sampled receipt whose replay runs on a task of its own
+/// ([`Replayer::start`]).
+pub struct ReplayTask {
+    job_id: String,
+    task: tokio::task::JoinHandle<(Box<PendingReplay>, Result<Replayed, JudgeError>)>,
+}
+
+impl ReplayTask {
+    /// The job being replayed: what is judged after it for the same job
+    /// waits for it (its credit decides theirs).
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// Waits for the replay; returns the pending verdict with what the
+    /// replay found.
+    pub async fn finish(self) -> Result<(Box<PendingReplay>, Replayed), JudgeError> {
+        let (pending, replayed) = self
+            .task
+            .await
+            .map_err(|e| JudgeError::Replay(e.to_string()))?;
+        Ok((pending, replayed?))
+    }
+}
+
+impl Replayer {
+    /// Starts replaying `pending` on a task of its own.
+    pub fn start(&self, pending: Box<PendingReplay>) -> ReplayTask {
+        let job_id = pending.verdict().job_id.clone();
+        let replayer = self.clone();
+        let task = tokio::spawn(async move {
+            let replayed = replayer.replay(&pending.target).await;
+            (pending, replayed)
+        });
+        ReplayTask { job_id, task }
+    }
+
+    /// Reads the job's inputs (verified against the owner's manifest),
+    /// runs the job on this device and compares with the claimed output.
+    async fn replay(&self, target: &ReplayTarget) -> Result<Replayed, JudgeError> {
         let started = Instant::now();
         let manifest = &target.manifest;
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
             if let Some(known) = self.inputs.get(input) {
-                inputs.push(known.as_ref().clone());
+                inputs.push(known);
                 continue;
             }
             // The owner signed the manifest: a bad writer key is its own.
@@ -548,14 +615,17 @@ impl Judge<'_> {
                 ))));
             }
             let size = got.size();
-            let artifact = std::sync::Arc::new(got.into_inner());
+            let artifact = Arc::new(got.into_inner());
             self.inputs.insert(input, artifact.clone(), size);
-            inputs.push(artifact.as_ref().clone());
+            inputs.push(artifact);
         }
         let run = self.run.clone();
         let job = manifest.clone().into_inner();
         let device = self.device.clone();
+        // Cached inputs are shared, not copied: a step's parameters and
+        // activations are megabytes, read by every job of the step.
         let replayed = tokio::task::spawn_blocking(move || {
+            let inputs: Vec<&pb::TensorArtifact> = inputs.iter().map(Arc::as_ref).collect();
             locus_workloads::execute(&run, &job, &inputs, &device)
         })
         .await

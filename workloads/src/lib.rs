@@ -101,7 +101,7 @@ pub trait Workload: Send + Sync {
     fn execute(
         &self,
         job: &pb::JobManifest,
-        inputs: &[pb::TensorArtifact],
+        inputs: &[&pb::TensorArtifact],
         device: &Device,
     ) -> Result<Vec<pb::Tensor>, WorkloadError>;
 }
@@ -141,7 +141,7 @@ pub fn for_run(run: &pb::RunManifest) -> Result<Arc<dyn Workload>, WorkloadError
 pub fn execute(
     run: &pb::RunManifest,
     job: &pb::JobManifest,
-    inputs: &[pb::TensorArtifact],
+    inputs: &[&pb::TensorArtifact],
     device: &Device,
 ) -> Result<Vec<pb::Tensor>, WorkloadError> {
     for_run(run)?.execute(job, inputs, device)

@@ -86,26 +86,27 @@ impl<'a> Trainer<'a> {
         spec: &JobSpec,
         device: &Device,
     ) -> Result<Vec<pb::Tensor>, WorkloadError> {
+        for source in &spec.inputs {
+            if let Source::Owner(id) = source
+                && !self.owner.contains_key(id)
+            {
+                let tensors = self.workload.owner_artifact(id)?;
+                let artifact = pb::TensorArtifact {
+                    job_id: id.clone(),
+                    tensors,
+                    ..Default::default()
+                };
+                self.owner.insert(id.clone(), artifact);
+            }
+        }
         let mut inputs = Vec::with_capacity(spec.inputs.len());
         for source in &spec.inputs {
-            let artifact = match source {
-                Source::Owner(id) => {
-                    if !self.owner.contains_key(id) {
-                        let tensors = self.workload.owner_artifact(id)?;
-                        let artifact = pb::TensorArtifact {
-                            job_id: id.clone(),
-                            tensors,
-                            ..Default::default()
-                        };
-                        self.owner.insert(id.clone(), artifact);
-                    }
-                    &self.owner[id]
-                }
+            inputs.push(match source {
+                Source::Owner(id) => &self.owner[id],
                 Source::Job(id) => self.outputs.get(id).ok_or_else(|| {
                     WorkloadError::Config(format!("{} reads {id}, which has not run", spec.job_id))
                 })?,
-            };
-            inputs.push(artifact.clone());
+            });
         }
         let job = crate::job_manifest(self.workload, spec);
         self.jobs += 1;

@@ -104,13 +104,8 @@ pub async fn write_receipt(bucket: &Bucket, miner: &Keypair, job: &Job) -> Writt
     let layout = bucket.layout();
     let run_id = &job.run.run_id;
     let job_id = &job.manifest.job_id;
-    let tensors = locus_workloads::execute(
-        &job.run,
-        &job.manifest,
-        std::slice::from_ref(&job.init),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let tensors =
+        locus_workloads::execute(&job.run, &job.manifest, &[&job.init], &Device::Cpu).unwrap();
     let artifact = pb::TensorArtifact {
         run_id: run_id.clone(),
         job_id: job_id.clone(),

@@ -541,7 +541,7 @@ impl Workload for GptPipe {
     fn execute(
         &self,
         job: &pb::JobManifest,
-        inputs: &[pb::TensorArtifact],
+        inputs: &[&pb::TensorArtifact],
         device: &Device,
     ) -> Result<Vec<pb::Tensor>, WorkloadError> {
         device.run(GptJob {
@@ -562,7 +562,7 @@ fn parse_batch_id(id: &str) -> Option<(u32, u32)> {
 struct GptJob<'a> {
     pipe: &'a GptPipe,
     job: &'a pb::JobManifest,
-    inputs: &'a [pb::TensorArtifact],
+    inputs: &'a [&'a pb::TensorArtifact],
 }
 
 fn input_error(job: &pb::JobManifest, reason: String) -> WorkloadError {
@@ -675,11 +675,11 @@ impl OnBackend for GptJob<'_> {
                     // one-stage model reads from its input batch).
                     self.expect_inputs(2 + usize::from(stage < last || stage > 0))?;
                 }
-                let params = self.named(&inputs[0], stage, identity)?;
+                let params = self.named(inputs[0], stage, identity)?;
                 let tokens;
                 let act;
                 let input = if stage == 0 {
-                    tokens = inputs_and_targets(&self.windows(&inputs[1], cfg.batch)?, seq_len);
+                    tokens = inputs_and_targets(&self.windows(inputs[1], cfg.batch)?, seq_len);
                     StageInput::Tokens(&tokens.0)
                 } else {
                     act = inputs[1].tensor("act")?;
@@ -715,9 +715,9 @@ impl OnBackend for GptJob<'_> {
             }
             JobKind::Outer => {
                 self.expect_inputs(1 + cfg.micro_batches as usize)?;
-                let params = self.named(&inputs[0], stage, identity)?;
-                let m = self.named(&inputs[0], stage, adam_m)?;
-                let v = self.named(&inputs[0], stage, adam_v)?;
+                let params = self.named(inputs[0], stage, identity)?;
+                let m = self.named(inputs[0], stage, adam_m)?;
+                let v = self.named(inputs[0], stage, adam_v)?;
                 // Gradients keep their `grad.` names, as `backward` wrote them.
                 let grads = inputs[1..]
                     .iter()
@@ -754,9 +754,9 @@ impl OnBackend for GptJob<'_> {
             JobKind::Eval => {
                 self.expect_inputs(cfg.stages as usize + 1)?;
                 let stages = (0..cfg.stages)
-                    .map(|p| self.named(&inputs[p as usize], p, identity))
+                    .map(|p| self.named(inputs[p as usize], p, identity))
                     .collect::<Result<Vec<_>, _>>()?;
-                let windows = self.windows(&inputs[cfg.stages as usize], cfg.eval_sequences)?;
+                let windows = self.windows(inputs[cfg.stages as usize], cfg.eval_sequences)?;
                 let loss = model::eval_loss::<B::InnerBackend>(
                     cfg,
                     &stages,

@@ -223,7 +223,7 @@ pub fn output_spec(cfg: &MlpConfig, kind: JobKind) -> Vec<(String, Vec<usize>)> 
 pub fn execute<B: AutodiffBackend>(
     cfg: &MlpConfig,
     job: &pb::JobManifest,
-    inputs: &[pb::TensorArtifact],
+    inputs: &[&pb::TensorArtifact],
     device: &B::Device,
 ) -> Result<Vec<pb::Tensor>, WorkloadError> {
     let d = dims(cfg);
@@ -241,7 +241,7 @@ pub fn execute<B: AutodiffBackend>(
     match kind {
         JobKind::Forward => {
             expect_inputs(1)?;
-            let student = Mlp::<B::InnerBackend>::from_artifact(&inputs[0], "", device)?;
+            let student = Mlp::<B::InnerBackend>::from_artifact(inputs[0], "", device)?;
             let teacher = Mlp::<B::InnerBackend>::from_named(&teacher(cfg), device)?;
             let x = tensor2::<B::InnerBackend>(&inputs_for_step(cfg, job.step), device)?;
             let y = teacher.forward(x.clone());
@@ -274,7 +274,7 @@ pub fn execute<B: AutodiffBackend>(
             };
             let x = tensor2::<B>(&slice(&x_all), device)?;
             let y = tensor2::<B>(&slice(&y_all), device)?;
-            let start_params = Mlp::<B::InnerBackend>::from_artifact(&inputs[0], "", device)?;
+            let start_params = Mlp::<B::InnerBackend>::from_artifact(inputs[0], "", device)?;
             let mut p = Mlp::<B> {
                 w1: Tensor::from_inner(start_params.w1.clone()),
                 b1: Tensor::from_inner(start_params.b1.clone()),
@@ -354,9 +354,9 @@ pub fn execute<B: AutodiffBackend>(
         }
         JobKind::Outer => {
             expect_inputs(2)?;
-            let params = Mlp::<B::InnerBackend>::from_artifact(&inputs[0], "", device)?;
-            let momentum = Mlp::<B::InnerBackend>::from_artifact(&inputs[0], "m.", device)?;
-            let delta = Mlp::<B::InnerBackend>::from_artifact(&inputs[1], "delta.", device)?;
+            let params = Mlp::<B::InnerBackend>::from_artifact(inputs[0], "", device)?;
+            let momentum = Mlp::<B::InnerBackend>::from_artifact(inputs[0], "m.", device)?;
+            let delta = Mlp::<B::InnerBackend>::from_artifact(inputs[1], "delta.", device)?;
             let (mu, lr) = (cfg.outer_momentum, cfg.outer_lr);
             let m = Mlp {
                 w1: momentum.w1.mul_scalar(mu) + delta.w1,
@@ -376,7 +376,7 @@ pub fn execute<B: AutodiffBackend>(
         }
         JobKind::Eval => {
             expect_inputs(1)?;
-            let student = Mlp::<B::InnerBackend>::from_artifact(&inputs[0], "", device)?;
+            let student = Mlp::<B::InnerBackend>::from_artifact(inputs[0], "", device)?;
             let teacher = Mlp::<B::InnerBackend>::from_named(&teacher(cfg), device)?;
             let x = tensor2::<B::InnerBackend>(&eval_inputs(cfg), device)?;
             let loss = mse(student.forward(x.clone()), teacher.forward(x));

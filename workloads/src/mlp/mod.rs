@@ -148,7 +148,7 @@ impl Workload for MlpRound {
     fn execute(
         &self,
         job: &pb::JobManifest,
-        inputs: &[pb::TensorArtifact],
+        inputs: &[&pb::TensorArtifact],
         device: &Device,
     ) -> Result<Vec<pb::Tensor>, WorkloadError> {
         device.run(Job {
@@ -162,7 +162,7 @@ impl Workload for MlpRound {
 struct Job<'a> {
     cfg: &'a MlpConfig,
     job: &'a pb::JobManifest,
-    inputs: &'a [pb::TensorArtifact],
+    inputs: &'a [&'a pb::TensorArtifact],
 }
 
 impl OnBackend for Job<'_> {
