@@ -61,6 +61,7 @@ pub struct Scope<'a> {
     pub expires_ms: u64,
 }
 
+#[cfg(feature = "io")]
 /// Presigns each `(method, key, conditions)` of `wanted` on `bucket` until
 /// the scope expires (at least a second from `now_ms`) and names them in a
 /// grant for the scope's hotkey. Errors where the bucket cannot presign.

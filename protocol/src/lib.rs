@@ -10,6 +10,7 @@
 //! ([`attribution`]).
 
 pub mod attribution;
+#[cfg(feature = "io")]
 pub mod bucket;
 pub mod digest;
 pub mod envelope;
@@ -18,11 +19,14 @@ pub mod faults;
 pub mod grant;
 pub mod keys;
 pub mod paths;
+#[cfg(feature = "io")]
 pub mod presign;
 pub mod record;
+#[cfg(feature = "io")]
 pub mod runs;
 pub mod tensor;
 pub mod time;
+#[cfg(feature = "io")]
 pub mod tls;
 pub mod wallet;
 
@@ -32,6 +36,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/locus.v1.rs"));
 }
 
+#[cfg(feature = "io")]
 pub use bucket::{Bucket, BucketError, Listed};
 pub use digest::Digest;
 pub use envelope::{Expect, RejectReason, Rejection, Verified};
