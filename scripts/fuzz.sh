@@ -3,6 +3,7 @@
 #
 #   scripts/fuzz.sh [--seconds N] [--jobs J] [target...]   fuzz N s per target (default 30)
 #   scripts/fuzz.sh --install                              only install the tools
+#   scripts/fuzz.sh --build                                only install, build and seed
 #
 # Builds the targets once (later runs reuse the build), writes the seed
 # corpus from real sealed objects, then runs each target for N seconds, J at
@@ -24,13 +25,15 @@ ALL_TARGETS=(envelope records tensor grant paths keyfile)
 seconds=30
 jobs=$(nproc 2>/dev/null || echo 1)
 install_only=false
+build_only=false
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --install) install_only=true; shift ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --build) build_only=true; shift ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -61,6 +64,7 @@ started=$SECONDS
 build_s=$((SECONDS - started))
 host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 "fuzz/target/$host/release/seed_corpus" fuzz/corpus
+if $build_only; then exit 0; fi
 
 logs=fuzz/target/fuzz-logs
 mkdir -p "$logs"
