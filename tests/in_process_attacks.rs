@@ -49,9 +49,19 @@ async fn honest_params() -> &'static Vec<locus_protocol::pb::Tensor> {
 
 /// Runs `mode` on miner 0 and checks what holds for every attack.
 async fn attack(mode: &str) -> Finished {
+    let attacked = destructive_attack(mode).await;
+    attacked.assert_complete(STEPS, Some(0));
+    attacked
+}
+
+/// [`attack`], but a victim may go unpaid: where the attacker destroys
+/// others' outputs, a victim whose every result was destroyed before its
+/// verdict earns nothing (void: no credit, no penalty), and how many that
+/// are depends on timing alone.
+async fn destructive_attack(mode: &str) -> Finished {
     let mode: FaultMode = mode.parse().expect("a fault mode");
     let attacked = run(setup(Some(mode))).await;
-    attacked.assert_complete(STEPS, Some(0));
+    attacked.assert_complete_paying(STEPS, &[]);
     assert!(
         attacked.params == *honest_params().await,
         "{mode}: the attacked run trained another model"
@@ -175,7 +185,7 @@ async fn deleted_receipts_are_noticed_and_their_jobs_redone() {
 /// deletes accepted outputs: the victims are never blamed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tampering_with_others_objects_frames_nobody() {
-    let run = attack("tamper").await;
+    let run = destructive_attack("tamper").await;
     for miner in 1..4 {
         assert!(!run.is_banned(miner), "victim {miner} was banned");
         let hotkey = run.miners[miner].to_bytes();

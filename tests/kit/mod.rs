@@ -571,11 +571,20 @@ impl Finished {
     /// The run is done, every step evaluated, every miner but `except`
     /// paid, and the weights a distribution.
     pub fn assert_complete(&self, steps: u32, except: Option<usize>) {
+        let paid: Vec<usize> = (0..self.miners.len())
+            .filter(|m| Some(*m) != except)
+            .collect();
+        self.assert_complete_paying(steps, &paid);
+    }
+
+    /// The run is done, every step evaluated, the miners in `paid` paid,
+    /// and the weights a distribution.
+    pub fn assert_complete_paying(&self, steps: u32, paid: &[usize]) {
         assert!(self.state.done, "run not done: {:?}", self.state);
         assert_eq!(self.state.completed_steps, steps);
         assert_eq!(self.state.eval_loss.len(), steps as usize);
         assert!(self.window.complete, "score window incomplete");
-        for miner in (0..self.miners.len()).filter(|m| Some(*m) != except) {
+        for &miner in paid {
             assert!(self.weight(miner) > 0.0, "miner {miner} not paid");
         }
         let total: f64 = self.window.scores.iter().map(|s| s.weight).sum();
