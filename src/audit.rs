@@ -145,6 +145,109 @@ where
     }
 }
 
+/// When one job of a step moved: assignment issued, work started and
+/// finished (the receipt's own times: fetch, compute, upload), verdict
+/// written. Milliseconds since the epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobTimes {
+    pub kind: pb::JobKind,
+    pub issued: u64,
+    pub started: u64,
+    pub finished: u64,
+    pub verdict: u64,
+}
+
+/// One level of a step's DAG (the jobs of one kind), in milliseconds from
+/// the step's first assignment: when its first job was issued, when its
+/// last job started, finished and was judged, and the longest job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Level {
+    pub kind: pb::JobKind,
+    pub jobs: usize,
+    pub issued: u64,
+    pub last_started: u64,
+    pub last_finished: u64,
+    pub last_verdict: u64,
+    pub longest_job: u64,
+}
+
+/// A step's critical path by DAG level, levels in the order they were
+/// issued. A level's work is its longest job; everything else on the way
+/// is waiting (for a pick-up, a verdict or the next assignment).
+pub fn critical_path(jobs: &[JobTimes]) -> Vec<Level> {
+    let Some(origin) = jobs.iter().map(|j| j.issued).min() else {
+        return Vec::new();
+    };
+    let mut by_kind: BTreeMap<i32, Vec<&JobTimes>> = BTreeMap::new();
+    for job in jobs {
+        by_kind.entry(job.kind as i32).or_default().push(job);
+    }
+    let since = |t: u64| t.saturating_sub(origin);
+    let mut levels: Vec<Level> = by_kind
+        .into_values()
+        .map(|level| Level {
+            kind: level[0].kind,
+            jobs: level.len(),
+            issued: since(level.iter().map(|j| j.issued).min().unwrap_or(origin)),
+            last_started: since(level.iter().map(|j| j.started).max().unwrap_or(origin)),
+            last_finished: since(level.iter().map(|j| j.finished).max().unwrap_or(origin)),
+            last_verdict: since(level.iter().map(|j| j.verdict).max().unwrap_or(origin)),
+            longest_job: level
+                .iter()
+                .map(|j| j.finished.saturating_sub(j.started))
+                .max()
+                .unwrap_or(0),
+        })
+        .collect();
+    levels.sort_by_key(|l| (l.issued, l.kind as i32));
+    levels
+}
+
+/// The times of every job of `step` whose receipt, assignment and verdict
+/// are all in the bucket (informational: receipts of any signer, the
+/// owner's assignments, the validator's verdicts).
+pub async fn step_times(
+    bucket: &Bucket,
+    run: &str,
+    step: u32,
+    owner: &Hotkey,
+    validator: &Hotkey,
+) -> anyhow::Result<Vec<JobTimes>> {
+    let layout = bucket.layout();
+    let mut jobs = Vec::new();
+    let prefix = layout.receipts_of_step(run, step);
+    for key in retry(|| bucket.list(&prefix, None)).await? {
+        let Ok(receipt) = retry(|| bucket.get::<pb::Receipt>(&key, Expect::AnySigner)).await else {
+            continue;
+        };
+        let Ok(assignment) =
+            retry(|| bucket.get::<pb::Assignment>(&receipt.assignment_key, Expect::Signer(owner)))
+                .await
+        else {
+            continue;
+        };
+        let verdict_key = layout.verdict(run, step, &receipt.job_id, receipt.attempt);
+        let Ok(verdict) =
+            retry(|| bucket.get::<pb::Verdict>(&verdict_key, Expect::Signer(validator))).await
+        else {
+            continue;
+        };
+        let kind = assignment
+            .manifest
+            .as_ref()
+            .and_then(|m| pb::JobKind::try_from(m.kind).ok())
+            .unwrap_or_default();
+        jobs.push(JobTimes {
+            kind,
+            issued: assignment.issued_unix_ms,
+            started: receipt.started_unix_ms,
+            finished: receipt.finished_unix_ms,
+            verdict: verdict.unix_ms,
+        });
+    }
+    Ok(jobs)
+}
+
 /// How a run's receipts spread over time: the job time workers report
 /// (each receipt's start to finish: fetch, compute and upload) and the span
 /// from the first start to the last finish.
@@ -174,4 +277,41 @@ pub async fn worker_busy(bucket: &Bucket, run: &str) -> anyhow::Result<Busy> {
         job_ms,
         span_ms: last.saturating_sub(first.min(last)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(kind: pb::JobKind, issued: u64, started: u64, finished: u64, verdict: u64) -> JobTimes {
+        JobTimes {
+            kind,
+            issued,
+            started,
+            finished,
+            verdict,
+        }
+    }
+
+    #[test]
+    fn the_critical_path_has_a_level_per_kind_in_issue_order() {
+        use pb::JobKind::{Forward, Inner, Reduce};
+        let levels = critical_path(&[
+            job(Inner, 1_050, 1_060, 1_070, 1_090),
+            job(Forward, 1_000, 1_010, 1_020, 1_040),
+            job(Inner, 1_050, 1_055, 1_080, 1_085),
+            job(Reduce, 1_100, 1_101, 1_103, 1_120),
+        ]);
+        let kinds: Vec<pb::JobKind> = levels.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, [Forward, Inner, Reduce]);
+        let inner = &levels[1];
+        assert_eq!(inner.jobs, 2);
+        assert_eq!(inner.issued, 50);
+        assert_eq!(inner.last_started, 60);
+        assert_eq!(inner.last_finished, 80);
+        assert_eq!(inner.last_verdict, 90);
+        // The longest job, not the sum: the level's jobs run side by side.
+        assert_eq!(inner.longest_job, 25);
+        assert!(critical_path(&[]).is_empty());
+    }
 }

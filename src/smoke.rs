@@ -355,6 +355,9 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         busy.receipts,
         busy.job_ms as f64 / 1000.0 / busy.receipts.max(1) as f64
     );
+    let step = args.steps / 2;
+    let times = crate::audit::step_times(&bucket, RUN_ID, step, &owner, &validator).await?;
+    print_critical_path(step, &crate::audit::critical_path(&times));
     let mut sizes: Vec<String> = Vec::new();
     for spec in workload.step_jobs(0, 0, 0) {
         let label = format!("{:?}/p{}", spec.kind, spec.stage);
@@ -925,6 +928,36 @@ async fn read_with_retry<T: locus_protocol::Record>(
     Ok(crate::audit::retry(|| bucket.get::<T>(key, expect))
         .await?
         .into_inner())
+}
+
+/// A step's critical path by DAG level: when each level was issued, last
+/// started, finished and judged, and how much of the step was work.
+fn print_critical_path(step: u32, levels: &[crate::audit::Level]) {
+    let Some(span) = levels.iter().map(|l| l.last_verdict).max() else {
+        return;
+    };
+    println!(
+        "critical path of step {step} by DAG level (ms from its first assignment; work: the level's longest job):"
+    );
+    for l in levels {
+        println!(
+            "  {:<8} {:>2} job{} issued +{:<5} last started +{:<5} finished +{:<5} judged +{:<5} work {}",
+            format!("{:?}", l.kind).to_lowercase(),
+            l.jobs,
+            if l.jobs == 1 { " " } else { "s" },
+            l.issued,
+            l.last_started,
+            l.last_finished,
+            l.last_verdict,
+            l.longest_job
+        );
+    }
+    let work: u64 = levels.iter().map(|l| l.longest_job).sum();
+    println!(
+        "  step {step}: {span} ms, of which work {work} ms ({:.0} %), waiting for pick-ups, verdicts and assignments {} ms",
+        100.0 * work as f64 / span.max(1) as f64,
+        span.saturating_sub(work)
+    );
 }
 
 #[cfg(test)]
