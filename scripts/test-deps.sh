@@ -24,5 +24,5 @@ fi
 if ! python3 -c "import safetensors.numpy, numpy" >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check safetensors==0.7.0 numpy==2.4.6
 fi
-# Fuzzing needs the nightly toolchain and cargo-fuzz (version pinned there).
-./scripts/fuzz.sh --install
+# Fuzzing installs the nightly toolchain and cargo-fuzz itself (pinned in
+# scripts/fuzz.sh); scripts/test.sh does it beside the tests.

@@ -12,8 +12,11 @@ cd "$(dirname "$0")/.."
 # switches it on in every daemon and in the protocol crate; `flex` adds the
 # second CPU backend the cross-backend replay tests compare ndarray with.
 features=(--features locus/fault-injection,locus/flex,locus-workloads/tokenizer)
+logs=target/ci-logs
+mkdir -p "$logs"
 cargo build --workspace --bins "${features[@]}"
-cargo test --workspace --no-run "${features[@]}"
+cargo test --workspace --no-run --message-format=json-render-diagnostics \
+  "${features[@]}" >"$logs/test-binaries.json"
 
 # The tests mostly wait on daemons and the bucket (about half a core on
 # average), so two builds that need only the CPU run beside them, one after
@@ -22,9 +25,8 @@ cargo test --workspace --no-run "${features[@]}"
 #   needs no CUDA toolkit, running them a GPU (docs/operators/miner.md). All
 #   CUDA code is in locus-workloads; minerd and validatord forward their
 #   `cuda` feature to it, which `cargo tree` checks without compiling.
-# - the fuzz targets (run after the tests).
-logs=target/ci-logs
-mkdir -p "$logs"
+# - the fuzz targets (run after the tests), with the nightly toolchain and
+#   cargo-fuzz they need installed first.
 side() {
   for daemon in minerd validatord; do
     cargo tree -p "$daemon" --features "$daemon/cuda" -i burn-cuda --prefix none |
@@ -38,8 +40,13 @@ side >"$logs/side.log" 2>&1 &
 side_pid=$!
 
 status=0
-# The process-level tests use these binaries as they are (tests/common).
-LOCUS_TEST_BINS_BUILT=1 cargo test --workspace --no-fail-fast "${features[@]}" "$@" || status=$?
+# The test binaries, two at a time: most of them wait on daemons and the
+# bucket, not the CPU (scripts/run-test-binaries.py). The process-level
+# tests use the daemons built above as they are (tests/common). Then the
+# documentation examples, which `cargo test` would also run.
+LOCUS_TEST_BINS_BUILT=1 ./scripts/run-test-binaries.py --jobs 2 \
+  "$logs/test-binaries.json" -- "$@" || status=$?
+cargo test --workspace --doc "${features[@]}" "$@" || status=$?
 
 if ! wait "$side_pid"; then
   echo "---- the CUDA check or the fuzz build failed ($logs/side.log):"
