@@ -6,7 +6,7 @@
 //!   on a commit-reveal subnet it seals the weights to a drand round ([`timelock`]) and
 //!   sends `commit_timelocked_weights` instead.
 //!
-//! The bindings are generated at build time from `metadata/subtensor-metadata.scale`
+//! The bindings are generated at build time from `runtime/metadata/subtensor-metadata.scale`
 //! (a Subtensor runtime metadata snapshot, V16), so the build needs no chain access.
 
 mod chain;
@@ -22,12 +22,9 @@ pub use chain::{
 pub use signer::{CryptoType, ValidatorSigner};
 pub use weights::{U16_MAX_WEIGHT, normalize_max_u16, rate_limited_until};
 
-/// Static bindings for the Subtensor runtime.
-#[subxt::subxt(runtime_metadata_path = "metadata/subtensor-metadata.scale")]
-pub mod subtensor {}
-
-/// The metadata the bindings were generated from.
-pub const METADATA: &[u8] = include_bytes!("../metadata/subtensor-metadata.scale");
+/// Static bindings for the Subtensor runtime and the metadata they were
+/// generated from (crate `locus-chain-runtime`).
+pub use locus_chain_runtime::{METADATA, subtensor};
 
 /// Everything that can go wrong talking to the chain or preparing weights.
 #[derive(Debug, thiserror::Error)]
