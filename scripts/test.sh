@@ -18,22 +18,24 @@ cargo build --workspace --bins "${features[@]}"
 cargo test --workspace --no-run --message-format=json-render-diagnostics \
   "${features[@]}" >"$logs/test-binaries.json"
 
-# The tests mostly wait on daemons and the bucket (about half a core on
-# average), so two builds that need only the CPU run beside them, one after
-# the other, each in its own target directory:
+# The tests mostly wait on daemons and the bucket (about one core between
+# two test binaries), so two builds that need only the CPU run beside them,
+# one after the other:
 # - GPU miners and validators (burn-cuda) must keep compiling; checking them
 #   needs no CUDA toolkit, running them a GPU (docs/operators/miner.md). All
 #   CUDA code is in locus-workloads; minerd and validatord forward their
-#   `cuda` feature to it, which `cargo tree` checks without compiling.
+#   `cuda` feature to it, which `cargo tree` checks without compiling. The
+#   check shares target/debug, whose build scripts and proc macros it reuses
+#   (half its CPU), and adds its own units beside the tests' binaries
+#   without touching them; the test binaries run without cargo.
 # - the fuzz targets (run after the tests), with the nightly toolchain and
-#   cargo-fuzz they need installed first.
+#   cargo-fuzz they need installed first, in fuzz/target.
 side() {
   for daemon in minerd validatord; do
     cargo tree -p "$daemon" --features "$daemon/cuda" -i burn-cuda --prefix none |
       grep -q "^$daemon " || { echo "$daemon/cuda does not build burn-cuda"; return 1; }
   done
-  cargo check -p locus-workloads --features locus-workloads/cuda \
-    --target-dir target/cuda-check
+  cargo check -p locus-workloads --features locus-workloads/cuda
   ./scripts/fuzz.sh --build
 }
 side >"$logs/side.log" 2>&1 &
