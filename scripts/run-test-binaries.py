@@ -30,15 +30,17 @@ from concurrent.futures import ThreadPoolExecutor
 # these, in name order; the list only orders, it never selects.
 SLOWEST_FIRST = [
     "crash_resume",
-    "in_process_attacks",
+    "in_process",
     "attacks",
-    "gpt_pipe",
+    "gpt_training",
     "hostile",
+    "leases",
+    "cross_backend_smoke",
     "faults",
     "smoke",
-    "leases",
-    "in_process",
-    "in_process_audit",
+    "s3",
+    "discovery_ui",
+    "ui",
 ]
 
 

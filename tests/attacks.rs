@@ -1,6 +1,6 @@
 //! The attacks of docs/security.md that need processes: one through the
 //! `--fault-mode` command line, and leaked grants over a loopback S3 server.
-//! The rest of the matrix runs in one process (`tests/in_process_attacks.rs`).
+//! The rest of the matrix runs in one process (`tests/in_process/attacks.rs`).
 //! Each is a multi-step `locus local-smoke` with three honest miners and one
 //! attacker (miner 0); the smoke itself checks that the attacker's weight is
 //! 0 and that every weight equals the hotkey's share of the credited compute

@@ -1,7 +1,7 @@
 //! Hostile writes that need processes: an overwrite through an S3 grant
 //! (the loopback S3 server must refuse it), and a receipt deleted while the
 //! validator process is down. The local-bucket attacks (overwrite, plant,
-//! delete, tamper, bloat) run in one process (`tests/in_process_attacks.rs`).
+//! delete, tamper, bloat) run in one process (`tests/in_process/attacks.rs`).
 //! Each test checks, from outside:
 //! - the run finishes, with the parameters of an all-honest run, bit for bit;
 //! - no job is credited twice (every weight is its share of the credited

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs headless Chromium for discovery/tests/browser.rs and tests/discovery_ui.rs (Debian package).
+# Installs headless Chromium for discovery/tests/ui/browser.rs and tests/discovery_ui.rs (Debian package).
 # Safe to run repeatedly; does nothing when a Chromium is already there.
 set -euo pipefail
 for bin in chromium chromium-browser google-chrome; do

@@ -9,7 +9,7 @@
 //! `tests/attacks.rs` and `tests/hostile.rs` keep the cases that need
 //! processes: the `--fault-mode` command line and the S3 grant attacks.
 
-mod kit;
+use crate::kit;
 
 use std::time::Duration;
 

@@ -3,12 +3,10 @@
 //! API. Install Chromium with `discovery/tests/install-chromium.sh`; the test
 //! skips (saying so) only when no Chromium binary can be found.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use locus_discovery::testkit::{HEADLESS_ARGS, INSTALL_HINT, find_chromium};
 
 fn artifacts_dir() -> PathBuf {

@@ -5,7 +5,7 @@
 //! one is caught, dropped and recorded, harms no honest miner, and covers
 //! for no cheater.
 
-mod kit;
+use crate::kit;
 
 use std::time::Duration;
 

@@ -1,12 +1,10 @@
 //! The discovery UI's JSON API and the incremental reader, against a real
 //! bucket directory written with the protocol API.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use locus_discovery::{DiscoveryIndex, IndexConfig};
 use locus_protocol::pb::VerdictOutcome;
 use serde_json::Value;

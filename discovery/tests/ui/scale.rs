@@ -3,12 +3,10 @@
 //! `LOCUS_SCALE_RECEIPTS=10000` runs it at the size the UI is built for;
 //! the default keeps the suite fast.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use locus_discovery::{DiscoveryIndex, IndexConfig};
 use locus_protocol::pb::VerdictOutcome;
 

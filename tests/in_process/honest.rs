@@ -1,7 +1,7 @@
 //! The three daemon loops in one process over an in-memory bucket
 //! (`tests/kit`): honest runs, planted keys, and restarts of the owner.
 
-mod kit;
+use crate::kit;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! an in-memory bucket (`tests/kit`): the pipelined, bucket-streamed run
 //! ends with exactly the parameters of the single-process trainer.
 
-mod kit;
+use crate::kit;
 
 use std::sync::Arc;
 use std::time::Duration;
