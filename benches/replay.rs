@@ -61,11 +61,13 @@ async fn bench(name: &str, width: u32, batch_size: u32) {
     system.finish(Duration::from_secs(600)).await;
 
     let layout = bucket.layout();
-    let run = bucket
-        .get::<pb::RunManifest>(&layout.run_manifest(kit::RUN), Expect::Signer(&owner))
-        .await
-        .expect("run manifest")
-        .into_inner();
+    let run = std::sync::Arc::new(
+        bucket
+            .get::<pb::RunManifest>(&layout.run_manifest(kit::RUN), Expect::Signer(&owner))
+            .await
+            .expect("run manifest")
+            .into_inner(),
+    );
     let keys = bucket
         .list(&layout.receipts(kit::RUN), None)
         .await

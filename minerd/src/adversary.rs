@@ -35,7 +35,7 @@ pub struct Tools<'a> {
 /// The job being executed, once its assignment and inputs are verified.
 pub struct Job<'a> {
     pub assignment: &'a pb::Assignment,
-    pub run: &'a pb::RunManifest,
+    pub run: &'a Arc<pb::RunManifest>,
     /// `JobKind` of the owner-signed manifest.
     pub kind: i32,
     pub micro_batch: u32,
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn an_honest_worker_s_hooks_change_nothing() {
-        let (assignment, run) = (pb::Assignment::default(), pb::RunManifest::default());
+        let (assignment, run) = (pb::Assignment::default(), Arc::default());
         let job = Job {
             assignment: &assignment,
             run: &run,

@@ -215,7 +215,7 @@ mod tests {
             step,
             ..Default::default()
         };
-        let run = pb::RunManifest::default();
+        let run = std::sync::Arc::default();
         let job = Job {
             assignment: &assignment,
             run: &run,

@@ -77,7 +77,7 @@ struct Status {
 /// What [`Worker::fetch`] read for a job, each part checked.
 struct Fetched {
     manifest: pb::JobManifest,
-    run: pb::RunManifest,
+    run: Arc<pb::RunManifest>,
     access: Access,
     inputs: Vec<pb::TensorArtifact>,
 }
@@ -428,7 +428,7 @@ impl<A: Adversary> Worker<A> {
         let tensors = match adversary.instead_of_compute(&tools, job).await {
             Some(tensors) => tensors,
             None => {
-                let run = job.run.clone();
+                let run = Arc::clone(job.run);
                 let device = self.cfg.device.clone();
                 tokio::task::spawn_blocking(move || {
                     let inputs: Vec<&pb::TensorArtifact> = inputs.iter().collect();

@@ -2,13 +2,16 @@
 //! and only one that names the run it was read for.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::{Bucket, BucketError, Expect, Hotkey, RejectReason, Rejection, pb};
 
-/// The run manifests a worker has read, verified.
+/// The run manifests a worker has read, verified. Handed out shared: a
+/// manifest is read by every job of its run, and a gpt_pipe one carries the
+/// output bias, a float per token.
 pub struct RunManifests {
     owner: Hotkey,
-    runs: HashMap<String, pb::RunManifest>,
+    runs: HashMap<String, Arc<pb::RunManifest>>,
 }
 
 impl RunManifests {
@@ -26,7 +29,7 @@ impl RunManifests {
         &mut self,
         bucket: &Bucket,
         run_id: &str,
-    ) -> Result<pb::RunManifest, BucketError> {
+    ) -> Result<Arc<pb::RunManifest>, BucketError> {
         if let Some(run) = self.runs.get(run_id) {
             return Ok(run.clone());
         }
@@ -41,6 +44,7 @@ impl RunManifests {
                 reason: RejectReason::Inconsistent(format!("names run {:?}", run.run_id)),
             }));
         }
+        let run = Arc::new(run);
         self.runs.insert(run_id.to_string(), run.clone());
         Ok(run)
     }

@@ -65,14 +65,16 @@ async fn honest_auditors_take_replays_and_change_no_verdict() {
     // What an auditor passed, the validator's own replay passes with the
     // same units: the verdicts are those of a validator-only run.
     let bucket = locus_protocol::Bucket::from_store(run.store.clone(), "memory://", kit::NETUID);
-    let manifest: pb::RunManifest = bucket
-        .get::<pb::RunManifest>(
-            &bucket.layout().run_manifest(kit::RUN),
-            Expect::Signer(&run.owner),
-        )
-        .await
-        .expect("run manifest")
-        .into_inner();
+    let manifest = std::sync::Arc::new(
+        bucket
+            .get::<pb::RunManifest>(
+                &bucket.layout().run_manifest(kit::RUN),
+                Expect::Signer(&run.owner),
+            )
+            .await
+            .expect("run manifest")
+            .into_inner(),
+    );
     let cache = InputCache::new(32 << 20);
     let judge = Judge {
         bucket: &bucket,

@@ -58,7 +58,7 @@ pub struct Settings {
 
 /// What the validator knows about one run.
 struct RunTrack {
-    manifest: pb::RunManifest,
+    manifest: Arc<pb::RunManifest>,
     judged: HashSet<String>,
     rejected: HashSet<String>,
     verdicts: Vec<Judged>,
@@ -95,6 +95,14 @@ enum Judging {
     Settled(bool),
     /// Sampled: its replay runs here, on a task of its own.
     Replaying(ReplayTask),
+}
+
+/// A replay running on a task of its own in a pass, with the key and step
+/// of the receipt its verdict is for.
+struct Landing {
+    key: String,
+    step: Option<u32>,
+    task: ReplayTask,
 }
 
 /// A receipt out with an auditor; its run and key are the pending
@@ -366,7 +374,7 @@ impl Validator {
                 warn!(run = %run_id, validator = %self.key.hotkey(), "this validator is not listed in the run manifest; its verdicts will not count for the run");
             }
             let mut track = RunTrack {
-                manifest,
+                manifest: Arc::new(manifest),
                 judged: HashSet::new(),
                 rejected: HashSet::new(),
                 verdicts: Vec::new(),
@@ -590,7 +598,7 @@ impl Validator {
         // One replay runs on a task of its own while the next receipts are
         // read and checked; it lands before the next one starts, and before
         // anything of its own job is judged (its credit decides theirs).
-        let mut replaying: Option<(String, ReplayTask)> = None;
+        let mut replaying: Option<Landing> = None;
         for object in listed {
             let key = object.key;
             let track = self.runs.get(run_id).expect("run tracked");
@@ -601,31 +609,35 @@ impl Validator {
                 all_settled = false;
                 continue;
             }
-            let job = layout.parse_receipt(run_id, &key).map(|(_, job, _)| job);
-            if let Some((_, task)) = &replaying
-                && job.as_deref() == Some(task.job_id())
-                && let Some((landing, task)) = replaying.take()
+            let parsed = layout.parse_receipt(run_id, &key);
+            let step = parsed.as_ref().map(|(step, _, _)| *step);
+            if let Some(landing) = &replaying
+                && parsed.as_ref().map(|(_, job, _)| job.as_str()) == Some(landing.task.job_id())
+                && let Some(landing) = replaying.take()
             {
-                let settled = self.land(run_id, &landing, task).await;
+                let settled = self.land(run_id, landing).await;
                 progressed |= settled;
                 all_settled &= settled;
             }
-            let settled = match self.judge_one(run_id, &key, object.modified_unix_ms).await {
+            let judged = self
+                .judge_one(run_id, &key, parsed, object.modified_unix_ms)
+                .await;
+            let settled = match judged {
                 Judging::Settled(settled) => settled,
                 Judging::Replaying(task) => {
                     let landed = match replaying.take() {
-                        Some((landing, earlier)) => self.land(run_id, &landing, earlier).await,
+                        Some(earlier) => self.land(run_id, earlier).await,
                         None => true,
                     };
-                    replaying = Some((key, task));
+                    replaying = Some(Landing { key, step, task });
                     landed
                 }
             };
             progressed |= settled;
             all_settled &= settled;
         }
-        if let Some((landing, task)) = replaying {
-            let settled = self.land(run_id, &landing, task).await;
+        if let Some(landing) = replaying {
+            let settled = self.land(run_id, landing).await;
             progressed |= settled;
             all_settled &= settled;
         }
@@ -784,10 +796,17 @@ impl Validator {
         self.reaudit.extend(theirs);
     }
 
-    /// Judges one receipt and writes its verdict, or starts its replay
-    /// here (the verdict is written when the replay lands, [`Self::land`]).
-    async fn judge_one(&mut self, run_id: &str, key: &str, written_ms: u64) -> Judging {
-        let parsed = self.bucket.layout().parse_receipt(run_id, key);
+    /// Judges the receipt at `key` (`parsed`: its step, job and attempt,
+    /// [`locus_protocol::Layout::parse_receipt`]) and writes its verdict,
+    /// or starts its replay here (the verdict is written when the replay
+    /// lands, [`Self::land`]).
+    async fn judge_one(
+        &mut self,
+        run_id: &str,
+        key: &str,
+        parsed: Option<(u32, String, u32)>,
+        written_ms: u64,
+    ) -> Judging {
         let step = parsed.as_ref().map(|(step, _, _)| *step);
         let job = parsed.map(|(_, job, attempt)| (job, attempt));
         if let Some((job, attempt)) = &job
@@ -824,18 +843,15 @@ impl Validator {
     }
 
     /// Waits for a replay started by [`Self::judge_one`] and writes its
-    /// verdict. Returns whether the receipt at `key` was settled.
-    async fn land(&mut self, run_id: &str, key: &str, task: ReplayTask) -> bool {
-        let result = task
+    /// verdict. Returns whether its receipt was settled.
+    async fn land(&mut self, run_id: &str, landing: Landing) -> bool {
+        let result = landing
+            .task
             .finish()
             .await
             .map(|(pending, replayed)| pending.conclude(&replayed, None));
-        let step = self
-            .bucket
-            .layout()
-            .parse_receipt(run_id, key)
-            .map(|(step, _, _)| step);
-        self.settle(run_id, key, step, result).await
+        self.settle(run_id, &landing.key, landing.step, result)
+            .await
     }
 
     /// Writes the verdict judging the receipt at `key` came to, or keeps its

@@ -32,7 +32,8 @@ pub struct Judge<'a> {
     pub bucket: &'a Bucket,
     pub owner: &'a Hotkey,
     pub validator: &'a Keypair,
-    pub run: &'a pb::RunManifest,
+    /// Shared with the replays it starts ([`Judge::replayer`]).
+    pub run: &'a Arc<pb::RunManifest>,
     pub sample_rate: f64,
     pub device: &'a Device,
     /// Whether a hotkey has yet to pass enough replays in this run: every
@@ -523,7 +524,7 @@ impl Judge<'_> {
     pub fn replayer(&self) -> Replayer {
         Replayer {
             bucket: self.bucket.clone(),
-            run: Arc::new(self.run.clone()),
+            run: Arc::clone(self.run),
             device: self.device.clone(),
             inputs: self.inputs.clone(),
         }

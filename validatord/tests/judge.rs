@@ -22,7 +22,7 @@ struct Fixture {
     owner: Keypair,
     miner: Keypair,
     validator: Keypair,
-    run: pb::RunManifest,
+    run: std::sync::Arc<pb::RunManifest>,
     receipt_key: String,
     receipt: pb::Receipt,
     artifact: pb::TensorArtifact,
@@ -42,7 +42,7 @@ async fn fixture() -> Fixture {
         receipt,
         artifact,
     } = common::write_receipt(&bucket, &miner, &job).await;
-    let run = job.run;
+    let run = std::sync::Arc::new(job.run);
     Fixture {
         _dir: dir,
         bucket,
