@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 # `cargo build`, tests/common/mod.rs) rebuild nothing: `locus/fault-injection`
 # switches it on in every daemon and in the protocol crate; `flex` adds the
 # second CPU backend the cross-backend replay tests compare ndarray with.
-features=(--features locus/fault-injection,locus/flex,locus-workloads/tokenizer)
+# `testkit` is what the tests' dev-dependencies switch on in the metrics and
+# UI crates anyway: named here too, the daemons are compiled once, not once
+# for `cargo build` and again (every crate above those two) for the tests.
+features=(--features locus/fault-injection,locus/flex,locus-workloads/tokenizer,locus-observe/testkit,locus-discovery/testkit)
 logs=target/ci-logs
 mkdir -p "$logs"
 cargo build --workspace --bins "${features[@]}"
