@@ -30,10 +30,31 @@ pub mod time;
 pub mod tls;
 pub mod wallet;
 
-/// Generated protobuf types of package `locus.v1` (see `proto/locus/v1/locus.proto`).
+/// Generated protobuf types of package `locus.v1` (see
+/// `proto/locus/v1/locus.proto`; regenerated as `build.rs` says).
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
-    include!(concat!(env!("OUT_DIR"), "/locus.v1.rs"));
+    include!("pb/locus.v1.rs");
+
+    #[cfg(test)]
+    mod tests {
+        /// The committed types were generated from the `.proto` as it is.
+        #[test]
+        fn pb_is_current() {
+            let proto = include_bytes!("../proto/locus/v1/locus.proto");
+            let generated = include_str!("pb/locus.v1.rs");
+            let recorded = generated
+                .lines()
+                .find_map(|l| l.split_once("Source BLAKE3: ").map(|(_, d)| d.trim()))
+                .expect("src/pb/locus.v1.rs names the BLAKE3 of its source");
+            assert_eq!(
+                recorded,
+                blake3::hash(proto).to_hex().as_str(),
+                "proto/locus/v1/locus.proto changed since src/pb/locus.v1.rs was generated: \
+                 run `cargo build -p locus-protocol --features protogen` and commit the result"
+            );
+        }
+    }
 }
 
 #[cfg(feature = "io")]
