@@ -105,7 +105,7 @@ fn a_receipt_deleted_while_awaiting_its_verdict_is_redone() {
         .expect("delete the receipt");
     sys.wait_until("the owner noticing the deleted receipt", 30, || {
         orchestrator.log_text().contains(
-            "the receipt of a result awaiting its verdict is gone or changed; redoing the job",
+            "the receipt of a result awaiting its verdict is gone, changed or does not hold; redoing the job",
         )
     });
     let mut validator = sys.start_validator("validatord", run, &["--sample-rate=1.0"]);

@@ -107,10 +107,11 @@ enum Floor {
 }
 
 /// A result waiting for its verdict: which receipt it came with, and when
-/// the orchestrator last made sure that receipt is still there.
+/// the orchestrator last made sure that receipt is still there (and what it
+/// found then: a receipt replaced since is refused).
 struct Held {
     receipt_key: String,
-    receipt_digest: Digest,
+    receipt_digest: Option<Digest>,
     checked_ms: u64,
 }
 
@@ -875,11 +876,13 @@ impl Orchestrator {
         }
     }
 
-    /// A result held for its verdict waits for the validator, however long
-    /// it is down, but not for a receipt that is gone: once per lease period
-    /// the orchestrator makes sure the receipt it accepted is still there
-    /// unchanged. A receipt deleted or replaced before its verdict would
-    /// otherwise never get one.
+    /// Results wait for a verdict only as long as their receipt stands: once
+    /// a lease has passed without one, the receipt and its artifact are read
+    /// and checked here (what the validator checks too). A result refused
+    /// then, or whose receipt is gone or was replaced since the last look,
+    /// is redone; one that holds waits another lease. So a receipt that no
+    /// validator will judge (unattributable, deleted, overwritten) stalls
+    /// its job for about a lease, like a worker that never answers.
     async fn check_held(&mut self) -> anyhow::Result<bool> {
         let now = self.settings.clock.now_ms();
         let every = self.settings.lease.as_millis() as u64;
@@ -891,31 +894,31 @@ impl Orchestrator {
             .collect();
         let mut progressed = false;
         for job in due {
-            let (Some(out), Some(held)) = (
-                self.schedule.judging(&job).cloned(),
-                self.judging.get_mut(&job),
-            ) else {
+            let (Some((attempt, by)), Some(held)) =
+                (self.schedule.judging(&job), self.judging.get(&job))
+            else {
                 self.judging.remove(&job);
                 continue;
             };
-            let found = self
-                .bucket
-                .get::<pb::Receipt>(&held.receipt_key, Expect::Signer(&out.by.hotkey))
-                .await;
-            let reason = match found {
-                Ok(receipt) if receipt.digest() == held.receipt_digest => {
-                    info!(run = %self.run.run_id, job = %job, receipt = %held.receipt_key, "still waiting for a validator's verdict");
-                    held.checked_ms = now;
+            let (key, seen) = (held.receipt_key.clone(), held.receipt_digest);
+            let refusal = match self.accept(&job, attempt, by, &key).await {
+                Ok(accepted) if seen.is_none_or(|d| d == accepted.receipt_digest) => {
+                    info!(run = %self.run.run_id, job = %job, receipt = %key, "still waiting for a validator's verdict");
+                    if let Some(held) = self.judging.get_mut(&job) {
+                        held.receipt_digest = Some(accepted.receipt_digest);
+                        held.checked_ms = now;
+                    }
                     continue;
                 }
-                Ok(_) => "was replaced".to_string(),
-                Err(e) if e.is_transient() => continue,
-                Err(e) => e.to_string(),
+                Ok(_) => Refusal::Lost(format!("receipt {key} was replaced")),
+                Err(Refusal::Retry(_)) => continue,
+                Err(refusal) => refusal,
             };
-            warn!(run = %self.run.run_id, job = %job, attempt = out.attempt, receipt = %held.receipt_key, %reason, "the receipt of a result awaiting its verdict is gone or changed; redoing the job");
-            self.judging.remove(&job);
-            self.schedule.discard(&job, out.attempt);
+            warn!(run = %self.run.run_id, job = %job, attempt, receipt = %key, "the receipt of a result awaiting its verdict is gone, changed or does not hold; redoing the job");
             progressed = true;
+            if self.refuse(&job, attempt, by, refusal).await? {
+                return Ok(true);
+            }
         }
         Ok(progressed)
     }
@@ -1001,22 +1004,30 @@ impl Orchestrator {
                 info!(run = %run_id, job = %job, attempt, current, "ignoring receipt of a superseded attempt");
                 continue;
             }
-            match self.accept(&job, attempt, to, &key).await {
-                Ok((output, receipt_digest)) if self.judged_before_use() => {
-                    if self.schedule.hold(&job, output) {
-                        self.judging.insert(
-                            job.clone(),
-                            Held {
-                                receipt_key: key.clone(),
-                                receipt_digest,
-                                checked_ms: self.settings.clock.now_ms(),
-                            },
-                        );
-                        progressed = true;
-                    }
+            if self.judged_before_use() {
+                // The validator reads the receipt and its artifact, and its
+                // verdict names the output to use (`collect_verdicts`), so
+                // nothing is read here. A receipt it cannot attribute gets
+                // no verdict: `check_held` reads it when none came in a
+                // lease.
+                if self.schedule.hold(&job, attempt, to) {
+                    self.judging.insert(
+                        job.clone(),
+                        Held {
+                            receipt_key: key.clone(),
+                            receipt_digest: None,
+                            checked_ms: self.settings.clock.now_ms(),
+                        },
+                    );
+                    progressed = true;
                 }
-                Ok((output, _)) => {
-                    if self.schedule.complete(&job, output) {
+                continue;
+            }
+            match self.accept(&job, attempt, to, &key).await {
+                Ok(accepted) => {
+                    let step = self.schedule.spec(&job).map(|s| s.step);
+                    if self.schedule.complete(&job, accepted.output) {
+                        self.record_losses(step, &accepted.scalars);
                         self.jobs_accepted += 1;
                         self.counters.accepted.inc();
                         progressed = true;
@@ -1027,35 +1038,72 @@ impl Orchestrator {
                     warn!(run = %run_id, job = %job, attempt, error = %e, "cannot read result yet");
                     self.seen_receipts.remove(&key);
                 }
-                Err(Refusal::Refused(reason)) => {
-                    warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
-                    self.schedule.expire_now(&job);
-                    self.counters.refused.inc();
+                Err(refusal) => {
                     progressed = true;
-                }
-                Err(Refusal::Lost(reason)) => {
-                    warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "result unusable through no proven fault of its miner; redoing the job");
-                    // No blame, but like any unusable result it costs
-                    // the worker priority: a miner cannot void its own
-                    // results over and over to stall the run.
-                    self.schedule.expire_now(&job);
-                    self.counters.refused.inc();
-                    progressed = true;
-                }
-                Err(Refusal::Equivocated(reason)) => {
-                    warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "the miner's own signed objects disagree; banning the hotkey from the run and reassigning");
-                    self.schedule.expire_now(&job);
-                    self.counters.refused.inc();
-                    let reason = format!("{job} attempt {attempt}: {reason}");
-                    if self.convict(to.hotkey, reason).await? {
+                    if self.refuse(&job, attempt, to, refusal).await? {
                         // The listing being walked may name dropped jobs.
                         return Ok(true);
                     }
-                    progressed = true;
                 }
             }
         }
         Ok(progressed)
+    }
+
+    /// Sends a job whose result `accept` refused back out (the worker's
+    /// strike: even a result lost through no proven fault of its miner
+    /// costs it priority, so a miner cannot void its own results over and
+    /// over to stall the run), and convicts a writer whose own signed
+    /// objects disagree. Storage trouble is the caller's to retry. Returns
+    /// whether the run rewound.
+    async fn refuse(
+        &mut self,
+        job: &str,
+        attempt: u32,
+        to: WorkerId,
+        refusal: Refusal,
+    ) -> anyhow::Result<bool> {
+        if let Refusal::Retry(_) = refusal {
+            return Ok(false);
+        }
+        let run_id = &self.run.run_id;
+        self.judging.remove(job);
+        if !self.schedule.discard(job, attempt) {
+            self.schedule.expire_now(job);
+        }
+        self.counters.refused.inc();
+        match refusal {
+            Refusal::Retry(_) => Ok(false),
+            Refusal::Refused(reason) => {
+                warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
+                Ok(false)
+            }
+            Refusal::Lost(reason) => {
+                warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "result unusable through no proven fault of its miner; redoing the job");
+                Ok(false)
+            }
+            Refusal::Equivocated(reason) => {
+                warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "the miner's own signed objects disagree; banning the hotkey from the run and reassigning");
+                let reason = format!("{job} attempt {attempt}: {reason}");
+                self.convict(to.hotkey, reason).await
+            }
+        }
+    }
+
+    /// Records a step's losses from an accepted output's one-value tensors
+    /// (the workloads' convention: `eval_loss`, `train_loss`).
+    fn record_losses(&mut self, step: Option<u32>, scalars: &[(String, f32)]) {
+        let Some(step) = step else { return };
+        for (name, value) in scalars {
+            match name.as_str() {
+                "eval_loss" => {
+                    info!(run = %self.run.run_id, step, eval_loss = value, "step evaluated");
+                    set_at(&mut self.state.eval_loss, step, *value);
+                }
+                "train_loss" => set_at(&mut self.state.train_loss, step, *value),
+                _ => {}
+            }
+        }
     }
 
     /// Whether results wait for a validator's verdict before downstream
@@ -1088,10 +1136,10 @@ impl Orchestrator {
                 self.seen_verdicts.insert(key);
                 continue;
             };
-            let Some(held) = self.schedule.judging(&job).cloned() else {
+            let Some((held_attempt, by)) = self.schedule.judging(&job) else {
                 continue;
             };
-            if held.attempt != attempt {
+            if held_attempt != attempt {
                 continue;
             }
             let verdict = match self
@@ -1120,41 +1168,94 @@ impl Orchestrator {
             let receipt_key = self
                 .judging
                 .get(&job)
-                .map(|h| h.receipt_key.as_str())
+                .map(|h| h.receipt_key.clone())
                 .unwrap_or_default();
-            if verdict.receipt_key != receipt_key || verdict.hotkey != held.by.hotkey.to_bytes() {
+            if verdict.receipt_key != receipt_key || verdict.hotkey != by.hotkey.to_bytes() {
                 warn!(run = %run_id, verdict = %key, "verdict names another receipt; ignoring");
                 continue;
             }
-            progressed = true;
-            self.judging.remove(&job);
             let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
             let audited = !verdict.auditor.is_empty();
-            match self.gate.on_verdict(outcome, held.by.hotkey, step, audited) {
+            match self.gate.on_verdict(outcome, by.hotkey, step, audited) {
                 Decision::Use { .. } => {
-                    if self.schedule.confirm(&job, attempt) {
+                    let used = match self.verdict_output(&job, attempt, by, &verdict) {
+                        Some(used) => used,
+                        // A verdict written before it named the output:
+                        // read the result here.
+                        None => match self.accept(&job, attempt, by, &receipt_key).await {
+                            Ok(accepted) => (accepted.output, accepted.scalars),
+                            Err(Refusal::Retry(e)) => {
+                                warn!(run = %run_id, job = %job, attempt, error = %e, "cannot read result yet");
+                                self.seen_verdicts.remove(&key);
+                                continue;
+                            }
+                            Err(refusal) => {
+                                progressed = true;
+                                if self.refuse(&job, attempt, by, refusal).await? {
+                                    return Ok(true);
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    progressed = true;
+                    self.judging.remove(&job);
+                    let (output, scalars) = used;
+                    if self.schedule.confirm(&job, output) {
+                        self.record_losses(Some(step), &scalars);
                         self.jobs_accepted += 1;
                         self.counters.accepted.inc();
                     }
                 }
                 Decision::Convict => {
-                    warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
+                    progressed = true;
+                    self.judging.remove(&job);
+                    warn!(run = %run_id, job = %job, attempt, hotkey = %by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
                     self.schedule.discard(&job, attempt);
                     self.counters.refused.inc();
                     let reason = format!("{job} attempt {attempt} failed: {}", verdict.reason);
-                    if self.convict(held.by.hotkey, reason).await? {
+                    if self.convict(by.hotkey, reason).await? {
                         // The listing being walked may name dropped jobs.
                         return Ok(true);
                     }
                 }
                 Decision::Redo => {
-                    warn!(run = %run_id, job = %job, attempt, hotkey = %held.by.hotkey, outcome = ?outcome, reason = %verdict.reason, "the result gets no credit (late, or unverified from a banned hotkey); reassigning");
+                    progressed = true;
+                    self.judging.remove(&job);
+                    warn!(run = %run_id, job = %job, attempt, hotkey = %by.hotkey, outcome = ?outcome, reason = %verdict.reason, "the result gets no credit (late, or unverified from a banned hotkey); reassigning");
                     self.schedule.discard(&job, attempt);
                     self.counters.refused.inc();
                 }
             }
         }
         Ok(progressed)
+    }
+
+    /// The output a passing verdict names, and its losses: the attempt's
+    /// artifact key, with the digest the validator read there. `None` for a
+    /// verdict that names no output, or not this attempt's.
+    fn verdict_output(
+        &self,
+        job: &str,
+        attempt: u32,
+        by: WorkerId,
+        verdict: &pb::Verdict,
+    ) -> Option<(Output, Vec<(String, f32)>)> {
+        let named = verdict.output.as_ref()?;
+        let key = self
+            .bucket
+            .layout()
+            .artifact(&self.run.run_id, job, attempt);
+        if named.key != key {
+            return None;
+        }
+        let output = Output {
+            attempt,
+            by,
+            key,
+            digest: Digest::from_slice(&named.digest)?,
+        };
+        Some((output, locus_protocol::tensor::scalars(&verdict.scalars)))
     }
 
     /// Bans `hotkey` from the run, the one place that does: the gate
@@ -1169,15 +1270,15 @@ impl Orchestrator {
         conviction
     }
 
-    /// Checks a receipt and its artifact before downstream jobs may read it;
-    /// returns the output and the receipt's digest.
+    /// Checks a receipt and its artifact before downstream jobs may read it
+    /// (what a validator's verdict vouches for when the run has one).
     async fn accept(
         &mut self,
         job: &str,
         attempt: u32,
         to: WorkerId,
         key: &str,
-    ) -> Result<(Output, Digest), Refusal> {
+    ) -> Result<Accepted, Refusal> {
         let layout = self.bucket.layout().clone();
         let run_id = &self.run.run_id;
         let receipt = match self
@@ -1232,29 +1333,16 @@ impl Orchestrator {
                 "artifact {expected_artifact}: {e}"
             )));
         }
-        let scalar = |name: &str| {
-            artifact
-                .tensor(name)
-                .ok()
-                .and_then(|t| t.values.first().copied())
-        };
-        // The workload conventions: these outputs are the step's losses.
-        if let Some(loss) = scalar("eval_loss") {
-            info!(run = %run_id, step = spec.step, eval_loss = loss, "step evaluated");
-            set_at(&mut self.state.eval_loss, spec.step, loss);
-        }
-        if let Some(loss) = scalar("train_loss") {
-            set_at(&mut self.state.train_loss, spec.step, loss);
-        }
-        Ok((
-            Output {
+        Ok(Accepted {
+            output: Output {
                 attempt,
                 by: to,
                 key: expected_artifact,
                 digest: artifact.digest(),
             },
-            receipt.digest(),
-        ))
+            receipt_digest: receipt.digest(),
+            scalars: locus_protocol::tensor::scalars(&artifact.tensors),
+        })
     }
 
     /// Whether the run has not started and waits for `min_workers` live
@@ -1604,6 +1692,14 @@ impl Orchestrator {
 }
 
 /// Why a result was not accepted.
+/// A result [`Orchestrator::accept`] found usable.
+struct Accepted {
+    output: Output,
+    receipt_digest: Digest,
+    /// The output's one-value tensors (see [`Orchestrator::record_losses`]).
+    scalars: Vec<(String, f32)>,
+}
+
 enum Refusal {
     /// The result is wrong: take the job back from its miner.
     Refused(String),

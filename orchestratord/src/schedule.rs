@@ -36,10 +36,13 @@ pub enum JobState {
         to: WorkerId,
         deadline_ms: u64,
     },
-    /// The result is in and well-formed; downstream jobs wait for the
-    /// validator's verdict on it. The worker is free again and the lease no
-    /// longer runs.
-    Judging(Output),
+    /// A result is in; downstream jobs wait for the validator's verdict on
+    /// it, which names the output they read. The worker is free again and
+    /// the lease no longer runs.
+    Judging {
+        attempt: u32,
+        by: WorkerId,
+    },
     Done(Output),
 }
 
@@ -122,7 +125,8 @@ impl Schedule {
         match self.states.get(job) {
             Some(JobState::Waiting { last_attempt, .. }) => last_attempt + 1,
             Some(JobState::Assigned { attempt, .. }) => attempt + 1,
-            Some(JobState::Judging(out) | JobState::Done(out)) => out.attempt + 1,
+            Some(JobState::Judging { attempt, .. }) => attempt + 1,
+            Some(JobState::Done(out)) => out.attempt + 1,
             None => 1,
         }
     }
@@ -196,48 +200,49 @@ impl Schedule {
     /// Accepts a result if it is for the attempt currently assigned. A late
     /// result of an earlier attempt is refused (and earns nothing).
     pub fn complete(&mut self, job: &str, output: Output) -> bool {
-        self.receive(job, output, false)
+        if !self.is_assigned(job, output.attempt, output.by) {
+            return false;
+        }
+        self.strikes.remove(&output.by.hotkey);
+        self.states.insert(job.to_string(), JobState::Done(output));
+        true
     }
 
     /// Holds a result for judgement (see [`JobState::Judging`]), if it is
     /// for the attempt currently assigned.
-    pub fn hold(&mut self, job: &str, output: Output) -> bool {
-        self.receive(job, output, true)
-    }
-
-    fn receive(&mut self, job: &str, output: Output, judged: bool) -> bool {
-        match self.states.get(job) {
-            Some(JobState::Assigned { attempt, to, .. })
-                if *attempt == output.attempt && *to == output.by =>
-            {
-                let state = if judged {
-                    JobState::Judging(output)
-                } else {
-                    self.strikes.remove(&output.by.hotkey);
-                    JobState::Done(output)
-                };
-                self.states.insert(job.to_string(), state);
-                true
-            }
-            _ => false,
+    pub fn hold(&mut self, job: &str, attempt: u32, by: WorkerId) -> bool {
+        if !self.is_assigned(job, attempt, by) {
+            return false;
         }
+        self.states
+            .insert(job.to_string(), JobState::Judging { attempt, by });
+        true
     }
 
-    /// The result held for judgement, if any.
-    pub fn judging(&self, job: &str) -> Option<&Output> {
+    fn is_assigned(&self, job: &str, attempt: u32, by: WorkerId) -> bool {
+        matches!(
+            self.states.get(job),
+            Some(JobState::Assigned { attempt: a, to, .. }) if *a == attempt && *to == by
+        )
+    }
+
+    /// The attempt held for judgement and its worker, if any.
+    pub fn judging(&self, job: &str) -> Option<(u32, WorkerId)> {
         match self.states.get(job) {
-            Some(JobState::Judging(out)) => Some(out),
+            Some(JobState::Judging { attempt, by }) => Some((*attempt, *by)),
             _ => None,
         }
     }
 
-    /// The validator passed the held result: downstream jobs may read it.
-    pub fn confirm(&mut self, job: &str, attempt: u32) -> bool {
+    /// The validator passed the held result, which is `output`: downstream
+    /// jobs may read it.
+    pub fn confirm(&mut self, job: &str, output: Output) -> bool {
         match self.states.get(job) {
-            Some(JobState::Judging(out)) if out.attempt == attempt => {
-                let out = out.clone();
-                self.strikes.remove(&out.by.hotkey);
-                self.states.insert(job.to_string(), JobState::Done(out));
+            Some(JobState::Judging { attempt, by })
+                if *attempt == output.attempt && *by == output.by =>
+            {
+                self.strikes.remove(&output.by.hotkey);
+                self.states.insert(job.to_string(), JobState::Done(output));
                 true
             }
             _ => false,
@@ -248,8 +253,8 @@ impl Schedule {
     /// `Waiting`, away from the hotkey that produced it.
     pub fn discard(&mut self, job: &str, attempt: u32) -> bool {
         match self.states.get(job) {
-            Some(JobState::Judging(out)) if out.attempt == attempt => {
-                let hotkey = out.by.hotkey;
+            Some(JobState::Judging { attempt: held, by }) if *held == attempt => {
+                let hotkey = by.hotkey;
                 *self.strikes.entry(hotkey).or_default() += 1;
                 self.states.insert(
                     job.to_string(),
@@ -304,7 +309,7 @@ impl Schedule {
 
     /// Steps (ascending) with a result waiting for its verdict.
     pub fn steps_judging(&self) -> Vec<u32> {
-        self.steps_where(|s| matches!(s, JobState::Judging(_)))
+        self.steps_where(|s| matches!(s, JobState::Judging { .. }))
     }
 
     /// Returns expired assignments to `Waiting` and lists them.
@@ -348,8 +353,10 @@ impl Schedule {
     /// was lost or spoiled by someone else.
     pub fn requeue(&mut self, job: &str) {
         let last_attempt = match self.states.get(job) {
-            Some(JobState::Assigned { attempt, .. }) => *attempt,
-            Some(JobState::Judging(out) | JobState::Done(out)) => out.attempt,
+            Some(JobState::Assigned { attempt, .. } | JobState::Judging { attempt, .. }) => {
+                *attempt
+            }
+            Some(JobState::Done(out)) => out.attempt,
             _ => return,
         };
         self.states.insert(
@@ -411,7 +418,7 @@ impl Schedule {
         for state in self.states.values() {
             match state {
                 JobState::Waiting { .. } => counts.0 += 1,
-                JobState::Assigned { .. } | JobState::Judging(_) => counts.1 += 1,
+                JobState::Assigned { .. } | JobState::Judging { .. } => counts.1 += 1,
                 JobState::Done(_) => counts.2 += 1,
             }
         }
@@ -536,7 +543,7 @@ mod tests {
         let fwd = s.ready()[0].job_id.clone();
         let cheat = s.pick_worker(&fwd, &live, 2).unwrap();
         s.assign(&fwd, 1, cheat, 1000);
-        assert!(s.hold(&fwd, output(1, cheat)));
+        assert!(s.hold(&fwd, 1, cheat));
         assert!(
             s.ready().is_empty(),
             "nothing reads a result under judgement"
@@ -551,9 +558,11 @@ mod tests {
         }
         let honest = s.pick_worker(&fwd, &live, 2).unwrap();
         s.assign(&fwd, 2, honest, 1000);
-        assert!(s.hold(&fwd, output(2, honest)));
-        assert!(!s.confirm(&fwd, 1), "only the held attempt");
-        assert!(s.confirm(&fwd, 2));
+        assert!(!s.hold(&fwd, 1, honest), "only the assigned attempt");
+        assert!(s.hold(&fwd, 2, honest));
+        assert!(!s.confirm(&fwd, output(1, honest)), "only the held attempt");
+        assert!(!s.confirm(&fwd, output(2, cheat)), "only its worker's");
+        assert!(s.confirm(&fwd, output(2, honest)));
         assert_eq!(s.ready().len(), 4, "inner jobs read the confirmed result");
         let only_cheater = vec![cheat];
         assert!(s.pick_worker("x", &only_cheater, 2).is_none());

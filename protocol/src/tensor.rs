@@ -99,6 +99,20 @@ impl pb::TensorArtifact {
     }
 }
 
+/// The one-value f32 tensors among `tensors` (a job's losses, by the
+/// workloads' convention), decoded: what a passing verdict carries for the
+/// owner, who records them per step. Anything else is left out.
+pub fn scalars(tensors: &[pb::Tensor]) -> Vec<(String, f32)> {
+    tensors
+        .iter()
+        .filter(|t| t.shape.iter().product::<u64>() == 1)
+        .filter_map(|t| {
+            let value = F32Tensor::from_pb(t).ok()?.values.first().copied()?;
+            Some((t.name.clone(), value))
+        })
+        .collect()
+}
+
 /// Length of the sealed envelope of a [`pb::TensorArtifact`] with these ids
 /// and f32 tensors of these names and shapes (as [`F32Tensor::to_pb`] makes
 /// them), whatever their values: every element takes four bytes. Computed

@@ -101,6 +101,31 @@ async fn a_failed_run_state_write_is_retried_before_the_run_counts_as_done() {
     finished.assert_complete_and_fair(3);
 }
 
+/// With a validator in the run the owner uses results on its word: the
+/// orchestrator reads each verdict, not the receipt and the artifact the
+/// validator has already checked (three reads per job before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_orchestrator_reads_verdicts_not_results() {
+    let setup = Setup {
+        steps: 2,
+        ..Setup::default()
+    };
+    let finished = kit::run(setup, Duration::from_secs(120)).await;
+    finished.assert_complete_and_fair(2);
+    finished.assert_no_redo();
+    let jobs = finished.verdicts.len() as u64;
+    // One verdict per job, and the owner's own objects (the run state at
+    // start, initial parameters and data as jobs first need them, the final
+    // parameters before the run is declared done): 29 for 20 jobs here. It
+    // read a receipt and an artifact more per job when it checked them
+    // itself.
+    assert!(
+        finished.orchestrator_gets < 2 * jobs,
+        "the orchestrator read {} objects for {jobs} jobs",
+        finished.orchestrator_gets
+    );
+}
+
 /// An orchestrator that dies mid-run and is started again resumes from the
 /// bucket and ends with the same model as a run that never stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

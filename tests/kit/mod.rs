@@ -400,6 +400,10 @@ impl System {
                     .load(std::sync::atomic::Ordering::Relaxed)
             })
             .sum();
+        let orchestrator_gets = owner_buckets[0]
+            .counts()
+            .gets
+            .load(std::sync::atomic::Ordering::Relaxed);
         let layout = bucket.layout();
         let state: Verified<pb::RunState> = bucket
             .get(&layout.run_state(RUN), Expect::Signer(&owner.hotkey()))
@@ -467,6 +471,7 @@ impl System {
             attempts,
             verdicts,
             owner_bytes_read,
+            orchestrator_gets,
             state: state.into_inner(),
             window: window.into_inner(),
             miners,
@@ -544,6 +549,8 @@ pub struct Finished {
     pub params: Vec<pb::Tensor>,
     /// Bytes the orchestrator(s) and the validator read from the bucket.
     pub owner_bytes_read: u64,
+    /// Objects the first orchestrator read.
+    pub orchestrator_gets: u64,
     /// The auditors, and the validator's signed reason for each it dropped.
     pub auditors: Vec<(Hotkey, Option<String>)>,
 }

@@ -1271,6 +1271,8 @@ impl Validator {
             };
             let mut revised = verdict.clone();
             revised.outcome = VerdictOutcome::Failed as i32;
+            revised.output = None;
+            revised.scalars.clear();
             revised.reason = format!(
                 "replayed again after auditor {} was dropped: {why}",
                 Hotkey::ss58_of(&verdict.auditor)
@@ -1333,6 +1335,8 @@ impl Validator {
             return Ok(());
         };
         revised.outcome = VerdictOutcome::Failed as i32;
+        revised.output = None;
+        revised.scalars.clear();
         revised.reason = reason;
         revised.unix_ms = self.settings.clock.now_ms();
         Ok(self.revise(run_id, revised).await?)

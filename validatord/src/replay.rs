@@ -124,10 +124,14 @@ impl Draft {
             Checked::Failed(reason) => {
                 verdict.outcome = VerdictOutcome::Failed as i32;
                 verdict.reason = reason;
+                verdict.output = None;
+                verdict.scalars.clear();
             }
             Checked::Void(reason) => {
                 verdict.compute_units = 0;
                 verdict.reason = reason;
+                verdict.output = None;
+                verdict.scalars.clear();
             }
         }
         verdict
@@ -302,7 +306,7 @@ impl Judge<'_> {
             verdict.unix_ms = self.clock.now_ms();
             return Ok(Judgement::Done(Box::new(verdict)));
         }
-        let draft = Draft {
+        let mut draft = Draft {
             verdict,
             sampled,
             forced,
@@ -314,6 +318,17 @@ impl Judge<'_> {
             .check_output(&receipt, &assignment, &manifest, &assigned)
             .await?;
         let ms = started.elapsed().as_millis() as u64;
+        if let Ok(artifact) = &checked {
+            // What the owner needs to use the result on this verdict alone
+            // (kept only if the verdict passes, see `Draft::conclude`).
+            draft.verdict.output = receipt.output.clone();
+            draft.verdict.scalars = locus_protocol::tensor::scalars(&artifact.tensors)
+                .into_iter()
+                .map(|(name, value)| {
+                    locus_protocol::tensor::F32Tensor::new(vec![1], vec![value]).to_pb(&name)
+                })
+                .collect();
+        }
         let found = match checked {
             Ok(artifact) if sampled => {
                 return Ok(Judgement::Replay(Box::new(PendingReplay {
