@@ -22,8 +22,8 @@ cargo test --workspace --no-run --message-format=json-render-diagnostics \
   "${features[@]}" >"$logs/test-binaries.json"
 
 # The tests mostly wait on daemons and the bucket (about one core between
-# two test binaries), so two builds that need only the CPU run beside them,
-# one after the other:
+# two test binaries), so what needs only the CPU runs beside them, one after
+# the other:
 # - GPU miners and validators (burn-cuda) must keep compiling; checking them
 #   needs no CUDA toolkit, running them a GPU (docs/operators/miner.md). All
 #   CUDA code is in locus-workloads; minerd and validatord forward their
@@ -31,15 +31,19 @@ cargo test --workspace --no-run --message-format=json-render-diagnostics \
 #   check shares target/debug, whose build scripts and proc macros it reuses
 #   (half its CPU), and adds its own units beside the tests' binaries
 #   without touching them; the test binaries run without cargo.
-# - the fuzz targets (run after the tests), with the nightly toolchain and
-#   cargo-fuzz they need installed first, in fuzz/target.
+# - fuzzing every decoder of bucket data for a bounded time (docs/fuzzing.md;
+#   `scripts/fuzz.sh --seconds 3600` for a longer run), after building the
+#   targets in fuzz/target with the nightly toolchain and cargo-fuzz, which
+#   it installs first. One target at a time: libFuzzer runs each for a fixed
+#   time, so sharing the CPU with the tests costs it executions, not wall
+#   time, and it no longer holds the whole machine after them.
 side() {
   for daemon in minerd validatord; do
     cargo tree -p "$daemon" --features "$daemon/cuda" -i burn-cuda --prefix none |
       grep -q "^$daemon " || { echo "$daemon/cuda does not build burn-cuda"; return 1; }
   done
   cargo check -p locus-workloads --features locus-workloads/cuda
-  ./scripts/fuzz.sh --build
+  ./scripts/fuzz.sh --seconds 10 --jobs 1
 }
 side >"$logs/side.log" 2>&1 &
 side_pid=$!
@@ -53,13 +57,11 @@ LOCUS_TEST_BINS_BUILT=1 ./scripts/run-test-binaries.py --jobs 2 \
   "$logs/test-binaries.json" -- "$@" || status=$?
 cargo test --workspace --doc "${features[@]}" "$@" || status=$?
 
-if ! wait "$side_pid"; then
-  echo "---- the CUDA check or the fuzz build failed ($logs/side.log):"
-  tail -n 60 "$logs/side.log"
+if wait "$side_pid"; then
+  sed -n '/^fuzzing /,$p' "$logs/side.log"
+else
+  echo "---- the CUDA check or fuzzing failed ($logs/side.log):"
+  tail -n 80 "$logs/side.log"
   status=1
 fi
-[ "$status" = 0 ] || exit "$status"
-
-# Fuzzing: every decoder of bucket data for a bounded time after the tests
-# (docs/fuzzing.md; `scripts/fuzz.sh --seconds 3600` for a longer run).
-./scripts/fuzz.sh --seconds 10
+exit "$status"
