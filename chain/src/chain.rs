@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt as _;
+use subxt::backend::CombinedBackend;
 use subxt::config::polkadot::PolkadotExtrinsicParamsBuilder;
 use subxt::config::substrate::SpecVersionForRange;
 use subxt::error::{DispatchError, TransactionEventsError};
@@ -353,12 +355,29 @@ impl Chain {
         let network = Network::parse(endpoint)?;
         let url = network.url().to_string();
         let config = PolkadotConfig::builder().use_historic_types(false).build();
-        let client = OnlineClient::from_insecure_url_with_config(config, &url)
+        let failed = |reason: String| ChainError::Connect {
+            url: url.clone(),
+            reason,
+        };
+        let rpc = subxt_rpcs::RpcClient::from_insecure_url(&url)
             .await
-            .map_err(|e| ChainError::Connect {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
+        let (backend, mut driver) = CombinedBackend::builder()
+            .build(rpc)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        // The backend's subscriptions make progress only while its driver
+        // is polled, until the connection closes.
+        tokio::spawn(async move {
+            while let Some(next) = driver.next().await {
+                if let Err(e) = next {
+                    tracing::debug!(error = %e, "chain backend");
+                }
+            }
+        });
+        let client = OnlineClient::from_backend_with_config(config, Arc::new(backend))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         Ok(Chain {
             client,
             url,
