@@ -75,11 +75,12 @@ fn overwriting_an_own_result_through_the_grant_is_refused_by_the_store() {
     run.assert_credited_once();
 }
 
-/// The held-result path without a race: the validator is down while the
-/// first result waits for its verdict, and its receipt is deleted. The owner
-/// notices within a lease period (it does not wait for a verdict that can
-/// never come), redoes the job, and the run finishes once the validator is
-/// back, each job credited once.
+/// The held-result path without a race: the validator is down, so the
+/// first result's lease runs out without a verdict; the owner finds its
+/// receipt, checks it and holds the result for the verdict. Then the receipt
+/// is deleted. The owner notices within a lease period (it does not wait for
+/// a verdict that can never come), redoes the job, and the run finishes once
+/// the validator is back, each job credited once.
 #[test]
 fn a_receipt_deleted_while_awaiting_its_verdict_is_redone() {
     let sys = System::new(2);
@@ -97,9 +98,11 @@ fn a_receipt_deleted_while_awaiting_its_verdict_is_redone() {
             .unwrap_or_default();
         !first.is_empty()
     });
-    // The owner polls a step in flight every few hundred ms: give it time
-    // to accept the result and hold it for the verdict, then delete it.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    sys.wait_until("the owner holding the result past its lease", 30, || {
+        orchestrator
+            .log_text()
+            .contains("lease out with a receipt but no verdict yet")
+    });
     sys.rt
         .block_on(sys.bucket.delete(&first[0]))
         .expect("delete the receipt");

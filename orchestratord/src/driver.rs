@@ -686,7 +686,11 @@ impl Orchestrator {
         // What moves the run on: results, and verdicts on them.
         let layout = self.bucket.layout();
         let run = &self.run.run_id;
-        let wake = Wake::on(&self.bucket, &[layout.receipts(run), layout.verdicts(run)]);
+        let wake = if self.judged_before_use() {
+            Wake::on(&self.bucket, &[layout.verdicts(run)])
+        } else {
+            Wake::on(&self.bucket, &[layout.receipts(run), layout.verdicts(run)])
+        };
         let mut last_wait_log = std::time::Instant::now() - Duration::from_secs(60);
         loop {
             // Storage errors are transient as far as the loop is concerned:
@@ -733,7 +737,13 @@ impl Orchestrator {
         }
         self.renew_heartbeat_grants().await?;
         self.refresh_workers().await;
-        let mut progressed = self.collect_results().await?;
+        // With validators, receipts are looked for only when a lease runs
+        // out without a verdict (`hold_due_receipts`).
+        let mut progressed = if self.judged_before_use() {
+            false
+        } else {
+            self.collect_results().await?
+        };
         progressed |= self.collect_verdicts().await?;
         // A short grace past the deadline: a receipt written just in time is
         // still accepted (the validator credits by the storage's write time).
@@ -742,6 +752,9 @@ impl Orchestrator {
             .clock
             .now_ms()
             .saturating_sub(LEASE_GRACE.as_millis() as u64);
+        if self.judged_before_use() {
+            progressed |= self.hold_due_receipts(now).await?;
+        }
         for (job, attempt, worker) in self.schedule.expire(now) {
             warn!(run = %self.run.run_id, job = %job, attempt, hotkey = %worker.hotkey, worker = worker.worker, "lease expired; reassigning");
             self.counters.expired.inc();
@@ -1066,12 +1079,9 @@ impl Orchestrator {
         if let Refusal::Retry(_) = refusal {
             return Ok(false);
         }
-        let run_id = &self.run.run_id;
-        self.judging.remove(job);
-        if !self.schedule.discard(job, attempt) {
-            self.schedule.expire_now(job);
-        }
+        self.take_back(job, attempt);
         self.counters.refused.inc();
+        let run_id = &self.run.run_id;
         match refusal {
             Refusal::Retry(_) => Ok(false),
             Refusal::Refused(reason) => {
@@ -1088,6 +1098,66 @@ impl Orchestrator {
                 self.convict(to.hotkey, reason).await
             }
         }
+    }
+
+    /// Sends a job back out from its worker, whether its result is held or
+    /// not looked at yet (it counts against the worker either way).
+    fn take_back(&mut self, job: &str, attempt: u32) {
+        self.judging.remove(job);
+        if !self.schedule.discard(job, attempt) {
+            self.schedule.expire_now(job);
+        }
+    }
+
+    /// With validators in the run, receipts are not collected as they come:
+    /// the verdict on each says what to do (`collect_verdicts`). Only the
+    /// jobs whose lease has run out without a verdict are looked for, so
+    /// that a result written in time waits for its verdict (checked here at
+    /// once, see `check_held`) instead of being redone.
+    async fn hold_due_receipts(&mut self, now_ms: u64) -> anyhow::Result<bool> {
+        let due = self.schedule.due(now_ms);
+        if due.is_empty() {
+            return Ok(false);
+        }
+        let layout = self.bucket.layout().clone();
+        let run_id = self.run.run_id.clone();
+        let mut steps: Vec<u32> = due
+            .iter()
+            .filter_map(|(job, _, _)| self.schedule.spec(job).map(|s| s.step))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let listed = self
+            .bucket
+            .list_steps(
+                &layout.receipts(&run_id),
+                |step| layout.receipts_of_step(&run_id, step),
+                &steps,
+            )
+            .await?;
+        let mut progressed = false;
+        for key in listed.into_iter().map(|o| o.key) {
+            let Some((_, job, attempt)) = layout.parse_receipt(&run_id, &key) else {
+                continue;
+            };
+            let Some((_, _, to)) = due.iter().find(|(j, a, _)| *j == job && *a == attempt) else {
+                continue;
+            };
+            if self.schedule.hold(&job, attempt, *to) {
+                info!(run = %run_id, job = %job, attempt, receipt = %key, "lease out with a receipt but no verdict yet: checking the result");
+                self.judging.insert(
+                    job.clone(),
+                    Held {
+                        receipt_key: key,
+                        receipt_digest: None,
+                        // Due for `check_held` now: a lease has passed.
+                        checked_ms: 0,
+                    },
+                );
+                progressed = true;
+            }
+        }
+        Ok(progressed)
     }
 
     /// Records a step's losses from an accepted output's one-value tensors
@@ -1125,7 +1195,9 @@ impl Orchestrator {
             .list_steps(
                 &layout.verdicts(&run_id),
                 |step| layout.verdicts_of_step(&run_id, step),
-                &self.schedule.steps_judging(),
+                // Receipts are not collected as they come (see `tick`): a
+                // verdict may arrive for any job still out.
+                &self.schedule.steps_open(),
             )
             .await?;
         for key in listed.into_iter().map(|o| o.key) {
@@ -1136,7 +1208,14 @@ impl Orchestrator {
                 self.seen_verdicts.insert(key);
                 continue;
             };
-            let Some((held_attempt, by)) = self.schedule.judging(&job) else {
+            let Some((held_attempt, by)) =
+                self.schedule
+                    .judging(&job)
+                    .or_else(|| match self.schedule.state(&job) {
+                        Some(JobState::Assigned { attempt, to, .. }) => Some((*attempt, *to)),
+                        _ => None,
+                    })
+            else {
                 continue;
             };
             if held_attempt != attempt {
@@ -1156,23 +1235,29 @@ impl Orchestrator {
                     // Not a verdict of the run's validators: whoever put
                     // it there took the key this attempt's verdict needs,
                     // so the attempt can never be judged. Redo the job.
-                    warn!(run = %run_id, job = %job, attempt, verdict = %key, error = %e, "a foreign object sits at the verdict key of a held result; redoing the job");
+                    warn!(run = %run_id, job = %job, attempt, verdict = %key, error = %e, "a foreign object sits at the verdict key of a result; redoing the job");
                     self.seen_verdicts.insert(key);
-                    self.judging.remove(&job);
-                    self.schedule.discard(&job, attempt);
+                    self.take_back(&job, attempt);
                     progressed = true;
                     continue;
                 }
             };
             self.seen_verdicts.insert(key.clone());
-            let receipt_key = self
-                .judging
-                .get(&job)
-                .map(|h| h.receipt_key.clone())
-                .unwrap_or_default();
+            let receipt_key = layout.receipt(&run_id, step, &job, attempt);
             if verdict.receipt_key != receipt_key || verdict.hotkey != by.hotkey.to_bytes() {
                 warn!(run = %run_id, verdict = %key, "verdict names another receipt; ignoring");
                 continue;
+            }
+            if self.schedule.hold(&job, attempt, by) {
+                // Judged before its receipt was looked for.
+                self.judging.insert(
+                    job.clone(),
+                    Held {
+                        receipt_key: receipt_key.clone(),
+                        receipt_digest: None,
+                        checked_ms: self.settings.clock.now_ms(),
+                    },
+                );
             }
             let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
             let audited = !verdict.auditor.is_empty();

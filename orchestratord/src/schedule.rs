@@ -312,6 +312,31 @@ impl Schedule {
         self.steps_where(|s| matches!(s, JobState::Judging { .. }))
     }
 
+    /// The assignments whose lease has run out by `now_ms` (what
+    /// [`Schedule::expire`] would take back), with attempt and worker.
+    pub fn due(&self, now_ms: u64) -> Vec<(String, u32, WorkerId)> {
+        let mut due: Vec<(String, u32, WorkerId)> = self
+            .states
+            .iter()
+            .filter_map(|(job, state)| match *state {
+                JobState::Assigned {
+                    attempt,
+                    to,
+                    deadline_ms,
+                } if deadline_ms <= now_ms => Some((job.clone(), attempt, to)),
+                _ => None,
+            })
+            .collect();
+        due.sort();
+        due
+    }
+
+    /// Steps (ascending) with a job out or a result waiting for its
+    /// verdict: where a verdict can still come.
+    pub fn steps_open(&self) -> Vec<u32> {
+        self.steps_where(|s| matches!(s, JobState::Assigned { .. } | JobState::Judging { .. }))
+    }
+
     /// Returns expired assignments to `Waiting` and lists them.
     pub fn expire(&mut self, now_ms: u64) -> Vec<(String, u32, WorkerId)> {
         let mut expired = Vec::new();

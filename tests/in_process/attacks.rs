@@ -168,17 +168,19 @@ async fn planted_manifests_and_assignment_keys_are_worked_around() {
     );
 }
 
-/// Receipts deleted right after they were written, before any verdict: a
-/// held result whose receipt is gone is redone, not waited for.
+/// Receipts deleted right after they were written (some at once, some
+/// 150 ms later): a receipt the validator judged first keeps its verdict,
+/// which stands on the artifact it checked; one deleted before that never
+/// gets one, and its job is redone once its lease runs out (the owner finds
+/// no receipt then). Either way the run does not stall and ends with the
+/// honest model, each job credited once (`attack`). The held result whose
+/// receipt vanishes is `hostile::a_receipt_deleted_while_awaiting_its_verdict_is_redone`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deleted_receipts_are_noticed_and_their_jobs_redone() {
+async fn deleted_receipts_do_not_stall_the_run() {
     let run = attack("delete_receipts").await;
-    let first = run.attempts.iter().min().copied().unwrap_or_default();
-    assert!(
-        run.attempts.iter().any(|a| *a > first),
-        "no job was redone: attempts {:?}",
-        run.attempts
-    );
+    let judged: std::collections::BTreeSet<&str> =
+        run.verdicts.iter().map(|v| v.job_id.as_str()).collect();
+    assert_eq!(judged.len(), JOBS, "every job has a verdict");
 }
 
 /// A stranger replaces honest miners' artifacts with objects it signs and
