@@ -87,6 +87,10 @@ struct RunTrack {
     unscored: bool,
     /// When the score window was last written.
     scores_written: Option<Instant>,
+    /// The owner's run state as last read, and whether it verified (see
+    /// [`Validator::scan_run`]: it is read again only when a pass finds
+    /// nothing new under the steps it bounds).
+    state: Option<(pb::RunState, bool)>,
 }
 
 /// What judging one receipt came to in a pass.
@@ -390,6 +394,7 @@ impl Validator {
                 complete: false,
                 unscored: false,
                 scores_written: None,
+                state: None,
             };
             if let Some(window) = self.final_window(&run_id).await? {
                 // Scored to the end before a restart: nothing in it changes
@@ -543,6 +548,23 @@ impl Validator {
         Ok(verdicts)
     }
 
+    /// The owner's run state; a default one, and `false`, when the object
+    /// there is not the owner's.
+    async fn read_run_state(&self, run_id: &str) -> (pb::RunState, bool) {
+        let key = self.bucket.layout().run_state(run_id);
+        match self
+            .bucket
+            .get_opt::<pb::RunState>(&key, Expect::Signer(&self.owner))
+            .await
+        {
+            Ok(s) => (s.map(|s| s.into_inner()).unwrap_or_default(), true),
+            Err(e) => {
+                warn!(error = %e, "rejected run state");
+                (pb::RunState::default(), false)
+            }
+        }
+    }
+
     async fn scan_run(&mut self, run_id: &str) -> anyhow::Result<bool> {
         let Some(track) = self.runs.get(run_id) else {
             return Ok(false);
@@ -551,50 +573,76 @@ impl Validator {
             return Ok(false);
         }
         let layout = self.bucket.layout().clone();
-        let (state, state_read) = match self
-            .bucket
-            .get_opt::<pb::RunState>(&layout.run_state(run_id), Expect::Signer(&self.owner))
-            .await
-        {
-            Ok(s) => (s.map(|s| s.into_inner()).unwrap_or_default(), true),
-            Err(e) => {
-                warn!(error = %e, "rejected run state");
-                (pb::RunState::default(), false)
+        // The run state bounds the steps listed. It changes when a step
+        // completes, and new receipts come under the old bound until then:
+        // it is read again only when a pass finds nothing new there.
+        let (mut state, mut state_read, mut fresh) = match track.state.clone() {
+            Some((state, read)) => (state, read, false),
+            None => {
+                let (state, read) = self.read_run_state(run_id).await;
+                (state, read, true)
             }
         };
-        // The owner plans one step ahead and waits for verdicts before it
-        // uses a result, so the next step's receipts are judged right away.
-        let last_step = if state.done {
-            state.completed_steps.saturating_sub(1)
-        } else {
-            (state.completed_steps + 1).min(track.manifest.steps.saturating_sub(1))
+        let listed = loop {
+            let Some(track) = self.runs.get(run_id) else {
+                return Ok(false);
+            };
+            // The owner plans one step ahead and waits for verdicts before
+            // it uses a result, so the next step's receipts are judged
+            // right away.
+            let last_step = if state.done {
+                state.completed_steps.saturating_sub(1)
+            } else {
+                (state.completed_steps + 1).min(track.manifest.steps.saturating_sub(1))
+            };
+            // Steps well behind the run are normally skipped; once the run
+            // is done, one last pass covers every step not folded, so
+            // nothing is left unjudged (a folded step had every receipt
+            // judged when it was folded, and its jobs credited: a receipt
+            // written there later would earn nothing).
+            let open_from = if state.done {
+                track.floor
+            } else {
+                track.open_from
+            };
+            if open_from < track.floor {
+                // A rewind reached back into folded steps: their receipts
+                // are judged again, knowing what was credited there.
+                self.unfold(run_id, open_from).await?;
+            }
+            let steps: Vec<u32> = (open_from..=last_step).collect();
+            let listed = self
+                .bucket
+                .list_steps(
+                    &layout.receipts(run_id),
+                    |step| layout.receipts_of_step(run_id, step),
+                    &steps,
+                )
+                .await?;
+            let track = self.runs.get(run_id).expect("run tracked");
+            let new = listed.iter().any(|o| {
+                !track.judged.contains(&o.key)
+                    && !track.rejected.contains(&o.key)
+                    && !track.auditing.contains(&o.key)
+            });
+            if new || fresh {
+                break listed;
+            }
+            let (latest, read) = self.read_run_state(run_id).await;
+            fresh = true;
+            let moved = latest.completed_steps != state.completed_steps
+                || latest.done != state.done
+                || read != state_read;
+            (state, state_read) = (latest, read);
+            if !moved {
+                break listed;
+            }
         };
+        if let Some(track) = self.runs.get_mut(run_id) {
+            track.state = Some((state.clone(), state_read));
+        }
         let mut progressed = false;
         let mut all_settled = true;
-        // Steps well behind the run are normally skipped; once the run is
-        // done, one last pass covers every step not folded, so nothing is
-        // left unjudged (a folded step had every receipt judged when it was
-        // folded, and its jobs credited: a receipt written there later
-        // would earn nothing).
-        let open_from = if state.done {
-            track.floor
-        } else {
-            track.open_from
-        };
-        if open_from < track.floor {
-            // A rewind reached back into folded steps: their receipts are
-            // judged again, knowing what was credited there.
-            self.unfold(run_id, open_from).await?;
-        }
-        let steps: Vec<u32> = (open_from..=last_step).collect();
-        let listed = self
-            .bucket
-            .list_steps(
-                &layout.receipts(run_id),
-                |step| layout.receipts_of_step(run_id, step),
-                &steps,
-            )
-            .await?;
         // One replay runs on a task of its own while the next receipts are
         // read and checked; it lands before the next one starts, and before
         // anything of its own job is judged (its credit decides theirs).

@@ -526,6 +526,15 @@ impl Judge<'_> {
                 "artifact {expected_key}: {e}"
             ))));
         }
+        // Downstream jobs read this output (by key, writer and this digest):
+        // replaying one finds it here instead of reading it again.
+        let as_input = pb::InputRef {
+            key: expected_key,
+            digest: output.digest,
+            writer: hotkey.to_bytes().to_vec(),
+        };
+        self.inputs
+            .insert(&as_input, Arc::new((*artifact).clone()), artifact.size());
         Ok(Ok(artifact))
     }
 
