@@ -171,6 +171,7 @@ impl<A: Adversary> Worker<A> {
                 }
             };
             let mut found = false;
+            let mut deferred = false;
             for key in keys {
                 if shutdown.requested() {
                     break;
@@ -198,6 +199,7 @@ impl<A: Adversary> Worker<A> {
                         // Storage trouble: keep the cursor here and try this
                         // assignment again on the next poll.
                         warn!(assignment = %key, %reason, "assignment deferred");
+                        deferred = true;
                         break;
                     }
                     Err(reason) => {
@@ -208,9 +210,19 @@ impl<A: Adversary> Worker<A> {
                 cursor = Some(key);
             }
             first_pass = false;
-            if found {
+            if found && !deferred {
                 backoff.reset();
-            } else if !shutdown.sleep_or_wake(backoff.next_delay(), &wake).await {
+                // What came during the job is found by listing again at
+                // once; on a watched prefix its event says so (the wake
+                // resolves at once then), and an empty listing after every
+                // job was half of a worker's requests.
+                if !wake.is_watching() {
+                    continue;
+                }
+            }
+            // A deferred assignment is retried after the back-off, not in a
+            // tight loop against a failing store.
+            if !shutdown.sleep_or_wake(backoff.next_delay(), &wake).await {
                 break;
             }
         }
