@@ -1023,17 +1023,8 @@ impl Orchestrator {
                 // nothing is read here. A receipt it cannot attribute gets
                 // no verdict: `check_held` reads it when none came in a
                 // lease.
-                if self.schedule.hold(&job, attempt, to) {
-                    self.judging.insert(
-                        job.clone(),
-                        Held {
-                            receipt_key: key.clone(),
-                            receipt_digest: None,
-                            checked_ms: self.settings.clock.now_ms(),
-                        },
-                    );
-                    progressed = true;
-                }
+                let now = self.settings.clock.now_ms();
+                progressed |= self.hold(&job, attempt, to, key.clone(), now);
                 continue;
             }
             match self.accept(&job, attempt, to, &key).await {
@@ -1100,6 +1091,30 @@ impl Orchestrator {
         }
     }
 
+    /// Holds the result of `job`'s current attempt for its verdict (see
+    /// [`JobState::Judging`]), answered by the receipt at `receipt_key`,
+    /// which `check_held` first reads a lease after `checked_ms`. Returns
+    /// whether it was held (not if the attempt is no longer out).
+    fn hold(
+        &mut self,
+        job: &str,
+        attempt: u32,
+        by: WorkerId,
+        receipt_key: String,
+        checked_ms: u64,
+    ) -> bool {
+        if !self.schedule.hold(job, attempt, by) {
+            return false;
+        }
+        let held = Held {
+            receipt_key,
+            receipt_digest: None,
+            checked_ms,
+        };
+        self.judging.insert(job.to_string(), held);
+        true
+    }
+
     /// Sends a job back out from its worker, whether its result is held or
     /// not looked at yet (it counts against the worker either way).
     fn take_back(&mut self, job: &str, attempt: u32) {
@@ -1143,19 +1158,10 @@ impl Orchestrator {
             let Some((_, _, to)) = due.iter().find(|(j, a, _)| *j == job && *a == attempt) else {
                 continue;
             };
-            if self.schedule.hold(&job, attempt, *to) {
-                info!(run = %run_id, job = %job, attempt, receipt = %key, "lease out with a receipt but no verdict yet: checking the result");
-                self.judging.insert(
-                    job.clone(),
-                    Held {
-                        receipt_key: key,
-                        receipt_digest: None,
-                        // Due for `check_held` now: a lease has passed.
-                        checked_ms: 0,
-                    },
-                );
-                progressed = true;
-            }
+            let to = *to;
+            info!(run = %run_id, job = %job, attempt, receipt = %key, "lease out with a receipt but no verdict yet: checking the result");
+            // Due for `check_held` at once: a lease has passed.
+            progressed |= self.hold(&job, attempt, to, key, 0);
         }
         Ok(progressed)
     }
@@ -1248,17 +1254,9 @@ impl Orchestrator {
                 warn!(run = %run_id, verdict = %key, "verdict names another receipt; ignoring");
                 continue;
             }
-            if self.schedule.hold(&job, attempt, by) {
-                // Judged before its receipt was looked for.
-                self.judging.insert(
-                    job.clone(),
-                    Held {
-                        receipt_key: receipt_key.clone(),
-                        receipt_digest: None,
-                        checked_ms: self.settings.clock.now_ms(),
-                    },
-                );
-            }
+            // Judged before its receipt was looked for.
+            let now = self.settings.clock.now_ms();
+            self.hold(&job, attempt, by, receipt_key.clone(), now);
             let outcome = pb::VerdictOutcome::try_from(verdict.outcome).unwrap_or_default();
             let audited = !verdict.auditor.is_empty();
             match self.gate.on_verdict(outcome, by.hotkey, step, audited) {

@@ -594,6 +594,26 @@ mod tests {
     }
 
     #[test]
+    fn due_leases_are_listed_without_being_taken_back() {
+        let cfg = mlp::default_config(1);
+        let mut s = Schedule::default();
+        s.add_jobs(mlp::step_jobs(&cfg, 0));
+        let live = workers(2);
+        let fwd = s.ready()[0].job_id.clone();
+        let w = s.pick_worker(&fwd, &live, 2).unwrap();
+        s.assign(&fwd, 1, w, 1000);
+        assert_eq!(s.steps_open(), vec![0], "a job out: a verdict may come");
+        assert!(s.due(999).is_empty());
+        assert_eq!(s.due(1000), vec![(fwd.clone(), 1, w)]);
+        assert_eq!(s.due(1000), vec![(fwd.clone(), 1, w)], "still out");
+        assert!(s.hold(&fwd, 1, w));
+        assert!(s.due(5000).is_empty(), "a held result has no lease");
+        assert_eq!(s.steps_open(), vec![0], "held: its verdict may come");
+        assert!(s.confirm(&fwd, output(1, w)));
+        assert!(s.steps_open().is_empty());
+    }
+
+    #[test]
     fn a_hotkey_that_lets_leases_lapse_gets_work_last() {
         let cfg = mlp::default_config(1);
         let mut s = Schedule::default();

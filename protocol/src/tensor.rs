@@ -150,6 +150,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn scalars_are_the_one_value_f32_tensors() {
+        let mut truncated = F32Tensor::new(vec![1], vec![9.0]).to_pb("short");
+        truncated.data.pop();
+        let tensors = vec![
+            F32Tensor::new(vec![1], vec![2.5]).to_pb("eval_loss"),
+            F32Tensor::new(vec![2], vec![1.0, 2.0]).to_pb("x"),
+            F32Tensor::new(vec![1, 1], vec![-1.0]).to_pb("train_loss"),
+            F32Tensor::new(vec![0], vec![]).to_pb("empty"),
+            truncated,
+        ];
+        assert_eq!(
+            scalars(&tensors),
+            vec![
+                ("eval_loss".to_string(), 2.5),
+                ("train_loss".to_string(), -1.0)
+            ]
+        );
+    }
+
+    #[test]
     fn sealed_artifact_len_is_exact() {
         let key = crate::Keypair::generate();
         for rows in [0usize, 1, 7, 8, 31, 32, 1024, 1025, 4097] {
