@@ -17,9 +17,14 @@ cd "$(dirname "$0")/.."
 features=(--features locus/fault-injection,locus/flex,locus-workloads/tokenizer,locus-observe/testkit,locus-discovery/testkit)
 logs=target/ci-logs
 mkdir -p "$logs"
-cargo build --workspace --bins "${features[@]}"
+# The test binaries first: with them cargo builds the daemons of every
+# package that has integration tests, in one graph (two cargo commands in a
+# row leave a core idle while the first one links its last binaries). Then
+# the daemons the process-level tests start that no test target needs
+# (orchestratord), which reuse everything built before.
 cargo test --workspace --no-run --message-format=json-render-diagnostics \
   "${features[@]}" >"$logs/test-binaries.json"
+cargo build --workspace --bins "${features[@]}"
 
 # The tests mostly wait on daemons and the bucket (about one core between
 # two test binaries), so what needs only the CPU runs beside them, one after
