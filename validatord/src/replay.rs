@@ -172,7 +172,8 @@ impl PendingReplay {
 /// What a replay needs: the job, and the output it is compared with.
 struct ReplayTarget {
     manifest: Verified<pb::JobManifest>,
-    artifact: Verified<pb::TensorArtifact>,
+    /// Shared with the replay input cache (see `Judge::check_output`).
+    artifact: Arc<pb::TensorArtifact>,
     /// The backend the receipt says computed the output.
     backend: String,
 }
@@ -479,7 +480,7 @@ impl Judge<'_> {
         assignment: &pb::Assignment,
         manifest: &Verified<pb::JobManifest>,
         hotkey: &Hotkey,
-    ) -> Result<Result<Verified<pb::TensorArtifact>, Checked>, JudgeError> {
+    ) -> Result<Result<Arc<pb::TensorArtifact>, Checked>, JudgeError> {
         if let Err(broken) =
             attribution::check_commitments(self.bucket.layout(), receipt, assignment)
         {
@@ -533,8 +534,9 @@ impl Judge<'_> {
             digest: output.digest,
             writer: hotkey.to_bytes().to_vec(),
         };
-        self.inputs
-            .insert(&as_input, Arc::new((*artifact).clone()), artifact.size());
+        let size = artifact.size();
+        let artifact = Arc::new(artifact.into_inner());
+        self.inputs.insert(&as_input, artifact.clone(), size);
         Ok(Ok(artifact))
     }
 
