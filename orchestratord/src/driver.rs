@@ -984,7 +984,8 @@ impl Orchestrator {
     }
 
     /// Reads new receipts of steps with jobs in flight and accepts those for
-    /// the current attempt whose artifact checks out.
+    /// the current attempt whose artifact checks out: how a run without
+    /// validators uses results (with validators, see `hold_due_receipts`).
     async fn collect_results(&mut self) -> anyhow::Result<bool> {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
@@ -1015,16 +1016,6 @@ impl Orchestrator {
             };
             if attempt != current {
                 info!(run = %run_id, job = %job, attempt, current, "ignoring receipt of a superseded attempt");
-                continue;
-            }
-            if self.judged_before_use() {
-                // The validator reads the receipt and its artifact, and its
-                // verdict names the output to use (`collect_verdicts`), so
-                // nothing is read here. A receipt it cannot attribute gets
-                // no verdict: `check_held` reads it when none came in a
-                // lease.
-                let now = self.settings.clock.now_ms();
-                progressed |= self.hold(&job, attempt, to, key.clone(), now);
                 continue;
             }
             match self.accept(&job, attempt, to, &key).await {
@@ -1067,27 +1058,27 @@ impl Orchestrator {
         to: WorkerId,
         refusal: Refusal,
     ) -> anyhow::Result<bool> {
-        if let Refusal::Retry(_) = refusal {
-            return Ok(false);
-        }
-        self.take_back(job, attempt);
-        self.counters.refused.inc();
         let run_id = &self.run.run_id;
-        match refusal {
-            Refusal::Retry(_) => Ok(false),
+        let conviction = match refusal {
+            Refusal::Retry(_) => return Ok(false),
             Refusal::Refused(reason) => {
                 warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "refused result; reassigning");
-                Ok(false)
+                None
             }
             Refusal::Lost(reason) => {
                 warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "result unusable through no proven fault of its miner; redoing the job");
-                Ok(false)
+                None
             }
             Refusal::Equivocated(reason) => {
                 warn!(run = %run_id, job = %job, attempt, hotkey = %to.hotkey, %reason, "the miner's own signed objects disagree; banning the hotkey from the run and reassigning");
-                let reason = format!("{job} attempt {attempt}: {reason}");
-                self.convict(to.hotkey, reason).await
+                Some(format!("{job} attempt {attempt}: {reason}"))
             }
+        };
+        self.take_back(job, attempt);
+        self.counters.refused.inc();
+        match conviction {
+            Some(reason) => self.convict(to.hotkey, reason).await,
+            None => Ok(false),
         }
     }
 
@@ -1292,9 +1283,8 @@ impl Orchestrator {
                 }
                 Decision::Convict => {
                     progressed = true;
-                    self.judging.remove(&job);
                     warn!(run = %run_id, job = %job, attempt, hotkey = %by.hotkey, reason = %verdict.reason, "validator failed the result; banning the hotkey from the run and reassigning");
-                    self.schedule.discard(&job, attempt);
+                    self.take_back(&job, attempt);
                     self.counters.refused.inc();
                     let reason = format!("{job} attempt {attempt} failed: {}", verdict.reason);
                     if self.convict(by.hotkey, reason).await? {
@@ -1304,9 +1294,8 @@ impl Orchestrator {
                 }
                 Decision::Redo => {
                     progressed = true;
-                    self.judging.remove(&job);
                     warn!(run = %run_id, job = %job, attempt, hotkey = %by.hotkey, outcome = ?outcome, reason = %verdict.reason, "the result gets no credit (late, or unverified from a banned hotkey); reassigning");
-                    self.schedule.discard(&job, attempt);
+                    self.take_back(&job, attempt);
                     self.counters.refused.inc();
                 }
             }
@@ -1774,7 +1763,6 @@ impl Orchestrator {
     }
 }
 
-/// Why a result was not accepted.
 /// A result [`Orchestrator::accept`] found usable.
 struct Accepted {
     output: Output,
@@ -1783,6 +1771,7 @@ struct Accepted {
     scalars: Vec<(String, f32)>,
 }
 
+/// Why a result was not accepted.
 enum Refusal {
     /// The result is wrong: take the job back from its miner.
     Refused(String),

@@ -307,11 +307,6 @@ impl Schedule {
         self.banned.contains(hotkey)
     }
 
-    /// Steps (ascending) with a result waiting for its verdict.
-    pub fn steps_judging(&self) -> Vec<u32> {
-        self.steps_where(|s| matches!(s, JobState::Judging { .. }))
-    }
-
     /// The assignments whose lease has run out by `now_ms` (what
     /// [`Schedule::expire`] would take back), with attempt and worker.
     pub fn due(&self, now_ms: u64) -> Vec<(String, u32, WorkerId)> {
@@ -574,7 +569,7 @@ mod tests {
             "nothing reads a result under judgement"
         );
         assert!(s.expire(5000).is_empty(), "no lease runs while judging");
-        assert_eq!(s.steps_judging(), vec![0]);
+        assert_eq!(s.steps_open(), vec![0]);
         assert!(s.discard(&fwd, 1));
         s.ban(cheat.hotkey);
         for _ in 0..4 {
