@@ -175,6 +175,7 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
 pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     check(&args)?;
     let started = Instant::now();
+    let started_unix_ms = locus_protocol::time::unix_ms();
     let bins = bin_dir()?;
     let temp;
     let work = match &args.workdir {
@@ -330,7 +331,17 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         "final parameters: {}",
         crate::audit::params_fingerprint(&bucket, &state).await?
     );
+    // The smoke's own work after the run (stopping every daemon, the audit
+    // of every verdict above) grows with miners and jobs and is no part of
+    // the run: the wall time ends at the validator's last score window.
+    let to_last_window = window.unix_ms.saturating_sub(started_unix_ms) as f64 / 1000.0;
     let shares = crate::audit::cu_shares(&bucket, RUN_ID, &owner, &validator).await?;
+    println!(
+        "smoke: {:.1}s in all, of which {:.1}s after the last score window (stopping {} daemons, the audit)",
+        started.elapsed().as_secs_f64(),
+        (started.elapsed().as_secs_f64() - to_last_window).max(0.0),
+        daemons.len() + 2
+    );
     let requests = request_totals(&stats)?;
     let jobs = window.receipts.max(1);
     println!(
@@ -338,7 +349,7 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
         requests,
         requests as f64 / jobs as f64,
         window.receipts,
-        started.elapsed().as_secs_f64()
+        to_last_window
     );
     let workload = args.workload.build()?;
     let examples = workload.step_examples() * args.steps as u64;
