@@ -30,10 +30,17 @@ export CARGO_INCREMENTAL=0
 cargo test --workspace --no-run --message-format=json-render-diagnostics \
   "${features[@]}" >"$logs/test-binaries.json"
 cargo build --workspace --bins "${features[@]}"
+echo "built at ${SECONDS}s"
 
 # The tests mostly wait on daemons and the bucket (about one core between
 # two test binaries), so what needs only the CPU runs beside them, one after
 # the other:
+# - fuzzing every decoder of bucket data for a bounded time (docs/fuzzing.md;
+#   `scripts/fuzz.sh --seconds 3600` for a longer run), after building the
+#   targets in fuzz/target with the nightly toolchain and cargo-fuzz, which
+#   it installs first. One target at a time: libFuzzer runs each for a fixed
+#   time, so sharing the CPU with the tests costs it executions, not wall
+#   time.
 # - GPU miners and validators (burn-cuda) must keep compiling; checking them
 #   needs no CUDA toolkit, running them a GPU (docs/operators/miner.md). All
 #   CUDA code is in locus-workloads; minerd and validatord forward their
@@ -41,19 +48,18 @@ cargo build --workspace --bins "${features[@]}"
 #   check shares target/debug, whose build scripts and proc macros it reuses
 #   (half its CPU), and adds its own units beside the tests' binaries
 #   without touching them; the test binaries run without cargo.
-# - fuzzing every decoder of bucket data for a bounded time (docs/fuzzing.md;
-#   `scripts/fuzz.sh --seconds 3600` for a longer run), after building the
-#   targets in fuzz/target with the nightly toolchain and cargo-fuzz, which
-#   it installs first. One target at a time: libFuzzer runs each for a fixed
-#   time, so sharing the CPU with the tests costs it executions, not wall
-#   time, and it no longer holds the whole machine after them.
+# The check comes last: it compiles on both cores, so it fills the machine
+# once the tests are done, where fuzzing (one core, fixed time) left one
+# idle at the end of every run for a minute.
 side() {
+  ./scripts/fuzz.sh --seconds 10 --jobs 1
+  echo "side: fuzzing done at ${SECONDS}s"
   for daemon in minerd validatord; do
     cargo tree -p "$daemon" --features "$daemon/cuda" -i burn-cuda --prefix none |
       grep -q "^$daemon " || { echo "$daemon/cuda does not build burn-cuda"; return 1; }
   done
   cargo check -p locus-workloads --features locus-workloads/cuda
-  ./scripts/fuzz.sh --seconds 10 --jobs 1
+  echo "side: CUDA check done at ${SECONDS}s"
 }
 side >"$logs/side.log" 2>&1 &
 side_pid=$!
@@ -66,9 +72,10 @@ status=0
 LOCUS_TEST_BINS_BUILT=1 ./scripts/run-test-binaries.py --jobs 2 \
   "$logs/test-binaries.json" -- "$@" || status=$?
 cargo test --workspace --doc "${features[@]}" "$@" || status=$?
+echo "tests done at ${SECONDS}s"
 
 if wait "$side_pid"; then
-  sed -n '/^fuzzing /,$p' "$logs/side.log"
+  sed -n -e '/^fuzzing /,/^fuzz: /p' -e '/^side: /p' "$logs/side.log"
 else
   echo "---- the CUDA check or fuzzing failed ($logs/side.log):"
   tail -n 80 "$logs/side.log"

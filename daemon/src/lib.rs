@@ -6,6 +6,7 @@ pub mod args;
 pub mod backoff;
 pub mod config;
 pub mod exit;
+pub mod input_cache;
 pub mod limits;
 pub mod logging;
 pub mod shutdown;

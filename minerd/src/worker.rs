@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use locus_daemon::input_cache::InputCache;
 use locus_daemon::{Backoff, Shutdown, Wake};
 use locus_protocol::pb;
 use locus_protocol::time::Clock;
@@ -79,8 +80,13 @@ struct Fetched {
     manifest: pb::JobManifest,
     run: Arc<pb::RunManifest>,
     access: Access,
-    inputs: Vec<pb::TensorArtifact>,
+    inputs: Vec<Arc<pb::TensorArtifact>>,
 }
+
+/// Bytes of verified inputs a worker keeps for its next jobs: the inner
+/// jobs of a step given to one worker start from the same parameters, read
+/// once instead of once per job.
+const INPUT_CACHE_BYTES: usize = 32 << 20;
 
 /// One worker process. `A` is its [`Adversary`]: [`Honest`] in production.
 pub struct Worker<A: Adversary = Honest> {
@@ -93,6 +99,7 @@ pub struct Worker<A: Adversary = Honest> {
     http: reqwest::Client,
     executed: locus_observe::Counter,
     refused: locus_observe::Counter,
+    inputs: InputCache,
     adversary: A,
 }
 
@@ -116,6 +123,7 @@ impl<A: Adversary> Worker<A> {
             http: locus_protocol::tls::http_client(),
             executed: Default::default(),
             refused: Default::default(),
+            inputs: InputCache::new(INPUT_CACHE_BYTES),
             adversary,
         }
     }
@@ -400,6 +408,10 @@ impl<A: Adversary> Worker<A> {
         let access = Access::for_assignment(&self.bucket, &assignment.sealed_grant, &self.key)?;
         let mut inputs = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
+            if let Some(known) = self.inputs.get(input) {
+                inputs.push(known);
+                continue;
+            }
             let writer =
                 Hotkey::from_bytes(&input.writer).map_err(|e| Skip::Invalid(e.to_string()))?;
             let artifact: Verified<pb::TensorArtifact> = access
@@ -417,7 +429,10 @@ impl<A: Adversary> Worker<A> {
                     manifest.key()
                 )));
             }
-            inputs.push(artifact.into_inner());
+            let size = artifact.size();
+            let artifact = Arc::new(artifact.into_inner());
+            self.inputs.insert(input, artifact.clone(), size);
+            inputs.push(artifact);
         }
         Ok(Fetched {
             manifest: manifest.into_inner(),
@@ -433,7 +448,7 @@ impl<A: Adversary> Worker<A> {
         &mut self,
         job: &Job<'_>,
         manifest: pb::JobManifest,
-        inputs: Vec<pb::TensorArtifact>,
+        inputs: Vec<Arc<pb::TensorArtifact>>,
     ) -> Result<Vec<pb::Tensor>, Skip> {
         self.set_current(&job.assignment.job_id);
         let (adversary, tools) = self.adversary();
@@ -443,7 +458,7 @@ impl<A: Adversary> Worker<A> {
                 let run = Arc::clone(job.run);
                 let device = self.cfg.device.clone();
                 tokio::task::spawn_blocking(move || {
-                    let inputs: Vec<&pb::TensorArtifact> = inputs.iter().collect();
+                    let inputs: Vec<&pb::TensorArtifact> = inputs.iter().map(Arc::as_ref).collect();
                     locus_workloads::execute(&run, &manifest, &inputs, &device)
                 })
                 .await

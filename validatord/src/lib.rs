@@ -9,7 +9,7 @@
 pub mod audit;
 pub mod auditor;
 pub mod driver;
-pub mod input_cache;
+pub use locus_daemon::input_cache;
 pub mod replay;
 pub mod sampling;
 pub mod scoring;

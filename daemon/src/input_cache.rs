@@ -1,11 +1,12 @@
-//! Verified replay inputs, kept for the next replay that names them.
+//! Verified input artifacts, kept for the next job that names them.
 //!
 //! Every inner job of a step starts from the same parameter artifact, so a
-//! validator replaying them read, verified and decoded that artifact once
-//! per job. An input is kept here only after it verified against what the
-//! owner's manifest names (its key, the hotkey that must have signed it and
-//! its digest), and is found again only by all three: a replaced or
-//! re-signed object has another digest or signer and is read afresh.
+//! validator replaying them, or a miner's worker given several of them,
+//! read, verified and decoded that artifact once per job. An input is kept
+//! here only after it verified against what the owner's manifest names (its
+//! key, the hotkey that must have signed it and its digest), and is found
+//! again only by all three: a replaced or re-signed object has another
+//! digest or signer and is read afresh.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,8 +17,8 @@ use locus_protocol::pb;
 type InputId = (String, Vec<u8>, Vec<u8>);
 
 /// A bounded store of verified input artifacts, oldest out first. Clones
-/// share one store, so a replay running on a task of its own
-/// ([`crate::replay::Replayer`]) keeps what it read for the next one.
+/// share one store, so a replay running on a task of its own (the
+/// validator's `Replayer`) keeps what it read for the next one.
 #[derive(Clone)]
 pub struct InputCache {
     budget: usize,
