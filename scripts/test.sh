@@ -33,14 +33,12 @@ cargo build --workspace --bins "${features[@]}"
 echo "built at ${SECONDS}s"
 
 # The tests mostly wait on daemons and the bucket (about one core between
-# two test binaries), so what needs only the CPU runs beside them, one after
-# the other:
+# two test binaries), so what needs only the CPU runs beside them:
 # - fuzzing every decoder of bucket data for a bounded time (docs/fuzzing.md;
 #   `scripts/fuzz.sh --seconds 3600` for a longer run), after building the
 #   targets in fuzz/target with the nightly toolchain and cargo-fuzz, which
 #   it installs first. One target at a time: libFuzzer runs each for a fixed
-#   time, so sharing the CPU with the tests costs it executions, not wall
-#   time.
+#   time, so sharing the CPU costs it executions, not wall time.
 # - GPU miners and validators (burn-cuda) must keep compiling; checking them
 #   needs no CUDA toolkit, running them a GPU (docs/operators/miner.md). All
 #   CUDA code is in locus-workloads; minerd and validatord forward their
@@ -48,12 +46,9 @@ echo "built at ${SECONDS}s"
 #   check shares target/debug, whose build scripts and proc macros it reuses
 #   (half its CPU), and adds its own units beside the tests' binaries
 #   without touching them; the test binaries run without cargo.
-# The check comes last: it compiles on both cores, so it fills the machine
-# once the tests are done, where fuzzing (one core, fixed time) left one
-# idle at the end of every run for a minute.
-side() {
-  ./scripts/fuzz.sh --seconds 10 --jobs 1
-  echo "side: fuzzing done at ${SECONDS}s"
+# The check runs beside the fuzzing, which holds one core for a fixed time:
+# one after the other, the side job outlasted the tests by a minute or more.
+cuda_check() {
   for daemon in minerd validatord; do
     cargo tree -p "$daemon" --features "$daemon/cuda" -i burn-cuda --prefix none |
       grep -q "^$daemon " || { echo "$daemon/cuda does not build burn-cuda"; return 1; }
@@ -61,17 +56,29 @@ side() {
   cargo check -p locus-workloads --features locus-workloads/cuda
   echo "side: CUDA check done at ${SECONDS}s"
 }
+side() {
+  ./scripts/fuzz.sh --build
+  echo "side: fuzz targets built at ${SECONDS}s"
+  cuda_check >"$logs/cuda-check.log" 2>&1 &
+  local cuda_pid=$! fuzzed=0 checked=0
+  ./scripts/fuzz.sh --seconds 10 --jobs 1 || fuzzed=$?
+  echo "side: fuzzing done at ${SECONDS}s"
+  wait "$cuda_pid" || checked=$?
+  cat "$logs/cuda-check.log"
+  [ "$fuzzed" -eq 0 ] && [ "$checked" -eq 0 ]
+}
 side >"$logs/side.log" 2>&1 &
 side_pid=$!
 
 status=0
+# The documentation examples (which `cargo test` would also run) first:
+# they need target/debug, which the CUDA check holds once it starts.
+cargo test --workspace --doc "${features[@]}" "$@" || status=$?
 # The test binaries, two at a time: most of them wait on daemons and the
 # bucket, not the CPU (scripts/run-test-binaries.py). The process-level
-# tests use the daemons built above as they are (tests/common). Then the
-# documentation examples, which `cargo test` would also run.
+# tests use the daemons built above as they are (tests/common).
 LOCUS_TEST_BINS_BUILT=1 ./scripts/run-test-binaries.py --jobs 2 \
   "$logs/test-binaries.json" -- "$@" || status=$?
-cargo test --workspace --doc "${features[@]}" "$@" || status=$?
 echo "tests done at ${SECONDS}s"
 
 if wait "$side_pid"; then
