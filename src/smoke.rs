@@ -336,10 +336,10 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<i32> {
     // the run: the wall time ends at the validator's last score window.
     let to_last_window = window.unix_ms.saturating_sub(started_unix_ms) as f64 / 1000.0;
     let shares = crate::audit::cu_shares(&bucket, RUN_ID, &owner, &validator).await?;
+    let in_all = started.elapsed().as_secs_f64();
     println!(
-        "smoke: {:.1}s in all, of which {:.1}s after the last score window (stopping {} daemons, the audit)",
-        started.elapsed().as_secs_f64(),
-        (started.elapsed().as_secs_f64() - to_last_window).max(0.0),
+        "smoke: {in_all:.1}s in all, of which {:.1}s after the last score window (stopping {} daemons, the audit)",
+        (in_all - to_last_window).max(0.0),
         daemons.len() + 2
     );
     let requests = request_totals(&stats)?;

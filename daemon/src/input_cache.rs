@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use locus_protocol::pb;
+use locus_protocol::{Verified, pb};
 
 /// What an input is known by: key, writer's public key, payload digest.
 type InputId = (String, Vec<u8>, Vec<u8>);
@@ -48,6 +48,24 @@ impl InputCache {
             .by_id
             .get(&id_of(input))
             .map(|(artifact, _)| artifact.clone())
+    }
+
+    /// Keeps `artifact`, read and verified for `input`, if it is what
+    /// `input` names (its digest; the signer was checked by the read) and
+    /// returns it to use. None: another object sits at the key since the
+    /// manifest was written, which is neither kept nor to be used.
+    pub fn keep(
+        &self,
+        input: &pb::InputRef,
+        artifact: Verified<pb::TensorArtifact>,
+    ) -> Option<Arc<pb::TensorArtifact>> {
+        if artifact.digest().as_bytes().as_slice() != input.digest.as_slice() {
+            return None;
+        }
+        let size = artifact.size();
+        let artifact = Arc::new(artifact.into_inner());
+        self.insert(input, artifact.clone(), size);
+        Some(artifact)
     }
 
     /// Keeps `artifact`, which verified against `input`; `size` is its
@@ -102,6 +120,36 @@ mod tests {
             job_id: job.into(),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn kept_only_when_it_is_what_the_manifest_names() {
+        let writer = locus_protocol::Keypair::generate();
+        let key = "v1/netuid=1/runs/r/artifacts/s0-forward/a001.pb";
+        let read = || {
+            let sealed = locus_protocol::envelope::seal(&*artifact("forward"), key, &writer);
+            locus_protocol::envelope::open::<pb::TensorArtifact>(
+                &sealed.bytes,
+                key,
+                locus_protocol::Expect::Signer(&writer.hotkey()),
+            )
+            .expect("opens")
+        };
+        let named = |digest: Vec<u8>| pb::InputRef {
+            key: key.into(),
+            digest,
+            writer: writer.hotkey().to_bytes().to_vec(),
+        };
+        let cache = InputCache::new(1 << 20);
+        let replaced = named(vec![0; 32]);
+        assert!(
+            cache.keep(&replaced, read()).is_none(),
+            "another digest is used"
+        );
+        assert!(cache.get(&replaced).is_none(), "another digest is kept");
+        let wanted = named(read().digest().as_bytes().to_vec());
+        assert_eq!(cache.keep(&wanted, read()).expect("used").job_id, "forward");
+        assert_eq!(cache.get(&wanted).expect("kept").job_id, "forward");
     }
 
     #[test]

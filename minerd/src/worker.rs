@@ -422,16 +422,13 @@ impl<A: Adversary> Worker<A> {
                     Expect::Signer(&writer),
                 )
                 .await?;
-            if artifact.digest().as_bytes().as_slice() != input.digest.as_slice() {
+            let Some(artifact) = self.inputs.keep(input, artifact) else {
                 return Err(Skip::Invalid(format!(
                     "input {} does not match the digest in manifest {}",
                     input.key,
                     manifest.key()
                 )));
-            }
-            let size = artifact.size();
-            let artifact = Arc::new(artifact.into_inner());
-            self.inputs.insert(input, artifact.clone(), size);
+            };
             inputs.push(artifact);
         }
         Ok(Fetched {

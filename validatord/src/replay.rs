@@ -635,15 +635,12 @@ impl Replayer {
                         ))));
                     }
                 };
-            if got.digest().as_bytes().as_slice() != input.digest.as_slice() {
+            let Some(artifact) = self.inputs.keep(input, got) else {
                 return Ok(Replayed::without_replay(Checked::Void(format!(
                     "input {} changed since the manifest, the job is redone",
                     input.key
                 ))));
-            }
-            let size = got.size();
-            let artifact = Arc::new(got.into_inner());
-            self.inputs.insert(input, artifact.clone(), size);
+            };
             inputs.push(artifact);
         }
         let run = self.run.clone();
