@@ -165,11 +165,10 @@ async fn load_jobs(
             .get::<pb::Assignment>(&receipt.assignment_key, Expect::Signer(owner))
             .await
             .expect("assignment");
-        let manifest = bucket
-            .get::<pb::JobManifest>(&assignment.manifest_key, Expect::Signer(owner))
-            .await
-            .expect("manifest")
-            .into_inner();
+        let manifest = assignment
+            .manifest
+            .clone()
+            .expect("the assignment's manifest");
         let mut inputs = Vec::new();
         for input in &manifest.inputs {
             let artifact = bucket

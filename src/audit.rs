@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use locus_protocol::pb::{self, VerdictOutcome};
-use locus_protocol::{Bucket, BucketError, Expect, Hotkey};
+use locus_protocol::{Bucket, BucketError, Expect, Hotkey, attribution};
 use locus_workloads::cost;
 
 /// Each paid hotkey's share of the credited compute units: the CU of every
@@ -24,6 +24,7 @@ pub async fn cu_shares(
     let layout = bucket.layout();
     let mut units: BTreeMap<Hotkey, u64> = BTreeMap::new();
     let mut failed = BTreeSet::new();
+    let manifests = owner_manifests(bucket, run, owner).await?;
     let prefix = layout.verdicts(run);
     for key in retry(|| bucket.list(&prefix, None)).await? {
         let verdict =
@@ -38,7 +39,10 @@ pub async fn cu_shares(
             // A redo of a job already credited to another attempt passes
             // with no units: it is used, not paid.
             VerdictOutcome::Verified | VerdictOutcome::Unsampled if verdict.compute_units > 0 => {
-                let manifest = owner_manifest(bucket, run, &verdict.job_id, owner).await?;
+                let manifest = match manifests.get(&verdict.job_id) {
+                    Some(manifest) => manifest.clone(),
+                    None => stored_manifest(bucket, run, &verdict.job_id, owner).await?,
+                };
                 let cu = cost::compute_units(&manifest.cost.unwrap_or_default());
                 *units.entry(hotkey).or_default() += cu;
             }
@@ -67,10 +71,34 @@ pub async fn cu_shares(
         .collect())
 }
 
-/// The owner's manifest of `job`: the first revision the owner signed (an
-/// object planted at a manifest key moves the owner to the next one; every
-/// revision of a job prices it the same).
-async fn owner_manifest(
+/// The manifest of every job of `run` the owner assigned, as its
+/// assignments carry it (signed by the owner with the assignment; every
+/// attempt and revision of a job prices it the same).
+async fn owner_manifests(
+    bucket: &Bucket,
+    run: &str,
+    owner: &Hotkey,
+) -> anyhow::Result<BTreeMap<String, pb::JobManifest>> {
+    let mut manifests = BTreeMap::new();
+    let prefix = bucket.layout().assignments();
+    let listed = retry(|| bucket.list(&prefix, None)).await?;
+    for key in listed {
+        let assignment =
+            match retry(|| bucket.get::<pb::Assignment>(&key, Expect::Signer(owner))).await {
+                Ok(assignment) if assignment.run_id == run => assignment,
+                Ok(_) | Err(BucketError::Rejected(_) | BucketError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+        if let Some(Ok(manifest)) = attribution::embedded_manifest(&assignment) {
+            manifests.insert(manifest.job_id.clone(), manifest.into_inner());
+        }
+    }
+    Ok(manifests)
+}
+
+/// The manifest of `job` stored at its key, by owners that stored them:
+/// the first revision the owner signed.
+async fn stored_manifest(
     bucket: &Bucket,
     run: &str,
     job: &str,

@@ -129,6 +129,15 @@ fn planted_bad_objects_are_rejected_and_earn_nothing() {
         orchestratord.wait(60).success(),
         "orchestratord must finish normally"
     );
+    // A worker that knows where its next assignment goes reads only that
+    // key, and lists its prefix (where the forgery sits) every
+    // `LIST_WHILE_EXPECTING`: give miner A that long to come across it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !miner_procs[0].log_text().contains(&forged_assignment_key)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     for m in miner_procs.iter_mut() {
         assert!(m.is_running(), "{} must still be running", m.name);
         m.terminate();

@@ -677,13 +677,11 @@ fn audit(sys: &System, case: &Case, run: &str, steps: u32) -> Outcome {
     let mut params = Vec::new();
     for step in 0..steps {
         let eval = mlp::job_id(step, pb::JobKind::Eval, 0, 0);
-        let manifest = rt
-            .block_on(
-                sys.bucket.get::<pb::JobManifest>(
-                    &layout.job_manifest(run, &eval),
-                    Expect::Signer(&owner),
-                ),
-            )
+        // Its first attempt's manifest, as the owner's assignment carries it.
+        let manifest = attempts
+            .get(&eval)
+            .and_then(|a| a.iter().min_by_key(|a| a.attempt))
+            .and_then(|a| a.manifest.clone())
             .expect("eval manifest");
         // The eval reads the step's outer outputs (one per pipeline stage
         // for gpt_pipe), then any held-out data of the owner.

@@ -4,7 +4,7 @@
 //! the last key it saw.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use locus_daemon::input_cache::InputCache;
 use locus_daemon::{Backoff, Shutdown, Wake};
@@ -88,6 +88,12 @@ struct Fetched {
 /// once instead of once per job.
 const INPUT_CACHE_BYTES: usize = 32 << 20;
 
+/// While a worker knows where its next assignment goes it reads that key
+/// alone, and lists its prefix only this often: an owner that restarted
+/// without knowing what it had told this worker, or that found the key
+/// taken, puts the assignment elsewhere, and the worker finds it this late.
+pub const LIST_WHILE_EXPECTING: Duration = Duration::from_secs(10);
+
 /// One worker process. `A` is its [`Adversary`]: [`Honest`] in production.
 pub struct Worker<A: Adversary = Honest> {
     bucket: Bucket,
@@ -100,6 +106,9 @@ pub struct Worker<A: Adversary = Honest> {
     executed: locus_observe::Counter,
     refused: locus_observe::Counter,
     inputs: InputCache,
+    /// `next_seq` of the last assignment read: where the owner will put
+    /// this worker's next one.
+    told_next: Option<u64>,
     adversary: A,
 }
 
@@ -124,6 +133,7 @@ impl<A: Adversary> Worker<A> {
             executed: Default::default(),
             refused: Default::default(),
             inputs: InputCache::new(INPUT_CACHE_BYTES),
+            told_next: None,
             adversary,
         }
     }
@@ -154,8 +164,13 @@ impl<A: Adversary> Worker<A> {
         ));
         let (adversary, tools) = self.adversary();
         adversary.background(&tools, shutdown);
-        let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
+        let layout = self.bucket.layout().clone();
+        let prefix = layout.assignments_of(&hotkey, self.cfg.index);
         let mut cursor = self.resume_cursor(&prefix).await;
+        // The key the owner said this worker's next assignment goes to, and
+        // when the prefix was last listed.
+        let mut expected: Option<String> = None;
+        let mut listed_at: Option<Instant> = None;
         let mut first_pass = true;
         let mut refused = std::collections::HashSet::new();
         let wake = Wake::on(&self.bucket, std::slice::from_ref(&prefix));
@@ -171,12 +186,23 @@ impl<A: Adversary> Worker<A> {
         };
         info!(hotkey = %hotkey, worker = self.cfg.index, device = %self.cfg.device, "worker ready");
         while !shutdown.requested() {
-            let keys = match self.bucket.list(&prefix, cursor.as_deref()).await {
-                Ok(keys) => keys,
-                Err(e) => {
-                    warn!(error = %e, "cannot list assignments");
-                    Vec::new()
+            // One GET at the expected key tells whether the next assignment
+            // came, where a listing and then a GET would. The prefix is
+            // still listed now and then, for work put elsewhere (by an owner
+            // that restarted, or past a key someone else took).
+            let listing = expected.is_none()
+                || listed_at.is_none_or(|at| at.elapsed() >= LIST_WHILE_EXPECTING);
+            let keys = if listing {
+                listed_at = Some(Instant::now());
+                match self.bucket.list(&prefix, cursor.as_deref()).await {
+                    Ok(keys) => keys,
+                    Err(e) => {
+                        warn!(error = %e, "cannot list assignments");
+                        Vec::new()
+                    }
                 }
+            } else {
+                expected.iter().cloned().collect()
             };
             let mut found = false;
             let mut deferred = false;
@@ -187,8 +213,15 @@ impl<A: Adversary> Worker<A> {
                 if refused.contains(&key) {
                     continue;
                 }
+                self.told_next = None;
+                let outcome = self.handle(&key, first_pass).await;
+                let missing = matches!(&outcome, Err(Skip::Bucket(BucketError::NotFound { key: gone })) if *gone == key);
+                if missing && !listing {
+                    // The expected assignment is not written yet.
+                    break;
+                }
                 found = true;
-                match self.handle(&key, first_pass).await {
+                match outcome {
                     Ok(job) => {
                         self.executed.inc();
                         info!(job = %job, "job done");
@@ -200,6 +233,9 @@ impl<A: Adversary> Worker<A> {
                         // cannot hide the owner's later assignments.
                         warn!(assignment = %key, %reason, "assignment not executed");
                         self.refused.inc();
+                        if expected.as_ref() == Some(&key) {
+                            expected = None;
+                        }
                         refused.insert(key);
                         continue;
                     }
@@ -215,6 +251,11 @@ impl<A: Adversary> Worker<A> {
                         warn!(assignment = %key, %reason, "assignment not executed");
                     }
                 }
+                expected = self
+                    .told_next
+                    .take()
+                    .map(|seq| layout.assignment(&hotkey, self.cfg.index, seq))
+                    .filter(|next| *next > key);
                 cursor = Some(key);
             }
             first_pass = false;
@@ -327,7 +368,11 @@ impl<A: Adversary> Worker<A> {
     /// well-formed ids, not done yet (on the first pass after a restart) and
     /// its lease still running. Returns it with the job manifest it
     /// carries, if it carries one.
-    async fn verify(&self, key: &str, check_done: bool) -> Result<(pb::Assignment, Carried), Skip> {
+    async fn verify(
+        &mut self,
+        key: &str,
+        check_done: bool,
+    ) -> Result<(pb::Assignment, Carried), Skip> {
         let hotkey = self.key.hotkey();
         let assignment: Verified<pb::Assignment> = self
             .bucket
@@ -336,6 +381,7 @@ impl<A: Adversary> Worker<A> {
         if assignment.hotkey != hotkey.to_bytes() || assignment.worker != self.cfg.index {
             return Err(Skip::Invalid(format!("{key} assigns another worker")));
         }
+        self.told_next = assignment.next_seq;
         for (what, id) in [("run", &assignment.run_id), ("job", &assignment.job_id)] {
             locus_protocol::paths::validate_id(what, id).map_err(Skip::Invalid)?;
         }
@@ -519,6 +565,7 @@ impl<A: Adversary> Worker<A> {
             finished_unix_ms: self.cfg.clock.now_ms(),
             claimed_cost: None,
             step: assignment.step,
+            assignment: locus_protocol::attribution::carry_assignment(assignment, &self.cfg.owner),
         };
         let (adversary, tools) = self.adversary();
         adversary.before_receipt(&tools, job, &mut receipt).await?;
@@ -534,6 +581,22 @@ impl<A: Adversary> Worker<A> {
         if let Ok(mut status) = self.status.lock() {
             status.jobs_done += 1;
         }
+        // The next job of this worker often reads this output (a reduce of
+        // its own inner job, an eval of its outer): it is found here by the
+        // key, signer and digest the owner's manifest will name, and a
+        // manifest that names another digest reads the bucket as before.
+        let produced = pb::InputRef {
+            key: artifact_key.clone(),
+            digest: digest.to_vec(),
+            writer: self.key.hotkey().to_bytes().to_vec(),
+        };
+        let payload_len = prost::Message::encoded_len(&artifact);
+        let artifact = Arc::new(artifact);
+        self.inputs.insert(
+            &produced,
+            artifact.clone(),
+            locus_protocol::envelope::sealed_len::<pb::TensorArtifact>(payload_len),
+        );
         let published = Published {
             access,
             artifact_key: &artifact_key,

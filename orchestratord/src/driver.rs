@@ -67,6 +67,9 @@ pub struct Orchestrator {
     base: u32,
     /// Next assignment sequence number (shared by all worker prefixes).
     next_seq: u64,
+    /// The sequence number each worker was told its next assignment gets
+    /// (`Assignment.next_seq`): it reads that key, not a listing.
+    reserved: HashMap<WorkerId, u64>,
     /// Receipt keys already handled. Receipts of one step are written
     /// concurrently and can appear out of key order, so steps in flight are
     /// listed whole (a bounded number of keys) rather than after a cursor.
@@ -233,6 +236,7 @@ impl Orchestrator {
             owner_outputs: HashMap::new(),
             schedule: Schedule::default(),
             next_seq: saved.next_assignment_seq.unwrap_or(0),
+            reserved: HashMap::new(),
             seen_receipts: Default::default(),
             seen_verdicts: Default::default(),
             judging: Default::default(),
@@ -433,6 +437,9 @@ impl Orchestrator {
             .collect();
         listed.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         let mut latest: HashMap<String, (String, Verified<pb::Assignment>)> = HashMap::new();
+        // Newest first: the first assignment of this run seen for a worker
+        // says which sequence number that worker expects next.
+        let mut told: HashMap<WorkerId, Option<u64>> = HashMap::new();
         for (seq, object) in listed {
             let wanted = match floor {
                 // A new run has nothing to recover but where the owner's
@@ -459,11 +466,24 @@ impl Orchestrator {
             if assignment.run_id != run_id {
                 continue;
             }
+            if let Ok(hotkey) = Hotkey::from_bytes(&assignment.hotkey) {
+                told.entry(WorkerId {
+                    hotkey,
+                    worker: assignment.worker,
+                })
+                .or_insert(assignment.next_seq);
+            }
             let newer = latest
                 .get(&assignment.job_id)
                 .is_none_or(|(_, a)| a.attempt < assignment.attempt);
             if newer {
                 latest.insert(assignment.job_id.clone(), (object.key, assignment));
+            }
+        }
+        for (worker, next) in told {
+            if let Some(next) = next {
+                self.next_seq = self.next_seq.max(next.saturating_add(1));
+                self.reserved.insert(worker, next);
             }
         }
         // Make sure every step with a recovered assignment is planned.
@@ -1187,17 +1207,26 @@ impl Orchestrator {
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
         let mut progressed = false;
-        let listed = self
-            .bucket
-            .list_steps(
-                &layout.verdicts(&run_id),
-                |step| layout.verdicts_of_step(&run_id, step),
-                // Receipts are not collected as they come (see `tick`): a
-                // verdict may arrive for any job still out.
-                &self.schedule.steps_open(),
-            )
-            .await?;
-        for key in listed.into_iter().map(|o| o.key) {
+        // A step's single jobs (forward, reduce, outer, eval) are awaited
+        // alone: one GET at the verdict's key says whether it came, where a
+        // listing and then a GET would.
+        let awaited = self.schedule.awaiting_verdict();
+        let (keys, probing) = if let [(step, job, attempt)] = awaited.as_slice() {
+            (vec![layout.verdict(&run_id, *step, job, *attempt)], true)
+        } else {
+            let listed = self
+                .bucket
+                .list_steps(
+                    &layout.verdicts(&run_id),
+                    |step| layout.verdicts_of_step(&run_id, step),
+                    // Receipts are not collected as they come (see `tick`): a
+                    // verdict may arrive for any job still out.
+                    &self.schedule.steps_open(),
+                )
+                .await?;
+            (listed.into_iter().map(|o| o.key).collect(), false)
+        };
+        for key in keys {
             if self.seen_verdicts.contains(&key) {
                 continue;
             }
@@ -1224,6 +1253,8 @@ impl Orchestrator {
                 .await
             {
                 Ok(v) => v,
+                // Not written yet.
+                Err(BucketError::NotFound { .. }) if probing => continue,
                 Err(e) if e.is_transient() => {
                     warn!(run = %run_id, verdict = %key, error = %e, "cannot read verdict yet");
                     continue;
@@ -1460,12 +1491,23 @@ impl Orchestrator {
                 step: spec.step,
                 sealed_grant: Vec::new(),
                 manifest: Some(manifest.manifest),
+                next_seq: None,
+                copy_signature: Vec::new(),
             };
             let manifest_inputs: Vec<String> = self.input_keys(&spec)?;
+            // The receipt carries a copy of this assignment (less the grant).
+            let receipt_size = locus_protocol::grant::RECEIPT_SIZE
+                + locus_protocol::attribution::carried_assignment_bound(&assignment);
             assignment.sealed_grant = self
-                .job_grant(&spec, attempt, worker.hotkey, &manifest_inputs, deadline)
+                .job_grant(
+                    &spec,
+                    attempt,
+                    worker.hotkey,
+                    &manifest_inputs,
+                    (deadline, receipt_size),
+                )
                 .await?;
-            let key = self.write_assignment(&assignment, worker).await?;
+            let key = self.write_assignment(&mut assignment, worker).await?;
             info!(run = %self.run.run_id, job = %spec.job_id, attempt, hotkey = %worker.hotkey, worker = worker.worker, "assigned");
             self.assignments
                 .insert(spec.job_id.clone(), (key, assignment));
@@ -1477,23 +1519,33 @@ impl Orchestrator {
         Ok(progressed)
     }
 
-    /// Writes an assignment under the worker's prefix at the next sequence
-    /// number. A key that is already taken holds an object the owner did not
-    /// write (its own sequence numbers only grow): skip past it.
+    /// Writes an assignment under the worker's prefix at the sequence number
+    /// the worker was told to expect, or else the next one, and sets aside
+    /// the one after for this worker (`next_seq`). A key that is already
+    /// taken holds an object the owner did not write (its own sequence
+    /// numbers only grow): skip past it.
     async fn write_assignment(
         &mut self,
-        assignment: &pb::Assignment,
+        assignment: &mut pb::Assignment,
         worker: WorkerId,
     ) -> anyhow::Result<String> {
         let layout = self.bucket.layout().clone();
+        let mut expected = self.reserved.remove(&worker);
         for _ in 0..MAX_TAKEN_KEYS {
-            let seq = self.next_seq;
-            self.next_seq = seq
-                .checked_add(1)
-                .context("assignment sequence exhausted")?;
+            let seq = match expected.take() {
+                Some(seq) => seq,
+                None => self.take_seq()?,
+            };
+            let next = self.take_seq()?;
+            assignment.next_seq = Some(next);
             let key = layout.assignment(&worker.hotkey, worker.worker, seq);
-            match self.bucket.create(&key, assignment, &self.owner).await {
-                Ok(_) => return Ok(key),
+            assignment.copy_signature =
+                locus_protocol::attribution::sign_assignment_copy(assignment, &key, &self.owner);
+            match self.bucket.create(&key, &*assignment, &self.owner).await {
+                Ok(_) => {
+                    self.reserved.insert(worker, next);
+                    return Ok(key);
+                }
                 Err(BucketError::AlreadyExists { .. }) => {
                     warn!(run = %self.run.run_id, key = %key, "a foreign object sits at the next assignment key; skipping past it");
                 }
@@ -1504,6 +1556,15 @@ impl Orchestrator {
             "{MAX_TAKEN_KEYS} assignment keys in a row under {} are taken by foreign objects",
             layout.assignments_of(&worker.hotkey, worker.worker)
         )
+    }
+
+    /// A sequence number no assignment of this owner has used.
+    fn take_seq(&mut self) -> anyhow::Result<u64> {
+        let seq = self.next_seq;
+        self.next_seq = seq
+            .checked_add(1)
+            .context("assignment sequence exhausted")?;
+        Ok(seq)
     }
 
     /// Bucket keys of a job's inputs.
@@ -1538,7 +1599,7 @@ impl Orchestrator {
         attempt: u32,
         hotkey: Hotkey,
         inputs: &[String],
-        deadline_ms: u64,
+        (deadline_ms, receipt_size): (u64, u64),
     ) -> anyhow::Result<Vec<u8>> {
         use locus_protocol::presign::Conditions;
         if !self.bucket.can_presign() {
@@ -1564,7 +1625,7 @@ impl Orchestrator {
         wanted.push((
             "PUT",
             layout.receipt(run_id, spec.step, &spec.job_id, attempt),
-            Conditions::create_only(locus_protocol::grant::RECEIPT_SIZE),
+            Conditions::create_only(receipt_size),
         ));
         let grant = self
             .grant(hotkey, run_id, &spec.job_id, attempt, wanted, deadline_ms)
@@ -1637,10 +1698,12 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Writes the job's manifest once for its current inputs; returns where
-    /// it is. A key already taken by something else (a foreign object, or
-    /// an earlier manifest of ours that names inputs since lost) moves the
-    /// manifest to the next revision; the assignment names the key.
+    /// The job's manifest for its current inputs, and the key and digest
+    /// its assignments commit to. It is not stored: every assignment
+    /// carries it (field 12), signed with it, and a receipt carries its
+    /// assignment, so no reader needs an object of its own (one PUT per
+    /// job). The key names the manifest; a manifest naming other inputs
+    /// (an input lost and recomputed) takes the next revision's key.
     async fn publish_manifest(&mut self, spec: &JobSpec) -> anyhow::Result<Published> {
         for source in &spec.inputs {
             if let Source::Owner(id) = source {
@@ -1671,55 +1734,23 @@ impl Orchestrator {
         }
         let layout = self.bucket.layout().clone();
         let run_id = self.run.run_id.clone();
-        let first = earlier
+        let revision = earlier
             .and_then(|p| layout.parse_job_manifest(&run_id, &p.key))
-            .map_or(0, |(_, revision)| revision + 1);
+            .map_or(0, |(_, revision)| revision.saturating_add(1));
         let manifest = pb::JobManifest {
             run_id: run_id.clone(),
             inputs: inputs.clone(),
             ..locus_workloads::job_manifest(self.workload(), spec)
         };
-        let owner = self.owner.hotkey();
-        for revision in first..locus_protocol::paths::MAX_MANIFEST_REVISIONS {
-            let key = layout.job_manifest_revision(&run_id, &spec.job_id, revision);
-            let digest = match self.bucket.create(&key, &manifest, &self.owner).await {
-                Ok(digest) => digest,
-                Err(BucketError::AlreadyExists { .. }) => {
-                    match self
-                        .bucket
-                        .get::<pb::JobManifest>(&key, Expect::Signer(&owner))
-                        .await
-                    {
-                        // Ours, from before a restart.
-                        Ok(existing) if *existing == manifest => existing.digest(),
-                        Ok(_) => {
-                            info!(run = %run_id, job = %spec.job_id, key = %key, "an earlier manifest of this job names other inputs; publishing the next revision");
-                            continue;
-                        }
-                        Err(e) if e.is_transient() => return Err(e.into()),
-                        Err(e) => {
-                            warn!(run = %run_id, job = %spec.job_id, key = %key, error = %e, "a foreign object sits at the manifest key; publishing the next revision");
-                            continue;
-                        }
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let published = Published {
-                key,
-                digest,
-                inputs,
-                manifest,
-            };
-            self.published
-                .insert(spec.job_id.clone(), published.clone());
-            return Ok(published);
-        }
-        bail!(
-            "job {}: every manifest key up to revision {} is taken by objects the owner did not write",
-            spec.job_id,
-            locus_protocol::paths::MAX_MANIFEST_REVISIONS - 1
-        )
+        let published = Published {
+            key: layout.job_manifest_revision(&run_id, &spec.job_id, revision),
+            digest: Digest::of(&prost::Message::encode_to_vec(&manifest)),
+            inputs,
+            manifest,
+        };
+        self.published
+            .insert(spec.job_id.clone(), published.clone());
+        Ok(published)
     }
 
     /// Records finished steps in the run state and plans further ahead.

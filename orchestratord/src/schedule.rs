@@ -332,6 +332,23 @@ impl Schedule {
         self.steps_where(|s| matches!(s, JobState::Assigned { .. } | JobState::Judging { .. }))
     }
 
+    /// The attempts a verdict can still come for, as (step, job, attempt):
+    /// jobs out, and results waiting for their verdict.
+    pub fn awaiting_verdict(&self) -> Vec<(u32, String, u32)> {
+        let mut awaited: Vec<(u32, String, u32)> = self
+            .states
+            .iter()
+            .filter_map(|(job, state)| match *state {
+                JobState::Assigned { attempt, .. } | JobState::Judging { attempt, .. } => {
+                    Some((self.specs.get(job)?.step, job.clone(), attempt))
+                }
+                _ => None,
+            })
+            .collect();
+        awaited.sort();
+        awaited
+    }
+
     /// Returns expired assignments to `Waiting` and lists them.
     pub fn expire(&mut self, now_ms: u64) -> Vec<(String, u32, WorkerId)> {
         let mut expired = Vec::new();

@@ -13,8 +13,10 @@
 //!   commits to agrees with its assignment. A receipt that fails it is that
 //!   hotkey's fault: a validator fails it.
 
-use crate::envelope::{RejectReason, Rejection, Verified};
-use crate::keys::Hotkey;
+use prost::Message as _;
+
+use crate::envelope::{self, Expect, RejectReason, Rejection, Verified};
+use crate::keys::{Hotkey, Keypair};
 use crate::paths::Layout;
 use crate::pb;
 
@@ -157,6 +159,71 @@ pub fn attribute(
         attempt,
         hotkey: assigned,
     })
+}
+
+/// The record type the copy of an assignment a receipt carries is signed
+/// as: not the assignment's own, so that a copy (which leaves the grant
+/// out) cannot be stored at the assignment's key and pass for it.
+pub const ASSIGNMENT_COPY: &str = "locus.v1.Assignment/copy";
+
+/// What of an assignment its receipt carries: all but the sealed grant,
+/// which only the miner can open and which makes an assignment on S3 too
+/// large to carry.
+fn copy_of(assignment: &pb::Assignment) -> pb::Assignment {
+    pb::Assignment {
+        sealed_grant: Vec::new(),
+        copy_signature: Vec::new(),
+        ..assignment.clone()
+    }
+}
+
+/// The owner's signature over the copy of `assignment`, to be stored at
+/// `key`, that its receipt will carry (`Assignment.copy_signature`).
+pub fn sign_assignment_copy(assignment: &pb::Assignment, key: &str, owner: &Keypair) -> Vec<u8> {
+    envelope::sign_copy(&copy_of(assignment), ASSIGNMENT_COPY, key, owner).signature
+}
+
+/// The most bytes [`carry_assignment`] adds to a receipt for `assignment`
+/// (whatever its `next_seq`): what the owner sizes a receipt's grant by.
+pub fn carried_assignment_bound(assignment: &pb::Assignment) -> u64 {
+    let widest = pb::Assignment {
+        next_seq: Some(u64::MAX),
+        ..copy_of(assignment)
+    };
+    // Field tags and lengths, the record type, signer and signature.
+    (widest.encoded_len() + ASSIGNMENT_COPY.len() + 32 + 64 + 32) as u64
+}
+
+/// The copy of `assignment` (signed by `owner`) for its miner's receipt;
+/// None where the owner signed no copy.
+pub fn carry_assignment(assignment: &pb::Assignment, owner: &Hotkey) -> Option<pb::Envelope> {
+    if assignment.copy_signature.is_empty() {
+        return None;
+    }
+    Some(pb::Envelope {
+        record_type: ASSIGNMENT_COPY.to_string(),
+        payload: copy_of(assignment).encode_to_vec(),
+        signer: owner.to_bytes().to_vec(),
+        signature: assignment.copy_signature.clone(),
+        padding: Vec::new(),
+    })
+}
+
+/// The assignment `receipt` carries, verified as the one `owner` wrote at
+/// the key the receipt names. None: it carries none, or one that does not
+/// verify; the reader then reads that key, as it would without a copy.
+pub fn carried_assignment(
+    receipt: &pb::Receipt,
+    owner: &Hotkey,
+) -> Option<Verified<pb::Assignment>> {
+    let copy = receipt.assignment.as_ref()?;
+    envelope::open_copy(
+        copy,
+        ASSIGNMENT_COPY,
+        &receipt.assignment_key,
+        Expect::Signer(owner),
+    )
+    .ok()
 }
 
 /// Why the manifest an assignment carries cannot be used.
@@ -443,5 +510,83 @@ mod tests {
             embedded_manifest(&carrying(Some(other_job))),
             Some(Err(EmbeddedManifest::AnotherJob { .. }))
         ));
+    }
+
+    /// A receipt's copy of its assignment counts as the owner's word only
+    /// if the owner signed it for the key the receipt names; a copy that
+    /// was changed, re-signed by someone else or moved to another key sends
+    /// the reader to the key. The copy cannot pass for the assignment.
+    #[test]
+    fn a_receipt_carries_its_assignment_as_the_owner_signed_it() {
+        let c = case();
+        let owner = Keypair::generate();
+        let assignment = pb::Assignment {
+            sealed_grant: vec![9; 300],
+            next_seq: Some(6),
+            ..c.assignment.clone()
+        };
+        let key = c.receipt.assignment_key.clone();
+        let with_copy = pb::Assignment {
+            copy_signature: sign_assignment_copy(&assignment, &key, &owner),
+            ..assignment.clone()
+        };
+        let receipt = pb::Receipt {
+            assignment: carry_assignment(&with_copy, &owner.hotkey()),
+            ..c.receipt.clone()
+        };
+        let carried = carried_assignment(&receipt, &owner.hotkey()).expect("the owner's copy");
+        assert_eq!(carried.key(), key);
+        assert_eq!(*carried.signer(), owner.hotkey());
+        assert_eq!(
+            *carried,
+            pb::Assignment {
+                sealed_grant: Vec::new(),
+                ..assignment.clone()
+            }
+        );
+        // Attributed as the stored assignment would be.
+        let stored = open::<pb::Assignment>(
+            &seal(&with_copy, &key, &owner).bytes,
+            &key,
+            Expect::Signer(&owner.hotkey()),
+        )
+        .unwrap();
+        let sealed_receipt = signed(&receipt, &c.miner, &c.key);
+        assert_eq!(
+            attribute(&c.layout, RUN, &c.key, &sealed_receipt, &carried),
+            attribute(&c.layout, RUN, &c.key, &sealed_receipt, &stored)
+        );
+
+        // Not the owner's, changed, or for another key: no copy.
+        assert!(carried_assignment(&receipt, &c.miner.hotkey()).is_none());
+        let mut changed = receipt.clone();
+        if let Some(copy) = changed.assignment.as_mut() {
+            copy.payload = pb::Assignment {
+                attempt: 3,
+                ..pb::Assignment::decode(copy.payload.as_slice()).unwrap()
+            }
+            .encode_to_vec();
+        }
+        assert!(carried_assignment(&changed, &owner.hotkey()).is_none());
+        let moved = pb::Receipt {
+            assignment_key: c.layout.assignment(&owner.hotkey(), 1, 7),
+            ..receipt.clone()
+        };
+        assert!(carried_assignment(&moved, &owner.hotkey()).is_none());
+        let none = pb::Receipt {
+            assignment: None,
+            ..receipt.clone()
+        };
+        assert!(carried_assignment(&none, &owner.hotkey()).is_none());
+
+        // Stored at the assignment's key, a copy is the wrong type.
+        let copy = receipt.assignment.clone().unwrap();
+        let err =
+            open::<pb::Assignment>(&copy.encode_to_vec(), &key, Expect::Signer(&owner.hotkey()))
+                .unwrap_err();
+        assert!(
+            matches!(err.reason, RejectReason::WrongType { .. }),
+            "{err}"
+        );
     }
 }

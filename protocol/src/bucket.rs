@@ -93,6 +93,10 @@ pub struct RequestCounts {
     pub puts: AtomicU64,
     pub lists: AtomicU64,
     pub errors: AtomicU64,
+    /// GETs of a key that held nothing (counted in `gets` and `errors`
+    /// too): a daemon that reads where an object is expected pays these
+    /// instead of listings.
+    pub get_misses: AtomicU64,
     /// Bytes of object bodies read through [`Bucket::get`] and friends.
     pub bytes_read: AtomicU64,
     pub get_micros: AtomicU64,
@@ -459,6 +463,9 @@ impl Bucket {
         let result = self.store.get(&Path::from(key)).await;
         let c = &self.counts;
         c.record(Op::Get, key, started, &result);
+        if let Err(object_store::Error::NotFound { .. }) = &result {
+            c.get_misses.fetch_add(1, Ordering::Relaxed);
+        }
         let result = result.map_err(|e| BucketError::storage(key, e))?;
         let version = version(
             result.meta.size,

@@ -318,16 +318,67 @@ pub fn open<T: Record>(
     }
     let envelope =
         pb::Envelope::decode(bytes).map_err(|e| reject(RejectReason::Malformed(e.to_string())))?;
-    if envelope.record_type != T::TYPE {
+    open_envelope(envelope, T::TYPE, key, expect, bytes.len())
+}
+
+/// Signs `record` as a copy of the object at `key` to be carried inside
+/// another record, under `copy_type`: a record type of its own, so that the
+/// copy (which may leave fields out) cannot be stored at `key` and pass for
+/// the object there.
+pub fn sign_copy<T: Record>(
+    record: &T,
+    copy_type: &str,
+    key: &str,
+    signer: &Keypair,
+) -> pb::Envelope {
+    let payload = record.encode_to_vec();
+    let signature = signer.sign(&signing_message(copy_type, key, &Digest::of(&payload)));
+    pb::Envelope {
+        record_type: copy_type.to_string(),
+        payload,
+        signer: signer.hotkey().to_bytes().to_vec(),
+        signature: signature.to_vec(),
+        padding: Vec::new(),
+    }
+}
+
+/// Verifies a copy made by [`sign_copy`] as the record at `key`: checked
+/// like an object read from the bucket, under `copy_type`.
+pub fn open_copy<T: Record>(
+    copy: &pb::Envelope,
+    copy_type: &str,
+    key: &str,
+    expect: Expect<'_>,
+) -> Result<Verified<T>, Rejection> {
+    open_envelope(copy.clone(), copy_type, key, expect, copy.encoded_len())
+}
+
+/// The checks of [`open`] after decoding: record type, signer key,
+/// signature for `key`, signer role, payload.
+fn open_envelope<T: Record>(
+    envelope: pb::Envelope,
+    record_type: &str,
+    key: &str,
+    expect: Expect<'_>,
+    size: usize,
+) -> Result<Verified<T>, Rejection> {
+    let reject = |reason| Rejection {
+        key: key.to_string(),
+        reason,
+    };
+    if envelope.record_type != record_type {
         return Err(reject(RejectReason::WrongType {
-            expected: T::TYPE.to_string(),
+            expected: record_type.to_string(),
             found: truncate(&envelope.record_type),
         }));
     }
     let signer =
         Hotkey::from_bytes(&envelope.signer).map_err(|_| reject(RejectReason::BadSignerKey))?;
     let digest = Digest::of(&envelope.payload);
-    if !signer.verify(&signing_message(T::TYPE, key, &digest), &envelope.signature) {
+    if !signer.verify(
+        &signing_message(record_type, key, &digest),
+        &envelope.signature,
+    ) {
         return Err(reject(RejectReason::BadSignature {
             signer: signer.ss58(),
         }));
@@ -361,7 +412,7 @@ pub fn open<T: Record>(
         key: key.to_string(),
         signer,
         digest,
-        size: bytes.len(),
+        size,
         record,
     })
 }

@@ -242,6 +242,7 @@ mod tests {
                 bytes_moved: u64::MAX,
             }),
             step: u32::MAX,
+            assignment: None,
         };
         let receipt_key = layout.receipt(&id, u32::MAX, &id, u32::MAX);
         let rc = seal(&receipt, &receipt_key, &key).bytes.len() as u64;
@@ -249,5 +250,54 @@ mod tests {
         // At least twice the room the largest needs.
         assert!(2 * hb <= HEARTBEAT_SIZE, "heartbeat {hb}");
         assert!(2 * rc <= RECEIPT_SIZE, "receipt {rc}");
+
+        // A receipt carrying its assignment's copy fits the room the owner
+        // grants for it, whatever sequence number the copy names.
+        let input = pb::InputRef {
+            key: layout.artifact(&id, &id, u32::MAX),
+            digest: vec![0xff; 32],
+            writer: vec![0xff; 32],
+        };
+        let assignment = pb::Assignment {
+            run_id: id.clone(),
+            job_id: id.clone(),
+            attempt: u32::MAX,
+            hotkey: hotkey.to_bytes().to_vec(),
+            worker: u32::MAX,
+            manifest_key: layout.job_manifest(&id, &id),
+            manifest_digest: vec![0xff; 32],
+            issued_unix_ms: u64::MAX,
+            deadline_unix_ms: u64::MAX,
+            step: u32::MAX,
+            sealed_grant: vec![0xff; 8192],
+            manifest: Some(pb::JobManifest {
+                run_id: id.clone(),
+                job_id: id.clone(),
+                step: u32::MAX,
+                inputs: vec![input; 16],
+                ..Default::default()
+            }),
+            next_seq: Some(0),
+            copy_signature: Vec::new(),
+        };
+        let assignment_key = layout.assignment(&hotkey, u32::MAX, u64::MAX);
+        let signed = pb::Assignment {
+            copy_signature: crate::attribution::sign_assignment_copy(
+                &assignment,
+                &assignment_key,
+                &key,
+            ),
+            ..assignment.clone()
+        };
+        let carrying = pb::Receipt {
+            assignment: crate::attribution::carry_assignment(&signed, &hotkey),
+            ..receipt
+        };
+        let rc = seal(&carrying, &receipt_key, &key).bytes.len() as u64;
+        let room = RECEIPT_SIZE + crate::attribution::carried_assignment_bound(&assignment);
+        assert!(rc <= room, "receipt carrying its assignment: {rc} > {room}");
+        let opened = crate::attribution::carried_assignment(&carrying, &hotkey).expect("verifies");
+        assert_eq!(opened.sealed_grant, Vec::<u8>::new());
+        assert_eq!(opened.next_seq, Some(0));
     }
 }

@@ -400,10 +400,9 @@ impl System {
                     .load(std::sync::atomic::Ordering::Relaxed)
             })
             .sum();
-        let orchestrator_gets = owner_buckets[0]
-            .counts()
-            .gets
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let counts = owner_buckets[0].counts();
+        let orchestrator_gets = counts.gets.load(std::sync::atomic::Ordering::Relaxed)
+            - counts.get_misses.load(std::sync::atomic::Ordering::Relaxed);
         let layout = bucket.layout();
         let state: Verified<pb::RunState> = bucket
             .get(&layout.run_state(RUN), Expect::Signer(&owner.hotkey()))
@@ -549,7 +548,8 @@ pub struct Finished {
     pub params: Vec<pb::Tensor>,
     /// Bytes the orchestrator(s) and the validator read from the bucket.
     pub owner_bytes_read: u64,
-    /// Objects the first orchestrator read.
+    /// Objects the first orchestrator read (GETs of keys that held
+    /// nothing yet, where it waits for a verdict, not counted).
     pub orchestrator_gets: u64,
     /// The auditors, and the validator's signed reason for each it dropped.
     pub auditors: Vec<(Hotkey, Option<String>)>,

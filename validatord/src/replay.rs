@@ -230,19 +230,25 @@ impl Judge<'_> {
                 attribution::Misattribution::NotAnAssignmentKey(named).at(key),
             ));
         }
-        // The owner writes an assignment before any receipt for it can exist,
-        // so a receipt naming a missing assignment is bogus, not early.
-        let assignment: Verified<pb::Assignment> = self
-            .bucket
-            .get(&receipt.assignment_key, Expect::Signer(self.owner))
-            .await
-            .map_err(|e| match e {
-                BucketError::NotFound { key: missing } => inconsistent(
-                    key,
-                    format!("names assignment {missing}, which does not exist"),
-                ),
-                other => other.into(),
-            })?;
+        // The copy the receipt carries is the owner's word as much as the
+        // object at the key. Without one: the owner writes an assignment
+        // before any receipt for it can exist, so a receipt naming a missing
+        // assignment is bogus, not early.
+        let assignment: Verified<pb::Assignment> =
+            match attribution::carried_assignment(&receipt, self.owner) {
+                Some(carried) => carried,
+                None => self
+                    .bucket
+                    .get(&receipt.assignment_key, Expect::Signer(self.owner))
+                    .await
+                    .map_err(|e| match e {
+                        BucketError::NotFound { key: missing } => inconsistent(
+                            key,
+                            format!("names assignment {missing}, which does not exist"),
+                        ),
+                        other => other.into(),
+                    })?,
+            };
         let attributed = attribution::attribute(layout, run_id, key, &receipt, &assignment)
             .map_err(|m| JudgeError::Rejected(m.at(key)))?;
         Ok((receipt, assignment, attributed))

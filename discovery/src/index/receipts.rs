@@ -123,6 +123,14 @@ impl DiscoveryIndex {
             let key = receipt.key().to_string();
             match checked {
                 Ok(()) => {
+                    // Owners no longer store job manifests: the job is
+                    // learnt of from the manifest its assignment carries.
+                    let manifest = assignment.as_ref().ok().and_then(|a| a.manifest.clone());
+                    if let (Some(entry), Some(manifest)) = (self.runs.get_mut(run), manifest)
+                        && manifest.run_id == run
+                    {
+                        entry.note_job(&manifest);
+                    }
                     let hotkey = Hotkey::from_bytes(&receipt.hotkey)
                         .map(|h| h.to_bytes())
                         .unwrap_or_default();

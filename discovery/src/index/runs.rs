@@ -27,6 +27,10 @@ pub(super) struct RunEntry {
     /// The pipeline stage of each job with a verified manifest (0 for
     /// workloads without stages); eval jobs, which run every stage, have none.
     pub(super) job_stages: std::collections::HashMap<String, u32>,
+    /// Every job counted in `job_steps`: from stored manifests (owners that
+    /// stored them) or from the manifest an attributed receipt's
+    /// assignment carries.
+    pub(super) known_jobs: std::collections::HashSet<String>,
     pub(super) receipts_cur: Cursor,
     pub(super) receipts: BTreeMap<String, ReceiptEntry>,
     pub(super) verdicts_cur: Cursor,
@@ -35,6 +39,19 @@ pub(super) struct RunEntry {
 }
 
 impl RunEntry {
+    /// Counts `manifest`'s job once, whichever way it was learnt of.
+    pub(super) fn note_job(&mut self, manifest: &pb::JobManifest) {
+        if !self.known_jobs.insert(manifest.job_id.clone()) {
+            return;
+        }
+        *self.job_steps.entry(manifest.step).or_default() += 1;
+        // An eval job runs the whole model: no one stage's work.
+        if manifest.kind != pb::JobKind::Eval as i32 {
+            self.job_stages
+                .insert(manifest.job_id.clone(), manifest.stage);
+        }
+    }
+
     fn new(manifest_key: String, manifest: pb::RunManifest, validators: Vec<Hotkey>) -> Self {
         RunEntry {
             manifest_key,
@@ -46,6 +63,7 @@ impl RunEntry {
             jobs: Cursor::default(),
             job_steps: BTreeMap::new(),
             job_stages: Default::default(),
+            known_jobs: Default::default(),
             receipts_cur: Cursor::default(),
             receipts: BTreeMap::new(),
             verdicts_cur: Cursor::default(),
@@ -232,20 +250,13 @@ impl DiscoveryIndex {
                         )
                     },
                 )
-                .map(|()| {
-                    // An eval job runs the whole model: no one stage's work.
-                    let stage = (job.kind != pb::JobKind::Eval as i32).then_some(job.stage);
-                    (job.step, stage, job.job_id.clone())
-                })
+                .map(|()| job)
             });
             match checked {
-                Ok((step, stage, job_id)) => {
+                Ok(job) => {
                     self.seen(run, WriteOnce::Jobs, &key);
                     if let Some(entry) = self.runs.get_mut(run) {
-                        *entry.job_steps.entry(step).or_default() += 1;
-                        if let Some(stage) = stage {
-                            entry.job_stages.insert(job_id, stage);
-                        }
+                        entry.note_job(&job);
                     }
                 }
                 Err(reason) => self.reject_seen(run, WriteOnce::Jobs, &key, reason, report),
