@@ -150,9 +150,13 @@ async fn run() -> anyhow::Result<()> {
         .wallet
         .load(common.hotkey_file.as_deref(), "--hotkey-file")?;
     common.hotkey_file = Some(common.wallet.key_path(common.hotkey_file.as_deref())?);
-    Bucket::open(&cli.common.bucket, cli.common.netuid)?
-        .check_access()
-        .await?;
+    // The supervisor checks the bucket once before it starts any worker;
+    // each worker's first request finds out soon enough if that changed.
+    if cli.command.is_none() {
+        Bucket::open(&cli.common.bucket, cli.common.netuid)?
+            .check_access()
+            .await?;
+    }
     let shutdown = Shutdown::install()?;
     match cli.command {
         Some(Command::Worker {

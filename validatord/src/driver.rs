@@ -286,13 +286,21 @@ impl Validator {
             }
             if progressed {
                 backoff.reset();
-            } else if !self.out.is_empty() || self.runs.values().any(|t| !t.complete) {
+            } else if !self.out.is_empty()
+                || (!wake.is_watching() && self.runs.values().any(|t| !t.complete))
+            {
                 // The owner waits for verdicts before it goes on: while a
-                // run is live, keep the delay to a new receipt short.
+                // run is live, keep the delay to a new receipt short. Where
+                // receipts and the run state are watched, their events bring
+                // the loop back at once, and polling faster only re-lists
+                // (on a local bucket that was a third of its requests).
                 backoff.cap(self.settings.poll_min * 4);
             }
             for run in self.runs.keys() {
                 wake.add(&self.bucket.layout().receipts(run));
+                // The run state (a step completed, the run done) sits
+                // directly in the run's directory.
+                wake.add_shallow(&self.bucket.layout().run_dir(run));
             }
             for auditor in &self.settings.audit.auditors {
                 wake.add(&self.bucket.layout().audit_results(auditor));
