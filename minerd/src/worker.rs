@@ -166,7 +166,7 @@ impl<A: Adversary> Worker<A> {
         adversary.background(&tools, shutdown);
         let layout = self.bucket.layout().clone();
         let prefix = layout.assignments_of(&hotkey, self.cfg.index);
-        let mut cursor = self.resume_cursor(&prefix).await;
+        let (mut cursor, mut resumed) = self.resume_cursor(&prefix).await;
         // The key the owner said this worker's next assignment goes to, and
         // when the prefix was last listed.
         let mut expected: Option<String> = None;
@@ -192,7 +192,11 @@ impl<A: Adversary> Worker<A> {
             // that restarted, or past a key someone else took).
             let listing = expected.is_none()
                 || listed_at.is_none_or(|at| at.elapsed() >= LIST_WHILE_EXPECTING);
-            let keys = if listing {
+            let keys = if let Some(keys) = resumed.take() {
+                // The listing the cursor was found in, from the cursor on.
+                listed_at = Some(Instant::now());
+                keys
+            } else if listing {
                 listed_at = Some(Instant::now());
                 match self.bucket.list(&prefix, cursor.as_deref()).await {
                     Ok(keys) => keys,
@@ -287,15 +291,27 @@ impl<A: Adversary> Worker<A> {
     /// margin covers runs of one owner whose numbers interleave; a job of
     /// such a run missed here only waits for its lease to run out and goes
     /// to another worker. None (read everything) when nothing ran out yet
-    /// or the bucket cannot say.
-    async fn resume_cursor(&self, prefix: &str) -> Option<String> {
+    /// or the bucket cannot say. With it, the keys of that listing after
+    /// the cursor: the worker's first pass need not list again.
+    async fn resume_cursor(&self, prefix: &str) -> (Option<String>, Option<Vec<String>>) {
         let keys = match self.bucket.list(prefix, None).await {
             Ok(keys) => keys,
             Err(e) => {
                 warn!(error = %e, "cannot list assignments");
-                return None;
+                return (None, None);
             }
         };
+        let cursor = self.resume_point(&keys).await;
+        let after: Vec<String> = keys
+            .into_iter()
+            .filter(|k| cursor.as_ref().is_none_or(|c| k > c))
+            .collect();
+        (cursor, Some(after))
+    }
+
+    /// The newest of `keys` (ascending) whose lease ran out at least
+    /// [`RESUME_MARGIN`] ago; see [`Worker::resume_cursor`].
+    async fn resume_point(&self, keys: &[String]) -> Option<String> {
         let expired_before = self
             .cfg
             .clock

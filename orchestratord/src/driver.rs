@@ -1496,8 +1496,12 @@ impl Orchestrator {
             };
             let manifest_inputs: Vec<String> = self.input_keys(&spec)?;
             // The receipt carries a copy of this assignment (less the grant).
-            let receipt_size = locus_protocol::grant::RECEIPT_SIZE
-                + locus_protocol::attribution::carried_assignment_bound(&assignment);
+            let carried = if attribution::copy_fits(&assignment) {
+                attribution::carried_assignment_bound(&assignment)
+            } else {
+                0
+            };
+            let receipt_size = locus_protocol::grant::RECEIPT_SIZE + carried;
             assignment.sealed_grant = self
                 .job_grant(
                     &spec,
@@ -1539,8 +1543,11 @@ impl Orchestrator {
             let next = self.take_seq()?;
             assignment.next_seq = Some(next);
             let key = layout.assignment(&worker.hotkey, worker.worker, seq);
-            assignment.copy_signature =
-                locus_protocol::attribution::sign_assignment_copy(assignment, &key, &self.owner);
+            assignment.copy_signature = if attribution::copy_fits(assignment) {
+                attribution::sign_assignment_copy(assignment, &key, &self.owner)
+            } else {
+                Vec::new()
+            };
             match self.bucket.create(&key, &*assignment, &self.owner).await {
                 Ok(_) => {
                     self.reserved.insert(worker, next);

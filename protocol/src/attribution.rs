@@ -194,6 +194,16 @@ pub fn carried_assignment_bound(assignment: &pb::Assignment) -> u64 {
     (widest.encoded_len() + ASSIGNMENT_COPY.len() + 32 + 64 + 32) as u64
 }
 
+/// Whether the receipt answering `assignment` can carry its copy: the
+/// copy and the receipt's own fields (at most [`RECEIPT_SIZE`](crate::grant::RECEIPT_SIZE))
+/// stay within a receipt's size limit. The owner signs no copy of an
+/// assignment too large for that (a manifest naming very many inputs); its
+/// receipt names the assignment's key only.
+pub fn copy_fits(assignment: &pb::Assignment) -> bool {
+    crate::grant::RECEIPT_SIZE + carried_assignment_bound(assignment)
+        <= <pb::Receipt as crate::Record>::MAX_BYTES as u64
+}
+
 /// The copy of `assignment` (signed by `owner`) for its miner's receipt;
 /// None where the owner signed no copy.
 pub fn carry_assignment(assignment: &pb::Assignment, owner: &Hotkey) -> Option<pb::Envelope> {

@@ -253,11 +253,7 @@ mod tests {
 
         // A receipt carrying its assignment's copy fits the room the owner
         // grants for it, whatever sequence number the copy names.
-        let input = pb::InputRef {
-            key: layout.artifact(&id, &id, u32::MAX),
-            digest: vec![0xff; 32],
-            writer: vec![0xff; 32],
-        };
+        let input = input_of(&layout, &id);
         let assignment = pb::Assignment {
             run_id: id.clone(),
             job_id: id.clone(),
@@ -296,8 +292,27 @@ mod tests {
         let rc = seal(&carrying, &receipt_key, &key).bytes.len() as u64;
         let room = RECEIPT_SIZE + crate::attribution::carried_assignment_bound(&assignment);
         assert!(rc <= room, "receipt carrying its assignment: {rc} > {room}");
+        assert!(crate::attribution::copy_fits(&assignment));
         let opened = crate::attribution::carried_assignment(&carrying, &hotkey).expect("verifies");
         assert_eq!(opened.sealed_grant, Vec::<u8>::new());
         assert_eq!(opened.next_seq, Some(0));
+        // A manifest naming thousands of inputs: no copy, the receipt keeps
+        // to its own size.
+        let huge = pb::Assignment {
+            manifest: Some(pb::JobManifest {
+                inputs: vec![input_of(&layout, &id); 1000],
+                ..pb::JobManifest::default()
+            }),
+            ..assignment
+        };
+        assert!(!crate::attribution::copy_fits(&huge));
+    }
+
+    fn input_of(layout: &crate::Layout, id: &str) -> pb::InputRef {
+        pb::InputRef {
+            key: layout.artifact(id, id, u32::MAX),
+            digest: vec![0xff; 32],
+            writer: vec![0xff; 32],
+        }
     }
 }

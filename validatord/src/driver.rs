@@ -597,11 +597,13 @@ impl Validator {
             };
             // The owner plans one step ahead and waits for verdicts before
             // it uses a result, so the next step's receipts are judged
-            // right away.
+            // right away. One step more: the state read here may be one
+            // step old when the first receipt planned after it comes (both
+            // writes wake one pass), and a listing of it costs no more.
             let last_step = if state.done {
                 state.completed_steps.saturating_sub(1)
             } else {
-                (state.completed_steps + 1).min(track.manifest.steps.saturating_sub(1))
+                (state.completed_steps + 2).min(track.manifest.steps.saturating_sub(1))
             };
             // Steps well behind the run are normally skipped; once the run
             // is done, one last pass covers every step not folded, so
