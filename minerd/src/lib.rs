@@ -23,5 +23,6 @@ pub mod attacks;
 pub mod faults;
 #[cfg(feature = "fault-injection")]
 pub mod hostile;
+pub mod next_assignment;
 pub use locus_daemon::supervisor;
 pub mod worker;

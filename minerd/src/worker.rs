@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::access::{Access, AccessError};
 use crate::adversary::{Adversary, Honest, Job, Published, Tools};
+use crate::next_assignment::{NextAssignment, Told};
 
 /// How long after its lease ran out an assignment is certainly stale for
 /// a restarted worker (see [`Worker::resume_cursor`]).
@@ -106,9 +107,8 @@ pub struct Worker<A: Adversary = Honest> {
     executed: locus_observe::Counter,
     refused: locus_observe::Counter,
     inputs: InputCache,
-    /// `next_seq` of the last assignment read: where the owner will put
-    /// this worker's next one.
-    told_next: Option<u64>,
+    /// What the last assignment read said about the next one.
+    told: Option<Told>,
     adversary: A,
 }
 
@@ -133,7 +133,7 @@ impl<A: Adversary> Worker<A> {
             executed: Default::default(),
             refused: Default::default(),
             inputs: InputCache::new(INPUT_CACHE_BYTES),
-            told_next: None,
+            told: None,
             adversary,
         }
     }
@@ -167,9 +167,9 @@ impl<A: Adversary> Worker<A> {
         let layout = self.bucket.layout().clone();
         let prefix = layout.assignments_of(&hotkey, self.cfg.index);
         let (mut cursor, mut resumed) = self.resume_cursor(&prefix).await;
-        // The key the owner said this worker's next assignment goes to, and
+        // Where the owner said this worker's next assignment goes, and
         // when the prefix was last listed.
-        let mut expected: Option<String> = None;
+        let mut next = NextAssignment::default();
         let mut listed_at: Option<Instant> = None;
         let mut first_pass = true;
         let mut refused = std::collections::HashSet::new();
@@ -190,6 +190,8 @@ impl<A: Adversary> Worker<A> {
             // came, where a listing and then a GET would. The prefix is
             // still listed now and then, for work put elsewhere (by an owner
             // that restarted, or past a key someone else took).
+            next.prune(self.cfg.clock.now_ms());
+            let expected = next.key().map(str::to_string);
             let listing = expected.is_none()
                 || listed_at.is_none_or(|at| at.elapsed() >= LIST_WHILE_EXPECTING);
             let keys = if let Some(keys) = resumed.take() {
@@ -217,7 +219,7 @@ impl<A: Adversary> Worker<A> {
                 if refused.contains(&key) {
                     continue;
                 }
-                self.told_next = None;
+                self.told = None;
                 let outcome = self.handle(&key, first_pass).await;
                 let missing = matches!(&outcome, Err(Skip::Bucket(BucketError::NotFound { key: gone })) if *gone == key);
                 if missing && !listing {
@@ -237,9 +239,7 @@ impl<A: Adversary> Worker<A> {
                         // cannot hide the owner's later assignments.
                         warn!(assignment = %key, %reason, "assignment not executed");
                         self.refused.inc();
-                        if expected.as_ref() == Some(&key) {
-                            expected = None;
-                        }
+                        next.forget(&key);
                         refused.insert(key);
                         continue;
                     }
@@ -255,11 +255,9 @@ impl<A: Adversary> Worker<A> {
                         warn!(assignment = %key, %reason, "assignment not executed");
                     }
                 }
-                expected = self
-                    .told_next
-                    .take()
-                    .map(|seq| layout.assignment(&hotkey, self.cfg.index, seq))
-                    .filter(|next| *next > key);
+                if let Some(told) = self.told.take() {
+                    next.learn(&key, told);
+                }
                 cursor = Some(key);
             }
             first_pass = false;
@@ -397,7 +395,15 @@ impl<A: Adversary> Worker<A> {
         if assignment.hotkey != hotkey.to_bytes() || assignment.worker != self.cfg.index {
             return Err(Skip::Invalid(format!("{key} assigns another worker")));
         }
-        self.told_next = assignment.next_seq;
+        self.told = Some(Told {
+            run: assignment.run_id.clone(),
+            next_key: assignment.next_seq.map(|seq| {
+                self.bucket
+                    .layout()
+                    .assignment(&hotkey, self.cfg.index, seq)
+            }),
+            deadline_ms: assignment.deadline_unix_ms,
+        });
         for (what, id) in [("run", &assignment.run_id), ("job", &assignment.job_id)] {
             locus_protocol::paths::validate_id(what, id).map_err(Skip::Invalid)?;
         }
