@@ -32,11 +32,28 @@ pub const MIN_WAKE_GAP: Duration = Duration::from_millis(20);
 /// event was lost waits at most this long.
 pub const WATCHED_POLL: Duration = Duration::from_secs(5);
 
+/// How long a wake that only a new directory caused waits for the object
+/// to land in it. Every receipt and verdict gets a directory of its own,
+/// created just before the object is renamed into place: a loop woken by
+/// the directory listed too early, found nothing, and was woken again by
+/// the object (an empty listing per job). The directory's event stays a
+/// signal: an object written before the new directory was watched raises
+/// no event of its own.
+pub const DIRECTORY_SETTLE: Duration = Duration::from_millis(3);
+
 /// Fires when an object appears, is replaced or removed under the watched
 /// key prefixes of a local bucket; never fires on other stores.
 pub struct Wake {
     changed: Arc<Notify>,
+    seen: Arc<Seen>,
     watch: Option<Watch>,
+}
+
+/// What the events since the last wake were about.
+#[derive(Default)]
+struct Seen {
+    object: AtomicBool,
+    directory: AtomicBool,
 }
 
 struct Watch {
@@ -54,6 +71,7 @@ impl Wake {
     pub fn never() -> Wake {
         Wake {
             changed: Arc::new(Notify::new()),
+            seen: Arc::default(),
             watch: None,
         }
     }
@@ -66,11 +84,20 @@ impl Wake {
             return Wake::never();
         };
         let changed = Arc::new(Notify::new());
-        let signal = changed.clone();
+        let seen = Arc::new(Seen::default());
+        let (signal, saw) = (changed.clone(), seen.clone());
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // An error or a rescan request (the kernel's queue overflowed)
-            // may stand for changes that were dropped: look.
-            if event.is_err() || event.is_ok_and(|e| e.need_rescan() || is_visible_change(&e)) {
+            let what = match &event {
+                // An error or a rescan request (the kernel's queue
+                // overflowed) may stand for changes that were dropped: look.
+                Err(_) => Some(&saw.object),
+                Ok(e) if e.need_rescan() => Some(&saw.object),
+                Ok(e) if is_new_directory(e) => Some(&saw.directory),
+                Ok(e) if is_visible_change(e) => Some(&saw.object),
+                Ok(_) => None,
+            };
+            if let Some(flag) = what {
+                flag.store(true, Ordering::Relaxed);
                 signal.notify_one();
             }
         });
@@ -83,6 +110,7 @@ impl Wake {
         };
         let wake = Wake {
             changed,
+            seen,
             watch: Some(Watch {
                 root: root.to_path_buf(),
                 last: Mutex::default(),
@@ -163,6 +191,15 @@ impl Wake {
         if let Some(wait) = since.and_then(|since| MIN_WAKE_GAP.checked_sub(since)) {
             tokio::time::sleep(wait).await;
         }
+        if !self.seen.object.load(Ordering::Relaxed) && self.seen.directory.load(Ordering::Relaxed)
+        {
+            tokio::time::sleep(DIRECTORY_SETTLE).await;
+        }
+        // What came while this waited is seen by the pass about to run: its
+        // stored wake-up would only bring an empty pass after it.
+        let _ = tokio::time::timeout(Duration::ZERO, self.changed.notified()).await;
+        self.seen.object.store(false, Ordering::Relaxed);
+        self.seen.directory.store(false, Ordering::Relaxed);
         if let Ok(mut last) = watch.last.lock() {
             *last = Some(Instant::now());
         }
@@ -178,6 +215,15 @@ fn is_visible_change(event: &notify::Event) -> bool {
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
     );
     kind && event.paths.iter().any(|p| !is_staging(p))
+}
+
+/// A directory created: no object yet, but a sign one is coming (see
+/// [`DIRECTORY_SETTLE`]).
+fn is_new_directory(event: &notify::Event) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Create(notify::event::CreateKind::Folder)
+    )
 }
 
 fn is_staging(path: &Path) -> bool {
@@ -228,6 +274,35 @@ mod tests {
         wake.add(&later);
         put(&bucket, &format!("{later}a.pb")).await;
         assert!(soon(&wake).await, "no wake under a prefix added later");
+    }
+
+    /// One object (its directory, staging file and rename: several events)
+    /// wakes a loop once: a second wake would only bring an empty pass.
+    #[tokio::test]
+    async fn one_write_wakes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(dir.path().to_str().unwrap(), 3).unwrap();
+        let watched = bucket.layout().receipts("r1");
+        let wake = Wake::on(&bucket, std::slice::from_ref(&watched));
+        put(&bucket, &format!("{watched}first.pb")).await;
+        assert!(soon(&wake).await, "no wake for the first object");
+        // Written while the loop waits, just after a wake: its events come
+        // while the wake keeps the minimum gap.
+        let writer = bucket.clone();
+        let key = format!("{watched}s000001/job/a001.pb");
+        let write = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            put(&writer, &key).await;
+        });
+        assert!(soon(&wake).await, "no wake for the object");
+        write.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), wake.changed())
+                .await
+                .is_err(),
+            "woke twice for one object"
+        );
     }
 
     /// A prefix that cannot be watched (a file sits where its directory
