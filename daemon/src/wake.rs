@@ -47,6 +47,9 @@ pub struct Wake {
     changed: Arc<Notify>,
     seen: Arc<Seen>,
     watch: Option<Watch>,
+    /// Events that came while a wake waited are dropped with it (see
+    /// [`Wake::keep_every_wake`]).
+    coalesce: bool,
 }
 
 /// What the events since the last wake were about.
@@ -73,7 +76,17 @@ impl Wake {
             changed: Arc::new(Notify::new()),
             seen: Arc::default(),
             watch: None,
+            coalesce: true,
         }
+    }
+
+    /// Keeps the wake-up of events that came while a wake waited, for a
+    /// loop whose pass may not read everything they stand for: a worker
+    /// that reads only the key it expects must wake again for the one
+    /// written after it.
+    pub fn keep_every_wake(mut self) -> Wake {
+        self.coalesce = false;
+        self
     }
 
     /// Watches `prefixes` (key prefixes ending in `/`, with everything
@@ -110,6 +123,7 @@ impl Wake {
         };
         let wake = Wake {
             changed,
+            coalesce: true,
             seen,
             watch: Some(Watch {
                 root: root.to_path_buf(),
@@ -195,9 +209,11 @@ impl Wake {
         {
             tokio::time::sleep(DIRECTORY_SETTLE).await;
         }
-        // What came while this waited is seen by the pass about to run: its
-        // stored wake-up would only bring an empty pass after it.
-        let _ = tokio::time::timeout(Duration::ZERO, self.changed.notified()).await;
+        // What came while this waited is seen by the pass about to run (one
+        // that lists): its stored wake-up would only bring an empty pass.
+        if self.coalesce {
+            let _ = tokio::time::timeout(Duration::ZERO, self.changed.notified()).await;
+        }
         self.seen.object.store(false, Ordering::Relaxed);
         self.seen.directory.store(false, Ordering::Relaxed);
         if let Ok(mut last) = watch.last.lock() {

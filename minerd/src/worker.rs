@@ -173,7 +173,9 @@ impl<A: Adversary> Worker<A> {
         let mut listed_at: Option<Instant> = None;
         let mut first_pass = true;
         let mut refused = std::collections::HashSet::new();
-        let wake = Wake::on(&self.bucket, std::slice::from_ref(&prefix));
+        // A pass may read only the expected key: an assignment written
+        // while the wake waited must wake it again.
+        let wake = Wake::on(&self.bucket, std::slice::from_ref(&prefix)).keep_every_wake();
         // Nothing but a new assignment gives this loop work: where the
         // prefix is watched, the event wakes it, and an idle worker need
         // not poll its way back up from the minimum after every job (on a
