@@ -164,8 +164,7 @@ impl<A: Adversary> Worker<A> {
         ));
         let (adversary, tools) = self.adversary();
         adversary.background(&tools, shutdown);
-        let layout = self.bucket.layout().clone();
-        let prefix = layout.assignments_of(&hotkey, self.cfg.index);
+        let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
         let (mut cursor, mut resumed) = self.resume_cursor(&prefix).await;
         // Where the owner said this worker's next assignment goes, and
         // when the prefix was last listed.
@@ -569,6 +568,7 @@ impl<A: Adversary> Worker<A> {
                 &self.key,
             )
             .await?;
+        let payload_len = prost::Message::encoded_len(&artifact);
         let mut receipt = pb::Receipt {
             run_id: run_id.clone(),
             job_id: job_id.clone(),
@@ -580,7 +580,7 @@ impl<A: Adversary> Worker<A> {
             output: Some(pb::OutputCommitment {
                 key: artifact_key.clone(),
                 digest: digest.to_vec(),
-                size: prost::Message::encoded_len(&artifact) as u64,
+                size: payload_len as u64,
             }),
             backend: self.cfg.device.backend().into(),
             device: self.cfg.device.to_string(),
@@ -614,7 +614,6 @@ impl<A: Adversary> Worker<A> {
             digest: digest.to_vec(),
             writer: self.key.hotkey().to_bytes().to_vec(),
         };
-        let payload_len = prost::Message::encoded_len(&artifact);
         let artifact = Arc::new(artifact);
         self.inputs.insert(
             &produced,

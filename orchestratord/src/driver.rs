@@ -1495,21 +1495,8 @@ impl Orchestrator {
                 copy_signature: Vec::new(),
             };
             let manifest_inputs: Vec<String> = self.input_keys(&spec)?;
-            // The receipt carries a copy of this assignment (less the grant).
-            let carried = if attribution::copy_fits(&assignment) {
-                attribution::carried_assignment_bound(&assignment)
-            } else {
-                0
-            };
-            let receipt_size = locus_protocol::grant::RECEIPT_SIZE + carried;
             assignment.sealed_grant = self
-                .job_grant(
-                    &spec,
-                    attempt,
-                    worker.hotkey,
-                    &manifest_inputs,
-                    (deadline, receipt_size),
-                )
+                .job_grant(&spec, &assignment, worker.hotkey, &manifest_inputs)
                 .await?;
             let key = self.write_assignment(&mut assignment, worker).await?;
             info!(run = %self.run.run_id, job = %spec.job_id, attempt, hotkey = %worker.hotkey, worker = worker.worker, "assigned");
@@ -1599,19 +1586,19 @@ impl Orchestrator {
     /// miner's hotkey; empty on a bucket that cannot presign (local). The
     /// artifact and receipt PUTs are create-only and sized: the artifact at
     /// the workload's bound for this job's output, the receipt at its size
-    /// class.
+    /// class with the copy of `assignment` it carries.
     async fn job_grant(
         &self,
         spec: &JobSpec,
-        attempt: u32,
+        assignment: &pb::Assignment,
         hotkey: Hotkey,
         inputs: &[String],
-        (deadline_ms, receipt_size): (u64, u64),
     ) -> anyhow::Result<Vec<u8>> {
         use locus_protocol::presign::Conditions;
         if !self.bucket.can_presign() {
             return Ok(Vec::new());
         }
+        let (attempt, deadline_ms) = (assignment.attempt, assignment.deadline_unix_ms);
         let layout = self.bucket.layout();
         let run_id = &self.run.run_id;
         let mut wanted: Vec<(&str, String, Conditions)> = inputs
@@ -1632,7 +1619,7 @@ impl Orchestrator {
         wanted.push((
             "PUT",
             layout.receipt(run_id, spec.step, &spec.job_id, attempt),
-            Conditions::create_only(receipt_size),
+            Conditions::create_only(attribution::receipt_size(assignment)),
         ));
         let grant = self
             .grant(hotkey, run_id, &spec.job_id, attempt, wanted, deadline_ms)

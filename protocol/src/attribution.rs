@@ -204,6 +204,18 @@ pub fn copy_fits(assignment: &pb::Assignment) -> bool {
         <= <pb::Receipt as crate::Record>::MAX_BYTES as u64
 }
 
+/// The exact size of the receipt answering `assignment` that a PUT grant
+/// allows: the receipt's own room, and its copy of the assignment where
+/// one fits.
+pub fn receipt_size(assignment: &pb::Assignment) -> u64 {
+    let copy = if copy_fits(assignment) {
+        carried_assignment_bound(assignment)
+    } else {
+        0
+    };
+    crate::grant::RECEIPT_SIZE + copy
+}
+
 /// The copy of `assignment` (signed by `owner`) for its miner's receipt;
 /// None where the owner signed no copy.
 pub fn carry_assignment(assignment: &pb::Assignment, owner: &Hotkey) -> Option<pb::Envelope> {

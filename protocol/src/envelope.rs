@@ -318,7 +318,7 @@ pub fn open<T: Record>(
     }
     let envelope =
         pb::Envelope::decode(bytes).map_err(|e| reject(RejectReason::Malformed(e.to_string())))?;
-    open_envelope(envelope, T::TYPE, key, expect, bytes.len())
+    open_envelope(&envelope, T::TYPE, key, expect, bytes.len())
 }
 
 /// Signs `record` as a copy of the object at `key` to be carried inside
@@ -350,13 +350,13 @@ pub fn open_copy<T: Record>(
     key: &str,
     expect: Expect<'_>,
 ) -> Result<Verified<T>, Rejection> {
-    open_envelope(copy.clone(), copy_type, key, expect, copy.encoded_len())
+    open_envelope(copy, copy_type, key, expect, copy.encoded_len())
 }
 
 /// The checks of [`open`] after decoding: record type, signer key,
 /// signature for `key`, signer role, payload.
 fn open_envelope<T: Record>(
-    envelope: pb::Envelope,
+    envelope: &pb::Envelope,
     record_type: &str,
     key: &str,
     expect: Expect<'_>,

@@ -290,7 +290,11 @@ mod tests {
             ..receipt
         };
         let rc = seal(&carrying, &receipt_key, &key).bytes.len() as u64;
-        let room = RECEIPT_SIZE + crate::attribution::carried_assignment_bound(&assignment);
+        let room = crate::attribution::receipt_size(&assignment);
+        assert_eq!(
+            room,
+            RECEIPT_SIZE + crate::attribution::carried_assignment_bound(&assignment)
+        );
         assert!(rc <= room, "receipt carrying its assignment: {rc} > {room}");
         assert!(crate::attribution::copy_fits(&assignment));
         let opened = crate::attribution::carried_assignment(&carrying, &hotkey).expect("verifies");
@@ -306,6 +310,7 @@ mod tests {
             ..assignment
         };
         assert!(!crate::attribution::copy_fits(&huge));
+        assert_eq!(crate::attribution::receipt_size(&huge), RECEIPT_SIZE);
     }
 
     fn input_of(layout: &crate::Layout, id: &str) -> pb::InputRef {
