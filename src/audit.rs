@@ -41,7 +41,7 @@ pub async fn cu_shares(
             VerdictOutcome::Verified | VerdictOutcome::Unsampled if verdict.compute_units > 0 => {
                 let manifest = match manifests.get(&verdict.job_id) {
                     Some(manifest) => manifest.clone(),
-                    None => stored_manifest(bucket, run, &verdict.job_id, owner).await?,
+                    None => judged_manifest(bucket, run, &verdict, owner).await?,
                 };
                 let cu = cost::compute_units(&manifest.cost.unwrap_or_default());
                 *units.entry(hotkey).or_default() += cu;
@@ -94,6 +94,29 @@ async fn owner_manifests(
         }
     }
     Ok(manifests)
+}
+
+/// The manifest of the job `verdict` judged, where none of the run's
+/// assignments carries it any more (anyone with write access to a local
+/// bucket can delete one): from the owner-signed copy of the assignment
+/// in the receipt the verdict names, or else stored at its key.
+async fn judged_manifest(
+    bucket: &Bucket,
+    run: &str,
+    verdict: &pb::Verdict,
+    owner: &Hotkey,
+) -> anyhow::Result<pb::JobManifest> {
+    let receipt =
+        retry(|| bucket.get::<pb::Receipt>(&verdict.receipt_key, Expect::AnySigner)).await;
+    let carried = receipt
+        .ok()
+        .and_then(|receipt| attribution::carried_assignment(&receipt, owner))
+        .filter(|a| a.run_id == run && a.job_id == verdict.job_id)
+        .and_then(|a| attribution::embedded_manifest(&a)?.ok());
+    match carried {
+        Some(manifest) => Ok(manifest.into_inner()),
+        None => stored_manifest(bucket, run, &verdict.job_id, owner).await,
+    }
 }
 
 /// The manifest of `job` stored at its key, by owners that stored them:
