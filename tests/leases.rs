@@ -64,7 +64,17 @@ fn hung_miner_loses_its_leases_and_jobs_are_credited_once() {
     // Wake the hung miner: it must not run what it was assigned long ago.
     signal(supervisor_pid, libc::SIGCONT);
     signal(worker_pid, libc::SIGCONT);
-    std::thread::sleep(Duration::from_secs(3));
+    // On a loaded machine the woken worker may take seconds to get going;
+    // once it has skipped an assignment, give it time to (wrongly) run one.
+    let woken = Instant::now();
+    while !miners[0]
+        .log_text()
+        .contains("lease expired before the job started")
+        && woken.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
     for m in miners.iter_mut() {
         m.terminate();
         assert!(m.wait(60).success(), "{} must stop cleanly", m.name);

@@ -165,6 +165,12 @@ impl<A: Adversary> Worker<A> {
         let (adversary, tools) = self.adversary();
         adversary.background(&tools, shutdown);
         let prefix = self.bucket.layout().assignments_of(&hotkey, self.cfg.index);
+        // A pass may read only the expected key: an assignment written
+        // while the wake waited must wake it again. The watch starts before
+        // the resume listing, which the first pass reuses: an assignment
+        // written after that listing (however long this process was held
+        // up in between) raises an event that wakes the loop.
+        let wake = Wake::on(&self.bucket, std::slice::from_ref(&prefix)).keep_every_wake();
         let (mut cursor, mut resumed) = self.resume_cursor(&prefix).await;
         // Where the owner said this worker's next assignment goes, and
         // when the prefix was last listed.
@@ -172,9 +178,6 @@ impl<A: Adversary> Worker<A> {
         let mut listed_at: Option<Instant> = None;
         let mut first_pass = true;
         let mut refused = std::collections::HashSet::new();
-        // A pass may read only the expected key: an assignment written
-        // while the wake waited must wake it again.
-        let wake = Wake::on(&self.bucket, std::slice::from_ref(&prefix)).keep_every_wake();
         // Nothing but a new assignment gives this loop work: where the
         // prefix is watched, the event wakes it, and an idle worker need
         // not poll its way back up from the minimum after every job (on a
