@@ -10,6 +10,7 @@
 
 use locus_protocol::envelope::{self, PadError, Sealed};
 use locus_protocol::grant::{self, GrantError};
+use locus_protocol::tls::LazyHttpClient;
 use locus_protocol::{Bucket, BucketError, Expect, Keypair, Record, Verified, pb};
 use prost::Message as _;
 
@@ -62,7 +63,7 @@ impl Access {
     /// Reads and verifies the record at `key`.
     pub async fn get<T: Record>(
         &self,
-        http: &reqwest::Client,
+        http: &LazyHttpClient,
         bucket: &Bucket,
         key: &str,
         expect: Expect<'_>,
@@ -71,7 +72,7 @@ impl Access {
             Access::Granted(grant) if grant.url("GET", key).is_ok() => {
                 let url = grant.url("GET", key)?;
                 count(&bucket.counts().gets);
-                let bytes = send(http.get(url), "GET", key).await?;
+                let bytes = send(http.client().get(url), "GET", key).await?;
                 Ok(envelope::open(&bytes, key, expect).map_err(BucketError::from)?)
             }
             _ => Ok(bucket.get(key, expect).await?),
@@ -81,7 +82,7 @@ impl Access {
     /// Signs `record` for `key` and writes it once.
     pub async fn create<T: Record>(
         &self,
-        http: &reqwest::Client,
+        http: &LazyHttpClient,
         bucket: &Bucket,
         key: &str,
         record: &T,
@@ -95,7 +96,7 @@ impl Access {
                 .map_err(AccessError::from),
             Access::Granted(grant) => {
                 count(&bucket.counts().puts);
-                put_granted(http, grant.entry("PUT", key)?, bytes, true).await
+                put_granted(http.client(), grant.entry("PUT", key)?, bytes, true).await
             }
         };
         if let Err(e) = written {

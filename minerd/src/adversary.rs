@@ -27,7 +27,7 @@ use crate::worker::Skip;
 pub struct Tools<'a> {
     pub bucket: &'a Bucket,
     pub key: &'a Arc<Keypair>,
-    pub http: &'a reqwest::Client,
+    pub http: &'a locus_protocol::tls::LazyHttpClient,
     /// This worker's index under its hotkey.
     pub worker: u32,
 }

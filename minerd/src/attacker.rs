@@ -61,7 +61,8 @@ impl Adversary for Attacker {
                 attacks::forge_manifest(tools.bucket, tools.key, tools.worker, assignment).await
             }
             FaultMode::LeakedGrant => {
-                attacks::leaked_grant(tools.bucket, tools.key, tools.http, assignment).await
+                attacks::leaked_grant(tools.bucket, tools.key, tools.http.client(), assignment)
+                    .await
             }
             _ => return Ok(()),
         };
@@ -181,7 +182,7 @@ impl Adversary for Attacker {
                 let outcome = hostile::overwrite_own(
                     tools.bucket,
                     tools.key,
-                    tools.http,
+                    tools.http.client(),
                     published.access,
                     published.artifact_key,
                     published.artifact,

@@ -103,7 +103,8 @@ pub struct Worker<A: Adversary = Honest> {
     runs: locus_protocol::runs::RunManifests,
     status: Arc<Mutex<Status>>,
     cpu_features: String,
-    http: reqwest::Client,
+    /// Used only for grants (S3 buckets).
+    http: locus_protocol::tls::LazyHttpClient,
     executed: locus_observe::Counter,
     refused: locus_observe::Counter,
     inputs: InputCache,
@@ -129,7 +130,7 @@ impl<A: Adversary> Worker<A> {
             cfg,
             status: Arc::default(),
             cpu_features: cpu_features(),
-            http: locus_protocol::tls::http_client(),
+            http: Default::default(),
             executed: Default::default(),
             refused: Default::default(),
             inputs: InputCache::new(INPUT_CACHE_BYTES),
@@ -646,7 +647,7 @@ async fn heartbeat_loop(
     cfg: WorkerConfig,
     status: Arc<Mutex<Status>>,
     shutdown: Shutdown,
-    http: reqwest::Client,
+    http: locus_protocol::tls::LazyHttpClient,
 ) {
     let (index, every) = (cfg.index, cfg.heartbeat_every);
     let hotkey = key.hotkey();
@@ -672,8 +673,16 @@ async fn heartbeat_loop(
             jobs_done,
         };
         let sent = if bucket.is_remote() {
-            send_granted_heartbeat(&bucket, &key, &cfg, &http, &hb_key, &heartbeat, &mut grant)
-                .await
+            send_granted_heartbeat(
+                &bucket,
+                &key,
+                &cfg,
+                http.client(),
+                &hb_key,
+                &heartbeat,
+                &mut grant,
+            )
+            .await
         } else {
             bucket
                 .put(&hb_key, &heartbeat, &key)

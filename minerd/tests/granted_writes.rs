@@ -51,10 +51,11 @@ async fn granted_creates_are_padded_create_only_and_bounded() {
         ..Default::default()
     };
     let access = Access::Granted(grant);
-    let http = locus_protocol::tls::http_client_builder()
+    let http: locus_protocol::tls::LazyHttpClient = locus_protocol::tls::http_client_builder()
         .no_proxy()
         .build()
-        .unwrap();
+        .unwrap()
+        .into();
 
     let receipt = pb::Receipt {
         run_id: "r".into(),

@@ -50,7 +50,8 @@ pub struct Auditor {
     bucket: Bucket,
     key: Arc<Keypair>,
     cfg: AuditorConfig,
-    http: reqwest::Client,
+    /// Used only for grants (S3 buckets).
+    http: locus_protocol::tls::LazyHttpClient,
     inputs: InputCache,
     runs: RunManifests,
     /// The last audit job key taken; listing resumes after it.
@@ -65,7 +66,7 @@ impl Auditor {
             key: Arc::new(key),
             runs: locus_protocol::runs::RunManifests::new(cfg.owner),
             cfg,
-            http: locus_protocol::tls::http_client(),
+            http: Default::default(),
             inputs: InputCache::new(INPUT_CACHE_BYTES),
             cursor: None,
             audits_done: 0,
