@@ -47,6 +47,16 @@ impl NextAssignment {
         }
     }
 
+    /// Whether the run whose next key is read gave this worker work whose
+    /// lease is still running at `now_ms`: its next assignment is likely
+    /// soon (a step's later levels), so the key is worth reading often.
+    pub fn is_due(&self, now_ms: u64) -> bool {
+        match self.by_run.values().collect::<Vec<_>>().as_slice() {
+            [(Some(_), deadline)] => *deadline > now_ms,
+            _ => false,
+        }
+    }
+
     /// Forgets an expected key that held an object not the owner's: the
     /// owner skips past such a key, and a listing finds where it went.
     pub fn forget(&mut self, key: &str) {
@@ -89,6 +99,17 @@ mod tests {
         // A next key that does not sort after the one handled is ignored.
         next.learn("a/009", told("run1", Some("a/002"), 300));
         assert_eq!(next.key(), None);
+    }
+
+    #[test]
+    fn the_next_key_is_due_while_the_last_lease_runs() {
+        let mut next = NextAssignment::default();
+        assert!(!next.is_due(0), "nothing expected");
+        next.learn("a/001", told("run1", Some("a/005"), 1_000));
+        assert!(next.is_due(999));
+        assert!(!next.is_due(1_000), "the lease ran out: back off");
+        next.learn("a/005", told("run1", None, 2_000));
+        assert!(!next.is_due(1_500), "no key to read");
     }
 
     #[test]

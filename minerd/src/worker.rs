@@ -95,6 +95,10 @@ const INPUT_CACHE_BYTES: usize = 32 << 20;
 /// taken, puts the assignment elsewhere, and the worker finds it this late.
 pub const LIST_WHILE_EXPECTING: Duration = Duration::from_secs(10);
 
+/// Without events, the expected key of a live run is read at least every
+/// this many `poll_min` (see [`NextAssignment::is_due`]).
+pub const DUE_POLL_FACTOR: u32 = 2;
+
 /// One worker process. `A` is its [`Adversary`]: [`Honest`] in production.
 pub struct Worker<A: Adversary = Honest> {
     bucket: Bucket,
@@ -275,6 +279,14 @@ impl<A: Adversary> Worker<A> {
                 if !wake.is_watching() {
                     continue;
                 }
+            }
+            // Without events (S3), the key the owner named is read briskly
+            // while the run that named it is live for this worker: its next
+            // job usually follows within a step, and the pick-up delay is
+            // on the run's critical path. One GET per read; the back-off
+            // grows again once the last lease has run out.
+            if !wake.is_watching() && next.is_due(self.cfg.clock.now_ms()) {
+                backoff.cap(self.cfg.poll_min * DUE_POLL_FACTOR);
             }
             // A deferred assignment is retried after the back-off, not in a
             // tight loop against a failing store.
@@ -656,6 +668,11 @@ async fn heartbeat_loop(
     // Logged when heartbeats start landing, and again after failures: what
     // an operator watches for to know the owner can see this worker.
     let mut landing = false;
+    // A failed heartbeat is tried again sooner than the next one is due
+    // (a worker started before the owner granted its hotkey lands its
+    // first one as soon as the grant is there), backing off to `every`.
+    let mut retry = Backoff::new(cfg.poll_min.max(Duration::from_millis(100)), every);
+    let mut warned: Option<Instant> = None;
     loop {
         let (current_job, jobs_done) = status
             .lock()
@@ -690,18 +707,28 @@ async fn heartbeat_loop(
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         };
-        match sent {
-            Ok(()) if !landing => {
-                info!(worker = index, every_secs = every.as_secs(), key = %hb_key, "heartbeats landing: the owner can see this worker");
-                landing = true;
+        let next = match sent {
+            Ok(()) => {
+                if !landing {
+                    info!(worker = index, every_secs = every.as_secs(), key = %hb_key, "heartbeats landing: the owner can see this worker");
+                    landing = true;
+                }
+                retry.reset();
+                warned = None;
+                every
             }
-            Ok(()) => {}
             Err(e) => {
-                warn!(error = %e, "heartbeat failed");
+                // Tries come faster than heartbeats: say so at most once
+                // per heartbeat interval.
+                if warned.is_none_or(|at: Instant| at.elapsed() >= every) {
+                    warn!(error = %e, "heartbeat failed");
+                    warned = Some(Instant::now());
+                }
                 landing = false;
+                retry.next_delay()
             }
-        }
-        if !shutdown.sleep(every).await {
+        };
+        if !shutdown.sleep(next).await {
             return;
         }
     }
