@@ -14,6 +14,12 @@ use std::time::Duration;
 /// this long ago: the run gives this worker no more work, or has ended.
 pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
+/// How long after an assignment was read the next one of its run is due
+/// (and read often, where no events say it came): within a step's levels.
+/// Past that, the jobs that kept this worker waiting are long enough that
+/// a pick-up within the 1 s idle poll costs little.
+pub const DUE_WITHIN: Duration = Duration::from_secs(30);
+
 /// What one assignment said about the next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Told {
@@ -21,12 +27,21 @@ pub struct Told {
     /// The key of the next assignment, if the owner set one aside.
     pub next_key: Option<String>,
     pub deadline_ms: u64,
+    /// When the worker read the assignment.
+    pub read_ms: u64,
 }
 
 /// The next assignment key of each run giving this worker work.
 #[derive(Debug, Default)]
 pub struct NextAssignment {
-    by_run: BTreeMap<String, (Option<String>, u64)>,
+    by_run: BTreeMap<String, Expected>,
+}
+
+#[derive(Debug)]
+struct Expected {
+    next_key: Option<String>,
+    deadline_ms: u64,
+    read_ms: u64,
 }
 
 impl NextAssignment {
@@ -34,35 +49,51 @@ impl NextAssignment {
     /// does not sort after `key` is no expectation (listings resume after
     /// the cursor).
     pub fn learn(&mut self, key: &str, told: Told) {
-        let next = told.next_key.filter(|next| next.as_str() > key);
-        self.by_run.insert(told.run, (next, told.deadline_ms));
+        let next_key = told.next_key.filter(|next| next.as_str() > key);
+        self.by_run.insert(
+            told.run,
+            Expected {
+                next_key,
+                deadline_ms: told.deadline_ms,
+                read_ms: told.read_ms,
+            },
+        );
+    }
+
+    /// The one run giving this worker work, where there is exactly one.
+    fn only(&self) -> Option<&Expected> {
+        let mut runs = self.by_run.values();
+        match (runs.next(), runs.next()) {
+            (Some(expected), None) => Some(expected),
+            _ => None,
+        }
     }
 
     /// The one key to read instead of listing, where exactly one run gives
     /// this worker work and said where its next assignment goes.
     pub fn key(&self) -> Option<&str> {
-        match self.by_run.values().collect::<Vec<_>>().as_slice() {
-            [(Some(key), _)] => Some(key),
-            _ => None,
-        }
+        self.only()?.next_key.as_deref()
     }
 
-    /// Whether the run whose next key is read gave this worker work whose
-    /// lease is still running at `now_ms`: its next assignment is likely
-    /// soon (a step's later levels), so the key is worth reading often.
+    /// Whether that key is worth reading often at `now_ms`: the last
+    /// assignment was read less than [`DUE_WITHIN`] ago and its lease still
+    /// runs, so the run's next job for this worker is likely soon (a step's
+    /// later levels).
     pub fn is_due(&self, now_ms: u64) -> bool {
-        match self.by_run.values().collect::<Vec<_>>().as_slice() {
-            [(Some(_), deadline)] => *deadline > now_ms,
-            _ => false,
-        }
+        self.only().is_some_and(|e| {
+            let due_until = e
+                .deadline_ms
+                .min(e.read_ms.saturating_add(DUE_WITHIN.as_millis() as u64));
+            e.next_key.is_some() && now_ms < due_until
+        })
     }
 
     /// Forgets an expected key that held an object not the owner's: the
     /// owner skips past such a key, and a listing finds where it went.
     pub fn forget(&mut self, key: &str) {
-        for (next, _) in self.by_run.values_mut() {
-            if next.as_deref() == Some(key) {
-                *next = None;
+        for expected in self.by_run.values_mut() {
+            if expected.next_key.as_deref() == Some(key) {
+                expected.next_key = None;
             }
         }
     }
@@ -72,7 +103,7 @@ impl NextAssignment {
     pub fn prune(&mut self, now_ms: u64) {
         let forget = FORGET_AFTER.as_millis() as u64;
         self.by_run
-            .retain(|_, (_, deadline)| deadline.saturating_add(forget) > now_ms);
+            .retain(|_, e| e.deadline_ms.saturating_add(forget) > now_ms);
     }
 }
 
@@ -85,6 +116,7 @@ mod tests {
             run: run.into(),
             next_key: next.map(Into::into),
             deadline_ms,
+            read_ms: 0,
         }
     }
 
@@ -102,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn the_next_key_is_due_while_the_last_lease_runs() {
+    fn the_next_key_is_due_soon_after_a_read_while_its_lease_runs() {
         let mut next = NextAssignment::default();
         assert!(!next.is_due(0), "nothing expected");
         next.learn("a/001", told("run1", Some("a/005"), 1_000));
@@ -110,6 +142,11 @@ mod tests {
         assert!(!next.is_due(1_000), "the lease ran out: back off");
         next.learn("a/005", told("run1", None, 2_000));
         assert!(!next.is_due(1_500), "no key to read");
+        // A long lease: due for DUE_WITHIN after the read, not all of it.
+        let within = DUE_WITHIN.as_millis() as u64;
+        next.learn("a/009", told("run1", Some("a/011"), 10 * within));
+        assert!(next.is_due(within - 1));
+        assert!(!next.is_due(within), "long past the read: back off");
     }
 
     #[test]

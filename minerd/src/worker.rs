@@ -281,10 +281,10 @@ impl<A: Adversary> Worker<A> {
                 }
             }
             // Without events (S3), the key the owner named is read briskly
-            // while the run that named it is live for this worker: its next
-            // job usually follows within a step, and the pick-up delay is
-            // on the run's critical path. One GET per read; the back-off
-            // grows again once the last lease has run out.
+            // for a while after the run that named it gave this worker work:
+            // its next job usually follows within a step, and the pick-up
+            // delay is on the run's critical path. One GET per read; the
+            // back-off grows again after (see `NextAssignment::is_due`).
             if !wake.is_watching() && next.is_due(self.cfg.clock.now_ms()) {
                 backoff.cap(self.cfg.poll_min * DUE_POLL_FACTOR);
             }
@@ -420,6 +420,7 @@ impl<A: Adversary> Worker<A> {
                     .assignment(&hotkey, self.cfg.index, seq)
             }),
             deadline_ms: assignment.deadline_unix_ms,
+            read_ms: self.cfg.clock.now_ms(),
         });
         for (what, id) in [("run", &assignment.run_id), ("job", &assignment.job_id)] {
             locus_protocol::paths::validate_id(what, id).map_err(Skip::Invalid)?;
