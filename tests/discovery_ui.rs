@@ -43,8 +43,28 @@ fn ui_renders_a_real_smoke_run_in_chromium() {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string();
-    // Let the first indexing pass finish.
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // Wait for the index to hold the run's last receipt and its score
+    // window (a fixed pause was too short on a loaded machine).
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("no address in {url}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let indexed = |path: &str, want: &str| {
+            common::http_get(addr, path)
+                .is_some_and(|(status, body)| status == 200 && body.contains(want))
+        };
+        if indexed("/api/receipts", "s00001-eval") && indexed("/api/scores", "window_id") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the UI did not index the smoke's receipts and scores in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let profile = work.path().join("chromium-profile");
     let dom = headless(&browser, &profile, &["--dump-dom".into(), url.clone()]);
     let artifacts = std::env::var("LOCUS_TEST_ARTIFACTS")
