@@ -183,6 +183,9 @@ pub fn sign_assignment_copy(assignment: &pb::Assignment, key: &str, owner: &Keyp
     envelope::sign_copy(&copy_of(assignment), ASSIGNMENT_COPY, key, owner).signature
 }
 
+/// `Receipt.assignment`'s field number (locus.proto).
+const RECEIPT_ASSIGNMENT_FIELD: u32 = 16;
+
 /// The most bytes [`carry_assignment`] adds to a receipt for `assignment`
 /// (whatever its `next_seq`): what the owner sizes a receipt's grant by.
 pub fn carried_assignment_bound(assignment: &pb::Assignment) -> u64 {
@@ -190,8 +193,16 @@ pub fn carried_assignment_bound(assignment: &pb::Assignment) -> u64 {
         next_seq: Some(u64::MAX),
         ..copy_of(assignment)
     };
-    // Field tags and lengths, the record type, signer and signature.
-    (widest.encoded_len() + ASSIGNMENT_COPY.len() + 32 + 64 + 32) as u64
+    let copy = envelope::envelope_len(ASSIGNMENT_COPY, widest.encoded_len());
+    (prost::encoding::key_len(RECEIPT_ASSIGNMENT_FIELD)
+        + prost::encoding::encoded_len_varint(copy as u64)
+        + copy) as u64
+}
+
+/// Whether a receipt's own room and the copy's (`copy_bound`) stay within
+/// a receipt's size limit.
+fn copy_room_fits(copy_bound: u64) -> bool {
+    crate::grant::RECEIPT_SIZE + copy_bound <= <pb::Receipt as crate::Record>::MAX_BYTES as u64
 }
 
 /// Whether the receipt answering `assignment` can carry its copy: the
@@ -200,19 +211,15 @@ pub fn carried_assignment_bound(assignment: &pb::Assignment) -> u64 {
 /// assignment too large for that (a manifest naming very many inputs); its
 /// receipt names the assignment's key only.
 pub fn copy_fits(assignment: &pb::Assignment) -> bool {
-    crate::grant::RECEIPT_SIZE + carried_assignment_bound(assignment)
-        <= <pb::Receipt as crate::Record>::MAX_BYTES as u64
+    copy_room_fits(carried_assignment_bound(assignment))
 }
 
 /// The exact size of the receipt answering `assignment` that a PUT grant
 /// allows: the receipt's own room, and its copy of the assignment where
 /// one fits.
 pub fn receipt_size(assignment: &pb::Assignment) -> u64 {
-    let copy = if copy_fits(assignment) {
-        carried_assignment_bound(assignment)
-    } else {
-        0
-    };
+    let bound = carried_assignment_bound(assignment);
+    let copy = if copy_room_fits(bound) { bound } else { 0 };
     crate::grant::RECEIPT_SIZE + copy
 }
 
@@ -222,13 +229,12 @@ pub fn carry_assignment(assignment: &pb::Assignment, owner: &Hotkey) -> Option<p
     if assignment.copy_signature.is_empty() {
         return None;
     }
-    Some(pb::Envelope {
-        record_type: ASSIGNMENT_COPY.to_string(),
-        payload: copy_of(assignment).encode_to_vec(),
-        signer: owner.to_bytes().to_vec(),
-        signature: assignment.copy_signature.clone(),
-        padding: Vec::new(),
-    })
+    Some(envelope::signed_envelope(
+        ASSIGNMENT_COPY,
+        copy_of(assignment).encode_to_vec(),
+        owner,
+        assignment.copy_signature.clone(),
+    ))
 }
 
 /// The assignment `receipt` carries, verified as the one `owner` wrote at

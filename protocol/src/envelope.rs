@@ -183,18 +183,42 @@ pub fn seal<T: Record>(record: &T, key: &str, signer: &Keypair) -> Sealed {
 /// use it to sign payloads that are not valid records, so they reach the
 /// payload decoder behind the signature check.
 pub fn seal_payload(record_type: &str, payload: Vec<u8>, key: &str, signer: &Keypair) -> Sealed {
-    let digest = Digest::of(&payload);
-    let signature = signer.sign(&signing_message(record_type, key, &digest));
-    let envelope = pb::Envelope {
-        record_type: record_type.to_string(),
-        payload,
-        signer: signer.hotkey().to_bytes().to_vec(),
-        signature: signature.to_vec(),
-        padding: Vec::new(),
-    };
+    let (envelope, digest) = sign_envelope(record_type, payload, key, signer);
     Sealed {
         bytes: envelope.encode_to_vec(),
         digest,
+    }
+}
+
+/// `payload` signed by `signer` as a record of `record_type` for `key`, and
+/// the payload's digest.
+fn sign_envelope(
+    record_type: &str,
+    payload: Vec<u8>,
+    key: &str,
+    signer: &Keypair,
+) -> (pb::Envelope, Digest) {
+    let digest = Digest::of(&payload);
+    let signature = signer.sign(&signing_message(record_type, key, &digest));
+    let envelope = signed_envelope(record_type, payload, &signer.hotkey(), signature.to_vec());
+    (envelope, digest)
+}
+
+/// The envelope of `payload` as a record of `record_type` with `signer`'s
+/// `signature` over it: made by [`seal`], or rebuilt from a signature made
+/// earlier (a copy carried inside another record).
+pub fn signed_envelope(
+    record_type: &str,
+    payload: Vec<u8>,
+    signer: &Hotkey,
+    signature: Vec<u8>,
+) -> pb::Envelope {
+    pb::Envelope {
+        record_type: record_type.to_string(),
+        payload,
+        signer: signer.to_bytes().to_vec(),
+        signature,
+        padding: Vec::new(),
     }
 }
 
@@ -213,14 +237,16 @@ pub fn field_len(len: usize) -> usize {
 /// `payload_len` bytes long (the signer and signature have fixed sizes), so
 /// that a size can be bounded without building the record.
 pub fn sealed_len<T: Record>(payload_len: usize) -> usize {
-    let frame = pb::Envelope {
-        record_type: T::TYPE.to_string(),
-        payload: Vec::new(),
-        signer: vec![0; 32],
-        signature: vec![0; 64],
-        padding: Vec::new(),
-    };
-    frame.encoded_len() + field_len(payload_len)
+    envelope_len(T::TYPE, payload_len)
+}
+
+/// Length of an unpadded envelope of `record_type` around `payload_len`
+/// bytes: [`sealed_len`] for a record type given by name (a carried copy).
+pub fn envelope_len(record_type: &str, payload_len: usize) -> usize {
+    field_len(record_type.len())
+        + field_len(payload_len)
+        + field_len(ed25519_dalek::PUBLIC_KEY_LENGTH)
+        + field_len(ed25519_dalek::SIGNATURE_LENGTH)
 }
 
 /// Key of `Envelope.padding`: field 5, wire type 2 (length-delimited).
@@ -331,15 +357,7 @@ pub fn sign_copy<T: Record>(
     key: &str,
     signer: &Keypair,
 ) -> pb::Envelope {
-    let payload = record.encode_to_vec();
-    let signature = signer.sign(&signing_message(copy_type, key, &Digest::of(&payload)));
-    pb::Envelope {
-        record_type: copy_type.to_string(),
-        payload,
-        signer: signer.hotkey().to_bytes().to_vec(),
-        signature: signature.to_vec(),
-        padding: Vec::new(),
-    }
+    sign_envelope(copy_type, record.encode_to_vec(), key, signer).0
 }
 
 /// Verifies a copy made by [`sign_copy`] as the record at `key`: checked

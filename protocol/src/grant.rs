@@ -296,6 +296,20 @@ mod tests {
             RECEIPT_SIZE + crate::attribution::carried_assignment_bound(&assignment)
         );
         assert!(rc <= room, "receipt carrying its assignment: {rc} > {room}");
+        // The bound is what the widest copy (the largest sequence number)
+        // adds to a receipt, to the byte.
+        let widest = pb::Assignment {
+            next_seq: Some(u64::MAX),
+            ..signed.clone()
+        };
+        let carried = pb::Receipt {
+            assignment: crate::attribution::carry_assignment(&widest, &hotkey),
+            ..Default::default()
+        };
+        assert_eq!(
+            carried.encoded_len() as u64,
+            crate::attribution::carried_assignment_bound(&assignment)
+        );
         assert!(crate::attribution::copy_fits(&assignment));
         let opened = crate::attribution::carried_assignment(&carrying, &hotkey).expect("verifies");
         assert_eq!(opened.sealed_grant, Vec::<u8>::new());
