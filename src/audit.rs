@@ -24,7 +24,7 @@ pub async fn cu_shares(
     let layout = bucket.layout();
     let mut units: BTreeMap<Hotkey, u64> = BTreeMap::new();
     let mut failed = BTreeSet::new();
-    let manifests = owner_manifests(bucket, run, owner).await?;
+    let mut manifests = OwnerManifests::new(bucket, run, owner);
     let prefix = layout.verdicts(run);
     for key in retry(|| bucket.list(&prefix, None)).await? {
         let verdict =
@@ -39,10 +39,7 @@ pub async fn cu_shares(
             // A redo of a job already credited to another attempt passes
             // with no units: it is used, not paid.
             VerdictOutcome::Verified | VerdictOutcome::Unsampled if verdict.compute_units > 0 => {
-                let manifest = match manifests.get(&verdict.job_id) {
-                    Some(manifest) => manifest.clone(),
-                    None => judged_manifest(bucket, run, &verdict, owner).await?,
-                };
+                let manifest = manifests.of(&verdict).await?;
                 let cu = cost::compute_units(&manifest.cost.unwrap_or_default());
                 *units.entry(hotkey).or_default() += cu;
             }
@@ -71,51 +68,96 @@ pub async fn cu_shares(
         .collect())
 }
 
-/// The manifest of every job of `run` the owner assigned, as its
-/// assignments carry it (signed by the owner with the assignment; every
-/// attempt and revision of a job prices it the same).
-async fn owner_manifests(
-    bucket: &Bucket,
-    run: &str,
-    owner: &Hotkey,
-) -> anyhow::Result<BTreeMap<String, pb::JobManifest>> {
-    let mut manifests = BTreeMap::new();
-    let prefix = bucket.layout().assignments();
-    let listed = retry(|| bucket.list(&prefix, None)).await?;
-    for key in listed {
-        let assignment =
-            match retry(|| bucket.get::<pb::Assignment>(&key, Expect::Signer(owner))).await {
-                Ok(assignment) if assignment.run_id == run => assignment,
+/// The owner's manifest of each credited job (every attempt and revision
+/// of a job prices it the same), read where it costs least: from the
+/// owner-signed copy of its assignment that the judged receipt carries.
+/// Anyone with write access to a local bucket can delete a receipt or an
+/// assignment, so where the copy is gone the manifests the run's
+/// assignments carry are read (once, on first need: every run's
+/// assignments share one prefix), and then manifests stored by owners that
+/// stored them.
+struct OwnerManifests<'a> {
+    bucket: &'a Bucket,
+    run: &'a str,
+    owner: &'a Hotkey,
+    known: BTreeMap<String, pb::JobManifest>,
+    assignments_read: bool,
+}
+
+impl<'a> OwnerManifests<'a> {
+    fn new(bucket: &'a Bucket, run: &'a str, owner: &'a Hotkey) -> Self {
+        OwnerManifests {
+            bucket,
+            run,
+            owner,
+            known: BTreeMap::new(),
+            assignments_read: false,
+        }
+    }
+
+    /// The manifest of the job `verdict` judged.
+    async fn of(&mut self, verdict: &pb::Verdict) -> anyhow::Result<pb::JobManifest> {
+        let job = &verdict.job_id;
+        if let Some(manifest) = self.known.get(job) {
+            return Ok(manifest.clone());
+        }
+        let manifest = match self.carried(verdict).await {
+            Some(manifest) => manifest,
+            None => {
+                if !self.assignments_read {
+                    self.assignments_read = true;
+                    self.read_assignments().await?;
+                }
+                match self.known.get(job) {
+                    Some(manifest) => manifest.clone(),
+                    None => stored_manifest(self.bucket, self.run, job, self.owner).await?,
+                }
+            }
+        };
+        self.known.insert(job.clone(), manifest.clone());
+        Ok(manifest)
+    }
+
+    /// From the assignment copy in the receipt `verdict` names.
+    async fn carried(&self, verdict: &pb::Verdict) -> Option<pb::JobManifest> {
+        let receipt = retry(|| {
+            self.bucket
+                .get::<pb::Receipt>(&verdict.receipt_key, Expect::AnySigner)
+        })
+        .await
+        .ok()?;
+        let assignment = attribution::carried_assignment(&receipt, self.owner)
+            .filter(|a| a.run_id == self.run && a.job_id == verdict.job_id)?;
+        Some(
+            attribution::embedded_manifest(&assignment)?
+                .ok()?
+                .into_inner(),
+        )
+    }
+
+    /// Every manifest the run's assignments carry, signed by the owner
+    /// with the assignment.
+    async fn read_assignments(&mut self) -> anyhow::Result<()> {
+        let prefix = self.bucket.layout().assignments();
+        let listed = retry(|| self.bucket.list(&prefix, None)).await?;
+        for key in listed {
+            let assignment = match retry(|| {
+                self.bucket
+                    .get::<pb::Assignment>(&key, Expect::Signer(self.owner))
+            })
+            .await
+            {
+                Ok(assignment) if assignment.run_id == self.run => assignment,
                 Ok(_) | Err(BucketError::Rejected(_) | BucketError::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-        if let Some(Ok(manifest)) = attribution::embedded_manifest(&assignment) {
-            manifests.insert(manifest.job_id.clone(), manifest.into_inner());
+            if let Some(Ok(manifest)) = attribution::embedded_manifest(&assignment) {
+                self.known
+                    .entry(manifest.job_id.clone())
+                    .or_insert_with(|| manifest.into_inner());
+            }
         }
-    }
-    Ok(manifests)
-}
-
-/// The manifest of the job `verdict` judged, where none of the run's
-/// assignments carries it any more (anyone with write access to a local
-/// bucket can delete one): from the owner-signed copy of the assignment
-/// in the receipt the verdict names, or else stored at its key.
-async fn judged_manifest(
-    bucket: &Bucket,
-    run: &str,
-    verdict: &pb::Verdict,
-    owner: &Hotkey,
-) -> anyhow::Result<pb::JobManifest> {
-    let receipt =
-        retry(|| bucket.get::<pb::Receipt>(&verdict.receipt_key, Expect::AnySigner)).await;
-    let carried = receipt
-        .ok()
-        .and_then(|receipt| attribution::carried_assignment(&receipt, owner))
-        .filter(|a| a.run_id == run && a.job_id == verdict.job_id)
-        .and_then(|a| attribution::embedded_manifest(&a)?.ok());
-    match carried {
-        Some(manifest) => Ok(manifest.into_inner()),
-        None => stored_manifest(bucket, run, &verdict.job_id, owner).await,
+        Ok(())
     }
 }
 
